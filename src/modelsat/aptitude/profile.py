@@ -1,0 +1,95 @@
+"""A model's capability profile: per-subject accuracy on the aptitude test (design.md, "Contracts")."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from modelsat.errors import ModelsatError
+
+
+@dataclass
+class SubjectScore:
+    accuracy: float          # in [0, 1]
+    n_items: int             # how many items the accuracy rests on
+
+
+@dataclass
+class Profile:
+    """Per-subject accuracy of one model on one aptitude-test version, with notes and provenance."""
+
+    model: str
+    test_version: str
+    subjects: dict[str, SubjectScore]
+    notes: dict = field(default_factory=dict)        # languages, context_length, price_per_mtok {input, output}
+    provenance: dict = field(default_factory=dict)   # records file or endpoint, date
+
+    @property
+    def mean_accuracy(self) -> float:
+        vals = [s.accuracy for s in self.subjects.values()]
+        return sum(vals) / len(vals) if vals else 0.0
+
+    @property
+    def price(self) -> float | None:
+        """USD per million tokens (mean of input and output) when the notes give it."""
+        p = self.notes.get("price_per_mtok")
+        if isinstance(p, dict):
+            vals = [float(v) for v in p.values() if v is not None]
+            return sum(vals) / len(vals) if vals else None
+        return float(p) if p is not None else None
+
+    def accuracy_vector(self, subjects: list[str], default: float | None = None) -> list[float]:
+        """Accuracies in the order of `subjects`; a missing subject gets `default` (mean accuracy if None)."""
+        fill = self.mean_accuracy if default is None else default
+        return [self.subjects[s].accuracy if s in self.subjects else fill for s in subjects]
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "test_version": self.test_version,
+                "subjects": {k: asdict(v) for k, v in self.subjects.items()},
+                "notes": self.notes, "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<profile>") -> "Profile":
+        try:
+            subjects = {k: SubjectScore(float(v["accuracy"]), int(v["n_items"]))
+                        for k, v in d["subjects"].items()}
+            prof = cls(model=str(d["model"]), test_version=str(d["test_version"]), subjects=subjects,
+                       notes=dict(d.get("notes") or {}), provenance=dict(d.get("provenance") or {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelsatError(f"{source}: not a modelsat profile ({type(exc).__name__}: {exc}); "
+                                "expected keys model, test_version, subjects{name: {accuracy, n_items}}") from exc
+        for name, s in prof.subjects.items():
+            if not 0.0 <= s.accuracy <= 1.0:
+                raise ModelsatError(f"{source}: subject {name!r} accuracy {s.accuracy} is outside [0, 1]")
+        return prof
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the profile as JSON, atomically."""
+        return write_json_atomic(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Profile":
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelsatError(f"{p}: cannot read profile JSON ({exc})") from exc
+        return cls.from_dict(data, source=str(p))
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    """Writes JSON to a temporary file beside `path`, then renames it into place."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

@@ -1,0 +1,84 @@
+"""Instruction embeddings with all-MiniLM-L6-v2, cached on disk by text hash so each text is encoded once."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from modelsat.paths import cache_dir
+
+DIM = 384
+_lock = threading.Lock()
+_model = None
+
+
+def _encoder():
+    global _model
+    with _lock:
+        if _model is None:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            from modelsat.base_models import minilm_dir
+            path = minilm_dir()
+            _model = (AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval(), torch)
+    return _model
+
+
+def encode(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """(n, 384) float32 unit-norm mean-pooled MiniLM embeddings, computed now (no cache)."""
+    tok, enc, torch = _encoder()
+    out = np.zeros((len(texts), DIM), dtype=np.float32)
+    # sort by length so padding is small
+    order = np.argsort([len(t) for t in texts])
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            h = enc(**b).last_hidden_state
+            m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+            e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+            out[idx] = e.numpy()
+    return out
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()
+
+
+def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """(n, 384) embeddings of `texts`, read from the on-disk cache where present, computed and stored otherwise."""
+    texts = [t if isinstance(t, str) else str(t) for t in texts]
+    keys = [_key(t) for t in texts]
+    db = sqlite3.connect(cache_dir() / "minilm-embeddings.sqlite", timeout=60)
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+        found: dict[str, np.ndarray] = {}
+        uniq = list(dict.fromkeys(keys))
+        for start in range(0, len(uniq), 500):
+            chunk = uniq[start:start + 500]
+            q = f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})"
+            for k, v in db.execute(q, chunk):
+                found[k] = np.frombuffer(v, dtype=np.float32)
+        todo = [k for k in uniq if k not in found]
+        if todo:
+            first = {k: t for k, t in zip(keys, texts)}
+            todo_texts = [first[k] for k in todo]
+            step = 2048
+            iterator = range(0, len(todo_texts), step)
+            if progress:
+                from rich.progress import track
+                iterator = track(iterator, description=f"embedding {len(todo_texts)} texts")
+            for start in iterator:
+                vecs = encode(todo_texts[start:start + step], batch_size=batch_size)
+                rows = [(k, v.tobytes()) for k, v in zip(todo[start:start + step], vecs)]
+                db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                db.commit()
+                found.update({k: v for k, v in zip(todo[start:start + step], vecs)})
+    finally:
+        db.close()
+    return np.stack([found[k] for k in keys]) if keys else np.zeros((0, DIM), dtype=np.float32)

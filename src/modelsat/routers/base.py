@@ -1,0 +1,162 @@
+"""The one Router interface (scikit-learn style) and the name -> class registry.
+
+A router scores (instruction, candidate) pairs; candidates are Profiles passed at call time, so a router
+that can (the profile-based ones) scores models it never saw in training. `route` is written once, here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+import pandas as pd
+
+from modelsat.aptitude.profile import Profile, write_json_atomic
+from modelsat.errors import ModelsatError
+
+_REGISTRY: dict[str, type["Router"]] = {}
+
+
+class RouterError(ModelsatError):
+    """A router asked to do what it cannot (unseen model, missing responses, not fitted)."""
+
+
+def register(cls: type["Router"]) -> type["Router"]:
+    """Class decorator: makes the router available by its `name`."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__name__} needs a class attribute `name`")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    """Imports every module under modelsat.routers so their @register decorators run."""
+    import modelsat.routers as pkg
+    for mod in pkgutil.walk_packages(pkg.__path__, prefix="modelsat.routers."):
+        if mod.name.split(".")[-1].startswith("_"):
+            continue
+        importlib.import_module(mod.name)
+
+
+def available() -> list[str]:
+    """Names of every registered router."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type["Router"]:
+    """The router class registered under `name`."""
+    _discover()
+    if name not in _REGISTRY:
+        raise RouterError(f"unknown router {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+class Router:
+    """Base class. Hyper-parameters only in __init__ (stored as same-named attributes); fitted state ends in `_`.
+
+    Subclasses implement `fit` and `score`; for save/load they implement `_get_state` / `_set_state`
+    (arrays go to safetensors, the rest to JSON) or override `save`/`load` wholesale.
+    """
+
+    name: ClassVar[str] = ""
+    needs_responses: ClassVar[bool] = False     # scores (instruction, candidate response) pairs
+    needs_seen_models: ClassVar[bool] = False   # learned model ids: refuses a model absent from training
+    is_upper_bound: ClassVar[bool] = False      # oracle: reads the answers; never a real router
+
+    # ---- to implement -------------------------------------------------------------------------------------
+    def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "Router":
+        raise NotImplementedError
+
+    def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n_instructions, n_candidates) scores; higher = more likely to answer well."""
+        raise NotImplementedError
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
+        return {}, {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
+        pass
+
+    # ---- written once ---------------------------------------------------------------------------------------
+    def route(self, instructions: Sequence[str], candidates: Sequence[Profile], cost_weight: float = 0.0,
+              costs: Sequence[float | None] | None = None) -> list[str]:
+        """The chosen model's name per instruction: argmax of score − cost_weight × relative cost."""
+        idx = self.route_indices(instructions, candidates, cost_weight, costs)
+        return [candidates[i].model for i in idx]
+
+    def route_indices(self, instructions, candidates, cost_weight: float = 0.0, costs=None) -> np.ndarray:
+        if not candidates:
+            raise RouterError("no candidates to route among")
+        s = np.asarray(self.score(list(instructions), list(candidates)), dtype=np.float64)
+        if s.shape != (len(instructions), len(candidates)):
+            raise RouterError(f"{self.name}: score returned shape {s.shape}, expected "
+                              f"({len(instructions)}, {len(candidates)})")
+        return np.argmax(s - cost_weight * relative_costs(candidates, costs)[None, :], axis=1)
+
+    def check_candidates(self, candidates: Sequence[Profile], seen: Sequence[str]) -> None:
+        """Raises a clear error for candidates a learned-id router never saw in training."""
+        unseen = [c.model for c in candidates if c.model not in set(seen)]
+        if unseen:
+            raise RouterError(f"router {self.name!r} learns one embedding per training model and cannot score "
+                              f"unseen model(s) {', '.join(unseen)}; retrain it with their records, or use a "
+                              f"profile-based router (e.g. modelsat, profile-prior, mlp)")
+
+    def get_params(self) -> dict:
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    def save(self, directory: str | Path, card: dict | None = None) -> Path:
+        """Writes config.json + state.safetensors + state.json + README.md (model card) into `directory`."""
+        from safetensors.numpy import save_file
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays, extra = self._get_state()
+        write_json_atomic({"router": self.name, "params": self.get_params()}, d / "config.json")
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(d / "state.safetensors"))
+        write_json_atomic(extra, d / "state.json")
+        (d / "README.md").write_text(model_card(self, card or {}))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Router":
+        """A router restored from a folder written by `save` (any registered router when called on Router)."""
+        from safetensors.numpy import load_file
+        d = Path(directory)
+        try:
+            config = json.loads((d / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RouterError(f"{d}: not a router folder (config.json unreadable: {exc})") from exc
+        klass = get(config["router"]) if cls is Router else cls
+        if klass is not cls and cls is not Router:
+            raise RouterError(f"{d} holds router {config['router']!r}, not {cls.name!r}")
+        if klass.load.__func__ is not Router.load.__func__:
+            return klass.load(d)
+        router = klass(**config.get("params", {}))
+        arrays = load_file(str(d / "state.safetensors")) if (d / "state.safetensors").exists() else {}
+        extra = json.loads((d / "state.json").read_text()) if (d / "state.json").exists() else {}
+        router._set_state(arrays, extra)
+        return router
+
+
+def relative_costs(candidates: Sequence[Profile], costs: Sequence[float | None] | None = None) -> np.ndarray:
+    """Each candidate's cost divided by the largest known cost (0 where unknown)."""
+    raw = list(costs) if costs is not None else [c.price for c in candidates]
+    vals = np.array([float(c) if c is not None else 0.0 for c in raw], dtype=np.float64)
+    top = vals.max() if len(vals) else 0.0
+    return vals / top if top > 0 else np.zeros(len(candidates))
+
+
+def model_card(router: Router, card: dict) -> str:
+    """A short Markdown model card: which router, its parameters, what it was trained on, its metrics."""
+    lines = [f"# modelsat router: {router.name}", "", "## Parameters", "", "```json",
+             json.dumps(router.get_params(), indent=2, default=str), "```", ""]
+    for title, key in (("Training data", "training_data"), ("Metrics", "metrics")):
+        if key in card:
+            lines += [f"## {title}", "", "```json", json.dumps(card[key], indent=2, default=str), "```", ""]
+    return "\n".join(lines)
