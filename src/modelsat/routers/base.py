@@ -69,6 +69,15 @@ class Router:
     needs_seen_models: ClassVar[bool] = False   # learned model ids: refuses a model absent from training
     is_upper_bound: ClassVar[bool] = False      # oracle: reads the answers; never a real router
 
+    @classmethod
+    def for_tests(cls) -> "Router":
+        """A small, fast configuration for the contract test (tests/test_router_contract.py).
+
+        The default is `cls()`; a router whose default trains for minutes overrides this to return a tiny one
+        (few steps, small hidden sizes). It must still be deterministic under its seed.
+        """
+        return cls()
+
     # ---- to implement -------------------------------------------------------------------------------------
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "Router":
         raise NotImplementedError
