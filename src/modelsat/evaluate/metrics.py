@@ -1,0 +1,213 @@
+"""Routing metrics on a test score matrix, pure numpy: every figure the benchmark reports.
+
+Conventions: `scores` is an (n_items, n_models) array of per-item scores in [0, 1] (no NaN: the harness keeps
+only items every zoo model answered); `picks` is an (n_items,) array of chosen column indices; `groups` is an
+(n_items,) array of benchmark names. "Mean" is the macro mean over groups (the paper's and RouterDC's "Mean"
+column: each benchmark counts once, however many items it has).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+# ---- per-item outcomes ------------------------------------------------------------------------------------------
+def routed_scores(scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """The score each item gets when routed to its picked model."""
+    scores = np.asarray(scores, dtype=float)
+    picks = np.asarray(picks, dtype=int)
+    return scores[np.arange(len(picks)), picks]
+
+
+def oracle_scores(scores: np.ndarray) -> np.ndarray:
+    """Per item, the best score any model of the zoo gets (the upper bound of routing)."""
+    return np.asarray(scores, dtype=float).max(axis=1)
+
+
+def random_scores(scores: np.ndarray) -> np.ndarray:
+    """Per item, the expected score of a uniformly random choice (the mean over models; no sampling noise)."""
+    return np.asarray(scores, dtype=float).mean(axis=1)
+
+
+def single_scores(scores: np.ndarray, column: int) -> np.ndarray:
+    """Per item, the score of always using one model."""
+    return np.asarray(scores, dtype=float)[:, column]
+
+
+# ---- choosing references on training items -------------------------------------------------------------------------
+def best_single_index(train_scores: np.ndarray, train_groups: np.ndarray | None = None) -> int:
+    """Column of the model with the highest (macro-over-groups) mean on the training items; ties -> first."""
+    train_scores = np.asarray(train_scores, dtype=float)
+    if train_groups is None:
+        return int(np.argmax(np.nanmean(train_scores, axis=0)))
+    per_group = np.stack([np.nanmean(train_scores[train_groups == g], axis=0) for g in np.unique(train_groups)])
+    return int(np.argmax(np.nanmean(per_group, axis=0)))
+
+
+def per_group_best_picks(train_scores: np.ndarray, train_groups: np.ndarray, test_groups: np.ndarray,
+                         fallback: int) -> tuple[np.ndarray, list[str]]:
+    """Per test item, the model best on the training items of its group (benchmark or category).
+
+    A test group with no training items gets `fallback` (the best single model); their names are returned.
+    """
+    train_scores = np.asarray(train_scores, dtype=float)
+    picks = np.full(len(test_groups), fallback, dtype=int)
+    missing: list[str] = []
+    for g in np.unique(test_groups):
+        mask = train_groups == g
+        if mask.any():
+            picks[test_groups == g] = int(np.argmax(np.nanmean(train_scores[mask], axis=0)))
+        else:
+            missing.append(str(g))
+    return picks, missing
+
+
+# ---- aggregates ---------------------------------------------------------------------------------------------
+def group_means(values: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Mean of `values` within each group, in sorted group order."""
+    values = np.asarray(values, dtype=float)
+    return {str(g): float(values[groups == g].mean()) for g in np.unique(groups)}
+
+
+def macro_mean(values: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """Mean over groups of the within-group means (plain mean when `groups` is None)."""
+    values = np.asarray(values, dtype=float)
+    if groups is None:
+        return float(values.mean())
+    return float(np.mean(list(group_means(values, groups).values())))
+
+
+def gap_closed(routed: float, best_single: float, oracle: float) -> float:
+    """Share of the best-single -> oracle gap that routing closes (negative when routing loses; NaN if no gap)."""
+    gap = oracle - best_single
+    return float((routed - best_single) / gap) if gap > 0 else float("nan")
+
+
+# ---- paired bootstrap --------------------------------------------------------------------------------------------
+@dataclass
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes zero."""
+        return self.low > 0 or self.high < 0
+
+    def to_dict(self) -> dict:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high}
+
+
+def _stratified_indices(rng: np.random.Generator, strata: list[np.ndarray]) -> list[np.ndarray]:
+    return [s[rng.integers(0, len(s), size=len(s))] for s in strata]
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None, n_resamples: int = 2000,
+                     seed: int = 0, confidence: float = 0.95) -> Interval:
+    """Percentile CI of macro_mean(a) − macro_mean(b), resampling items (within each group) with replacement.
+
+    Paired: the same resampled items score both a and b, so item difficulty cancels out.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired bootstrap needs equal shapes, got {a.shape} and {b.shape}")
+    groups = np.zeros(len(a), dtype=int) if groups is None else np.asarray(groups)
+    diff = a - b
+    strata = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = _stratified_indices(rng, strata)
+        stats[r] = np.mean([diff[i].mean() for i in idx])
+    alpha = (1 - confidence) / 2
+    estimate = float(np.mean([diff[s].mean() for s in strata]))
+    return Interval(estimate, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
+
+
+# ---- RouteLLM's metrics (strong/weak pair) ---------------------------------------------------------------------------
+@dataclass
+class CallCurve:
+    """Quality as the share of calls to the strong model grows (RouteLLM, "Evaluation")."""
+
+    strong_share: np.ndarray   # in [0, 1], increasing
+    quality: np.ndarray        # mean score at that share
+
+
+def strong_call_curve(strong_preference: np.ndarray, strong: np.ndarray, weak: np.ndarray,
+                      n_points: int = 101) -> CallCurve:
+    """Routes the items the router prefers most for the strong model to it, at n_points shares from 0 to 1.
+
+    At share s the top round(s·n) items by `strong_preference` go to the strong model (ties broken by item
+    order, stable), the rest to the weak one. RouteLLM sweeps thresholds at quantiles of its win-rate; this is
+    the same curve sampled on an even grid of shares.
+    """
+    strong = np.asarray(strong, dtype=float)
+    weak = np.asarray(weak, dtype=float)
+    n = len(strong)
+    order = np.argsort(-np.asarray(strong_preference, dtype=float), kind="stable")
+    # quality when the first k of `order` go to the strong model, for every k = 0..n
+    gain = np.concatenate([[0.0], np.cumsum((strong - weak)[order])])
+    shares = np.linspace(0.0, 1.0, n_points)
+    ks = np.rint(shares * n).astype(int)
+    quality = (weak.sum() + gain[ks]) / n
+    return CallCurve(shares, quality)
+
+
+def apgr(curve: CallCurve, strong_quality: float, weak_quality: float) -> float:
+    """Average performance gap recovered: area under the PGR curve over strong-call share in [0, 1].
+
+    PGR(s) = (quality(s) − weak) / (strong − weak); the area is by the trapezoidal rule, as RouteLLM's
+    `apgr_metric` (which integrates quality and rescales, the same number).
+    """
+    gap = strong_quality - weak_quality
+    if gap <= 0:
+        return float("nan")
+    pgr = (curve.quality - weak_quality) / gap
+    x = curve.strong_share
+    return float(np.sum((pgr[1:] + pgr[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+
+def cpt(curve: CallCurve, strong_quality: float, weak_quality: float, target: float) -> float:
+    """Call-performance threshold: the smallest strong-call share at which quality reaches
+    weak + target × (strong − weak), interpolated linearly between grid points (RouteLLM's "CPT(x %)").
+
+    NaN when the curve never reaches it.
+    """
+    goal = weak_quality + target * (strong_quality - weak_quality)
+    q, s = curve.quality, curve.strong_share
+    hit = np.flatnonzero(q >= goal - 1e-12)
+    if len(hit) == 0:
+        return float("nan")
+    j = int(hit[0])
+    if j == 0:
+        return float(s[0])
+    q0, q1 = q[j - 1], q[j]
+    return float(s[j - 1] + (goal - q0) / (q1 - q0) * (s[j] - s[j - 1]))
+
+
+# ---- cost ----------------------------------------------------------------------------------------------------
+def routed_cost(costs: np.ndarray, picks: np.ndarray) -> float:
+    """Mean cost per item of the picked models (NaN when any picked cost is unknown)."""
+    c = np.asarray(costs, dtype=float)[np.arange(len(picks)), np.asarray(picks, dtype=int)]
+    return float(c.mean()) if len(c) and not np.isnan(c).any() else float("nan")
+
+
+def cost_weighted_picks(scores: np.ndarray, relative_cost: np.ndarray, cost_weight: float) -> np.ndarray:
+    """argmax over models of score − cost_weight × relative cost (the base Router's `route` rule)."""
+    return np.argmax(np.asarray(scores, dtype=float) - cost_weight * np.asarray(relative_cost)[None, :], axis=1)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, quality) points no other point beats on both, sorted by cost."""
+    pts = sorted(set(points), key=lambda p: (p[0], -p[1]))
+    front, best = [], -np.inf
+    for cost, quality in pts:
+        if quality > best:
+            front.append((cost, quality))
+            best = quality
+    return front
