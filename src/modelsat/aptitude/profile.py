@@ -15,6 +15,7 @@ from modelsat.errors import ModelsatError
 class SubjectScore:
     accuracy: float          # in [0, 1]
     n_items: int             # how many items the accuracy rests on
+    basis: str = "core"      # "core": the test's own items; "fallback": other items of the same subject
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Profile:
     @classmethod
     def from_dict(cls, d: dict, source: str = "<profile>") -> "Profile":
         try:
-            subjects = {k: SubjectScore(float(v["accuracy"]), int(v["n_items"]))
+            subjects = {k: SubjectScore(float(v["accuracy"]), int(v["n_items"]), str(v.get("basis", "core")))
                         for k, v in d["subjects"].items()}
             prof = cls(model=str(d["model"]), test_version=str(d["test_version"]), subjects=subjects,
                        notes=dict(d.get("notes") or {}), provenance=dict(d.get("provenance") or {}))

@@ -1,0 +1,80 @@
+"""Profiles from existing per-item results (records): a model's accuracy on the core items of each subject,
+or, where it never answered them, on the other items of that MMLU subject it did answer (a fallback)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from modelsat.aptitude.core_items import AptitudeTest
+from modelsat.aptitude.profile import Profile, SubjectScore
+from modelsat.errors import ModelsatError
+
+
+def profile_from_records(records: pd.DataFrame, model: str, test: AptitudeTest, label: str | None = None,
+                         notes: dict | None = None, exclude: set | None = None) -> Profile:
+    """The profile of `model` on `test` from its records.
+
+    Per subject: the mean score on the core items the model answered ("core"); if it answered none of them,
+    the mean score over every item it answered whose `subject` is that MMLU subject ("fallback", e.g. RouterDC
+    or RouteLLM models that answered official MMLU questions). `n_items` says how many items each accuracy
+    rests on; subjects with no item at all are left out and listed in the provenance. `exclude` (item ids or
+    (benchmark, item_id) pairs) keeps evaluation items out of the fallback.
+    """
+    recs = records[records["model"] == model]
+    if len(recs) == 0:
+        known = sorted(records["model"].dropna().unique())
+        raise ModelsatError(f"no records for model {model!r}; known: {', '.join(known[:40])}"
+                            + (" ..." if len(known) > 40 else ""))
+    exclude = exclude or set()
+    if exclude:
+        keep = [not (i in exclude or (b, i) in exclude) for b, i in zip(recs["benchmark"], recs["item_id"])]
+        recs = recs[keep]
+    by_key = {(b, i): float(s) for b, i, s in zip(recs["benchmark"], recs["item_id"], recs["score"])}
+    by_subject = recs.groupby("subject")["score"].agg(["mean", "size"])
+    subjects: dict[str, SubjectScore] = {}
+    fallback, missing = [], []
+    for s in test.subjects:
+        scores = [by_key[(it.benchmark, it.item_id)] for it in s.items if (it.benchmark, it.item_id) in by_key]
+        if scores:
+            subjects[s.name] = SubjectScore(sum(scores) / len(scores), len(scores), "core")
+        elif s.name in by_subject.index:
+            row = by_subject.loc[s.name]
+            subjects[s.name] = SubjectScore(float(row["mean"]), int(row["size"]), "fallback")
+            fallback.append(s.name)
+        else:
+            missing.append(s.name)
+    if not subjects:
+        raise ModelsatError(f"model {model!r} has no result on any core item nor on any item of the test's "
+                            f"{len(test.subjects)} MMLU subjects; it cannot be profiled from these records "
+                            "(profile it by running the test: modelsat profile --endpoint/--hf-path)")
+    return Profile(model=model, test_version=test.version, subjects=subjects, notes=dict(notes or {}),
+                   provenance={"method": "records", "records": label or "<table>",
+                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                               "benchmarks": sorted(recs["benchmark"].unique().tolist()),
+                               "core_subjects": len(subjects) - len(fallback),
+                               "fallback_subjects": fallback, "missing_subjects": missing})
+
+
+def profile_file_name(model: str) -> str:
+    """A file name for a model's profile (slashes and odd characters replaced)."""
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in model)
+    return f"{safe}.json"
+
+
+def profile_all(records: pd.DataFrame, test: AptitudeTest, out_dir: str | os.PathLike,
+                label: str | None = None, exclude: set | None = None) -> tuple[list[Path], dict[str, str]]:
+    """Profiles every model of `records` into `out_dir`; returns (written paths, {model: why not profiled})."""
+    out = Path(out_dir)
+    written, skipped = [], {}
+    for model in sorted(records["model"].dropna().unique()):
+        try:
+            prof = profile_from_records(records, model, test, label=label, exclude=exclude)
+        except ModelsatError as exc:
+            skipped[model] = str(exc)
+            continue
+        written.append(prof.save(out / profile_file_name(model)))
+    return written, skipped
