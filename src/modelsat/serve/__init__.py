@@ -1,0 +1,1 @@
+"""`modelsat serve`: an OpenAI-compatible routing proxy (config, app, upstream client, auth, metrics)."""

@@ -1,0 +1,268 @@
+"""The OpenAI-compatible routing proxy (FastAPI): chat completions routed or passed through, /v1/models,
+/v1/route, liveness, readiness and Prometheus metrics. Build it with `make_app(config)`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import Optional
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from modelsat.errors import ModelsatError
+from modelsat.routers.base import Router
+from modelsat.serve.auth import AuthMiddleware, BodyLimitMiddleware, KeyChecker, error_body
+from modelsat.serve.config import ROUTING_MODEL, ServeConfig
+from modelsat.serve.metrics import ProxyMetrics
+from modelsat.serve.routing import Decision, RoutingService, instruction_of
+from modelsat.serve.upstream import (AllUpstreamsFailed, Opened, Upstream, UsageScanner, build_upstreams,
+                                     open_first_available, relay)
+
+log = logging.getLogger("modelsat.serve")
+H_MODEL, H_ROUTING_MS, H_COST = "x-modelsat-model", "x-modelsat-routing-ms", "x-modelsat-cost-usd"
+
+
+class ClientGone(Exception):
+    pass
+
+
+def api_error(status: int, message: str, type_: str = "invalid_request_error", code: Optional[str] = None,
+              headers: Optional[dict] = None) -> Response:
+    return Response(error_body(message, type_, code), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+async def _until_disconnect(request: Request, coro):
+    """`await coro`, cancelling it if the client disconnects first (raises ClientGone)."""
+    task = asyncio.ensure_future(coro)
+
+    async def watch():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+        watcher.cancel()
+    if task.cancelled() or not task.done():
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        raise ClientGone()
+    return task.result()
+
+
+class RelayResponse(StreamingResponse):
+    """A streamed upstream answer whose upstream connection is closed however the response ends (even when
+    the client leaves before the first chunk is relayed, which never starts the relay generator)."""
+
+    def __init__(self, opened: Opened, content, **kwargs):
+        super().__init__(content, **kwargs)
+        self.opened = opened
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.opened.aclose()
+
+
+def load_router(cfg: ServeConfig) -> Optional[Router]:
+    """The router in the config's folder, or None when the config names none."""
+    if cfg.router is None:
+        return None
+    if not cfg.router.is_dir():
+        raise ModelsatError(f"router: {cfg.router} is not a folder (expected one written by Router.save)")
+    return Router.load(cfg.router)
+
+
+def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optional[dict] = None) -> FastAPI:
+    """The proxy for `cfg`; `router` overrides the config's router folder (tests, embedding)."""
+    env = os.environ if environ is None else environ
+    upstreams = build_upstreams(cfg, env)
+    by_name = {u.name: u for u in upstreams}
+    if router is None:
+        router = load_router(cfg)
+    routing = RoutingService(router, upstreams, cfg.max_route_batch) if router is not None else None
+    aliases = {ROUTING_MODEL: (cfg.default_cost_weight, None)}
+    aliases.update({k: (a.cost_weight, a.candidates) for k, a in cfg.aliases.items()})
+    metrics = ProxyMetrics()
+    checker = None if cfg.auth.allow_unauthenticated else KeyChecker(cfg.client_key_hashes(env))
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        limits = httpx.Limits(max_connections=2048, max_keepalive_connections=256)
+        async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client:
+            state["client"] = client
+            if routing is not None:
+                await routing.start()
+            try:
+                yield
+            finally:
+                if routing is not None:
+                    await routing.stop()
+
+    app = FastAPI(title="modelsat proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)
+    app.state.metrics, app.state.upstreams, app.state.routing = metrics, upstreams, routing
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.limits.max_body_bytes)
+    app.add_middleware(AuthMiddleware, check=checker)     # added last = outermost: auth before anything
+
+    def on_failure(up: Upstream, reason: str) -> None:
+        metrics.upstream_errors.labels(up.name, reason.split(" (")[0]).inc()
+        metrics.circuit_open.labels(up.name).set(1 if up.breaker.is_open else 0)
+
+    async def read_json(request: Request) -> dict | Response:
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return api_error(400, "request body is not valid JSON")
+        if not isinstance(body, dict):
+            return api_error(400, "request body must be a JSON object")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return api_error(400, "'messages' must be a non-empty list", code="invalid_messages")
+        if len(messages) > cfg.limits.max_messages:
+            return api_error(400, f"too many messages: {len(messages)} > {cfg.limits.max_messages} "
+                                  "(limits.max_messages)", code="too_many_messages")
+        return body
+
+    async def decide(requested: str, messages: list) -> Decision | Response:
+        if routing is None:
+            return api_error(503, f"model {requested!r} routes, but this proxy has no router configured "
+                                  "(set `router:` in the config), or name one of the models",
+                             "server_error", "no_router")
+        weight, only = aliases[requested]
+        decision = await routing.decide(instruction_of(messages), weight, only)
+        metrics.routing.observe(decision.overhead_ms / 1000)
+        return decision
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        problems = []
+        if routing is None:
+            problems.append("no router configured")
+        if not upstreams:
+            problems.append("no upstreams")
+        body = {"ready": not problems, "router": router.name if router is not None else None,
+                "models": [u.name for u in upstreams],
+                "circuit_open": [u.name for u in upstreams if u.breaker.is_open], "problems": problems}
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @app.get("/metrics")
+    async def prometheus():
+        for u in upstreams:
+            metrics.circuit_open.labels(u.name).set(1 if u.breaker.is_open else 0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def list_models():
+        ids = [*aliases, *by_name] if routing is not None else list(by_name)
+        return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "modelsat"}
+                                           for i in ids]}
+
+    @app.post("/v1/route")
+    async def route(request: Request):
+        body = await read_json(request)
+        if isinstance(body, Response):
+            return body
+        requested = body.get("model", ROUTING_MODEL)
+        if requested not in aliases:
+            return api_error(400, f"'model' must be a routing name ({', '.join(aliases)}), got {requested!r}")
+        decision = await decide(requested, body["messages"])
+        if isinstance(decision, Response):
+            return decision
+        metrics.requests.labels("route", "200").inc()
+        return {"model": decision.ranking[0].name, "router": router.name, "cost_weight": decision.cost_weight,
+                "routing_ms": round(decision.overhead_ms, 3),
+                "candidates": [{"model": u.name, "score": s, "adjusted_score": a, "price_per_mtok": u.price_per_mtok}
+                               for u, s, a in zip(decision.ranking, decision.scores, decision.adjusted)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        body = await read_json(request)
+        if isinstance(body, Response):
+            metrics.requests.labels("chat", str(body.status_code)).inc()
+            return body
+        requested = body.get("model")
+        routing_ms: Optional[float] = None
+        if not isinstance(requested, str):
+            return api_error(400, "'model' must be a string")
+        if requested in aliases:
+            decision = await decide(requested, body["messages"])
+            if isinstance(decision, Response):
+                return decision
+            ranking, routing_ms = decision.ranking, decision.overhead_ms
+        elif requested in by_name:
+            ranking = [by_name[requested]]          # a real model name: that model or nothing
+        else:
+            names = ", ".join([*aliases, *by_name]) if routing is not None else ", ".join(by_name)
+            return api_error(404, f"unknown model {requested!r}; available: {names}", code="model_not_found")
+        stream = bool(body.get("stream"))
+        bodies = {u.name: json.dumps({**body, "model": u.upstream_model}).encode() for u in ranking}
+        try:
+            opened: Opened = await _until_disconnect(request, open_first_available(
+                state["client"], ranking, bodies, stream, cfg.retries, on_failure))
+        except ClientGone:
+            metrics.disconnects.inc()
+            return Response(status_code=499)
+        except AllUpstreamsFailed as exc:
+            status = 504 if exc.timeout else 502
+            metrics.requests.labels("chat", str(status)).inc()
+            return api_error(status, str(exc), "upstream_error", "upstream_unavailable")
+        up = opened.upstream
+        metrics.upstream_latency.labels(up.name).observe(opened.ttfb_s)
+        metrics.chosen.labels(up.name, requested).inc()
+        headers = {H_MODEL: up.name}
+        if routing_ms is not None:
+            headers[H_ROUTING_MS] = f"{routing_ms:.3f}"
+        if opened.attempts:
+            headers["x-modelsat-fallbacks"] = str(len(opened.attempts))
+        content_type = opened.response.headers.get("content-type", "application/json")
+        if opened.rest is None and (not stream or opened.status >= 300):
+            return finish_whole(opened, headers, content_type)
+        scanner = UsageScanner()
+
+        def done(error: Optional[str]) -> None:
+            cost = up.cost_usd(scanner.usage)
+            metrics.record_usage(up.name, scanner.usage, cost)
+            metrics.requests.labels("chat", "200" if error is None else "stream_error").inc()
+
+        return RelayResponse(opened, relay(opened, scanner, done), status_code=opened.status,
+                             media_type=content_type, headers=headers)
+
+    def finish_whole(opened: Opened, headers: dict, content_type: str) -> Response:
+        up = opened.upstream
+        content = up.redact(opened.first)
+        if opened.status < 300:
+            try:
+                data = json.loads(content)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                data["model"] = up.name
+                usage = data.get("usage")
+                cost = up.cost_usd(usage)
+                metrics.record_usage(up.name, usage, cost)
+                if cost is not None:
+                    headers[H_COST] = f"{cost:.8f}"
+                content = json.dumps(data).encode()
+        metrics.requests.labels("chat", str(opened.status)).inc()
+        return Response(content, status_code=opened.status, media_type=content_type, headers=headers)
+
+    return app

@@ -1,0 +1,40 @@
+"""Prometheus metrics of one proxy app, in its own registry (two apps in one process do not clash)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
+
+
+class ProxyMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("modelsat_requests", "Requests answered, by endpoint and HTTP status",
+                                ["endpoint", "status"], registry=r)
+        self.chosen = Counter("modelsat_chosen_model", "Requests sent to each model, by the name asked for",
+                              ["model", "requested"], registry=r)
+        self.routing = Histogram("modelsat_routing_overhead_seconds",
+                                 "Time from request parsed to routing decision (includes scoring)",
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_latency = Histogram("modelsat_upstream_first_byte_seconds",
+                                          "Upstream time to first byte, per model", ["model"],
+                                          buckets=_LATENCY_BUCKETS, registry=r)
+        self.upstream_errors = Counter("modelsat_upstream_errors", "Failed upstream attempts, per model and reason",
+                                       ["model", "reason"], registry=r)
+        self.tokens = Counter("modelsat_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
+        self.cost = Counter("modelsat_cost_usd", "Cost in USD of priced models", ["model"], registry=r)
+        self.circuit_open = Gauge("modelsat_circuit_open", "1 while a model's circuit breaker is open",
+                                  ["model"], registry=r)
+        self.disconnects = Counter("modelsat_client_disconnects", "Clients that left before the answer ended",
+                                   registry=r)
+
+    def record_usage(self, model: str, usage: dict | None, cost: float | None) -> None:
+        if isinstance(usage, dict):
+            for kind in ("prompt_tokens", "completion_tokens"):
+                n = usage.get(kind)
+                if isinstance(n, int) and n >= 0:
+                    self.tokens.labels(model, kind.removesuffix("_tokens")).inc(n)
+        if cost is not None:
+            self.cost.labels(model).inc(cost)
