@@ -144,9 +144,17 @@ def read(path: str | os.PathLike) -> pd.DataFrame:
 
 def write(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Writes a validated table atomically (temporary file in the same folder, then rename)."""
+    format_of(path)  # an unknown suffix is reported before any content problem
+    return write_table(validate(df, source=str(path)), path)
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Writes any table atomically in the format of its suffix, without the records checks.
+
+    For tables that are not model results (the MMLU question table, caches); results go through `write`.
+    """
     p = Path(path)
     fmt = format_of(p)
-    df = validate(df, source=str(p))
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
