@@ -98,3 +98,25 @@ def stable_seed(*parts) -> int:
     import hashlib
     digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode("utf-8", "replace")).digest()
     return int.from_bytes(digest[:8], "little")
+
+
+def pointwise_pairs(n_items: int, n_models: int, max_pairs: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(item index, model index) of every training pair, or a seeded sample of `max_pairs` of them."""
+    items, models = np.meshgrid(np.arange(n_items), np.arange(n_models), indexing="ij")
+    items, models = items.ravel(), models.ravel()
+    if max_pairs is not None and len(items) > max_pairs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(items), size=max_pairs, replace=False))
+        items, models = items[keep], models[keep]
+    return items, models
+
+
+def torch_state(module) -> dict[str, np.ndarray]:
+    """A torch module's parameters as numpy arrays (for safetensors), keyed by their state-dict names."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def load_torch_state(module, arrays: dict[str, np.ndarray], prefix: str = "") -> None:
+    """Loads arrays written by `torch_state` (keys optionally prefixed) into `module`."""
+    import torch
+    state = {k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    module.load_state_dict(state)

@@ -1,0 +1,83 @@
+"""`knn`: each candidate's mean score over the k training items nearest to the instruction.
+
+Nearness is cosine similarity of MiniLM embeddings (`modelsat.embeddings`). k is chosen from `k_grid` by
+routed accuracy on a seeded validation split of the training items (neighbours drawn from the rest); the
+final index holds every training item. A tiny tie-break by each model's overall training mean keeps ties
+from going to whichever model happens to be listed first. It knows only models it has records for
+(`needs_seen_models`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from modelsat.aptitude.profile import Profile
+from modelsat.embeddings import embed
+from modelsat.routers._training_data import item_table, routed_accuracy, validation_split
+from modelsat.routers.base import Router, RouterError, register
+
+TIE_BREAK = 1e-6
+
+
+def neighbour_means(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: int,
+                    chunk: int = 1024) -> np.ndarray:
+    """(n_query, n_models) mean of `scores` over each query's k most similar rows of `index`."""
+    k = max(1, min(k, len(index)))
+    out = np.empty((len(query), scores.shape[1]))
+    for start in range(0, len(query), chunk):
+        sim = query[start:start + chunk] @ index.T
+        # stable ordering (similarity, then row) so results do not depend on the partition algorithm
+        nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        out[start:start + chunk] = scores[nearest].mean(axis=1)
+    return out
+
+
+@register
+class KNNRouter(Router):
+    """k-nearest-neighbour router over instruction embeddings; k tuned on a validation split."""
+
+    name = "knn"
+    needs_seen_models = True
+
+    def __init__(self, k_grid: tuple[int, ...] = (5, 10, 20, 40, 80, 160), validation_fraction: float = 0.2,
+                 seed: int = 0):
+        self.k_grid = k_grid
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+
+    def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "KNNRouter":
+        table = item_table(records, self.name)
+        x = embed(table.prompts)
+        scores = table.filled_scores
+        train, val = validation_split(len(x), self.validation_fraction, self.seed)
+        prior = scores[train].mean(axis=0) * TIE_BREAK
+        self.validation_ = {}
+        for k in self.k_grid:
+            pred = neighbour_means(x[val], x[train], scores[train], k) + prior
+            self.validation_[int(k)] = routed_accuracy(pred, scores[val])
+        self.k_ = max(self.validation_, key=lambda k: (self.validation_[k], -k))
+        self.embeddings_ = x.astype(np.float32)
+        self.scores_ = scores
+        self.models_ = table.models
+        return self
+
+    def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        if not hasattr(self, "embeddings_"):
+            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_candidates(candidates, self.models_)
+        cols = [self.models_.index(c.model) for c in candidates]
+        scores = self.scores_[:, cols]
+        means = neighbour_means(embed(list(instructions)), self.embeddings_, scores, self.k_)
+        return means + scores.mean(axis=0) * TIE_BREAK
+
+    def _get_state(self):
+        return ({"embeddings": self.embeddings_, "scores": self.scores_},
+                {"models": self.models_, "k": self.k_, "validation": self.validation_})
+
+    def _set_state(self, arrays, extra):
+        self.embeddings_, self.scores_ = arrays["embeddings"], arrays["scores"]
+        self.models_, self.k_ = list(extra["models"]), int(extra["k"])
+        self.validation_ = {int(k): v for k, v in extra["validation"].items()}
