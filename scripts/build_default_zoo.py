@@ -1,0 +1,195 @@
+"""Rebuilds what `modelsat route` needs with no data folder: the shipped subject map and the default zoo.
+
+    python scripts/build_default_zoo.py [--data-dir DIR] [--zoo middle-mixed]
+
+Writes (package data, small):
+  src/modelsat/shipped/subject_map/   57 x 384 anchors (float16) + temperature (routers/subject_map.py)
+  src/modelsat/shipped/default_zoo/   zoo.yaml + one profile JSON per model, built from MMLU-Pro TRAINING items
+                                      only (aptitude test chosen on training items, then each model's score on
+                                      its 20 core items per subject)
+
+Splits: MMLU-Pro items by a seeded hash of item_id (seed 0; 70/10/20 train/val/test), the evaluation
+harness's `modelsat.evaluate.splits` when it exists, else the same rule written here (`item_split`).
+Anchors: official MMLU dev+test questions minus every MMLU-Pro item (same normalised question text), so no
+MMLU-Pro item, train or test, is an anchor; at most 40 per subject (seed 0) to keep the build cheap.
+Temperature: maximum likelihood of the true subject on 1,500 MMLU-Pro training items of `ori_mmlu` origin;
+keyword blend weight chosen on validation items. Prints subject top-1 accuracy on val and test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "src" / "modelsat" / "shipped"
+
+ZOOS = {   # issue 11, the paper's five MMLU-Pro zoos
+    "smaller-scale": ["Phi-3-mini-4k-instruct", "Meta-Llama-3_1-8B", "gemma-7b", "Mistral-7B-v0.1",
+                      "Qwen1.5-7B-Chat"],
+}
+ZOOS["smaller-mixed"] = ZOOS["smaller-scale"] + ["Llama-2-7b-hf", "Yi-6B", "Mistral-7B-Instruct-v0.1"]
+ZOOS["middle-mixed"] = ZOOS["smaller-scale"] + ["Mixtral-8x7B-Instruct-v0.1", "c4ai-command-r-v01"]
+ZOOS["larger-mixed"] = ZOOS["middle-mixed"] + ["Meta-Llama-3_1-70B-Instruct", "Qwen1.5-110B", "Llama-2-70b-hf"]
+ZOOS["high-performance"] = ["Meta-Llama-3_1-70B-Instruct", "Qwen1.5-110B", "gemini-1.5-pro-002",
+                            "Meta-Llama-3_1-70B"]
+
+
+def item_split(item_ids, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> np.ndarray:
+    """'train' / 'val' / 'test' per item id, from a seeded hash (stable across runs and machines)."""
+    try:   # the harness's rule wins when it exists
+        from modelsat.evaluate import splits as _splits   # noqa: F401
+        fn = getattr(_splits, "item_split", None) or getattr(_splits, "split_items", None)
+        if fn is not None:
+            return np.asarray(fn(list(item_ids), seed=seed))
+    except ImportError:
+        pass
+    cut1, cut2 = fractions[0], fractions[0] + fractions[1]
+    out = []
+    for i in item_ids:
+        u = int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:16], 16) / 16 ** 16
+        out.append("train" if u < cut1 else "val" if u < cut2 else "test")
+    return np.array(out)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip().lower()
+
+
+def load_data(data_dir: str | None):
+    """(MMLU-Pro records with a `split` column, MMLU question table) from the data folder."""
+    from modelsat import sources
+    from modelsat.paths import data_dir as resolve
+    from modelsat.sources import mmlu
+    rec = sources.load("mmlu_pro", data=data_dir).drop(columns=["response"])
+    rec["split"] = item_split(rec["item_id"])
+    q = mmlu.questions(resolve(data_dir) / "mmlu")
+    return rec, q
+
+
+def anchor_questions(q: pd.DataFrame, rec: pd.DataFrame, per_subject: int = 40, seed: int = 0) -> pd.DataFrame:
+    """MMLU questions that are not MMLU-Pro items (same normalised question text), at most `per_subject` each.
+
+    The cap keeps the build cheap on a CPU (MiniLM embeds ~15 MMLU prompts a second on one core); a centroid
+    of 40 questions is already stable.
+    """
+    pro_q = {_norm(p.split("\nA. ")[0]) for p in rec.drop_duplicates("item_id")["prompt"]}
+    fresh = q[~q["question"].map(_norm).isin(pro_q)]
+    return (fresh.groupby("subject", group_keys=False)
+            .apply(lambda d: d.sample(min(len(d), per_subject), random_state=seed)))
+
+
+def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
+    """The subject map (anchors from de-duplicated MMLU, keyword blend picked on val, T fitted on train)."""
+    import torch
+    torch.set_num_threads(1)
+    from modelsat.aptitude.core_items import subject_keywords
+    from modelsat.embeddings import embed
+    from modelsat.routers.subject_map import SubjectMap
+
+    items = rec.drop_duplicates("item_id").reset_index(drop=True)
+    anchors = anchor_questions(q, items)
+    q_emb = embed(anchors["prompt"].tolist(), progress=verbose)
+    kw = subject_keywords()
+    kw_names = sorted(kw)
+    kw_emb = dict(zip(kw_names, embed([", ".join(kw[s]) for s in kw_names])))
+    mmlu_items = items[items["source"].fillna("").str.startswith("ori_mmlu-")]
+    by_split = {s: mmlu_items[mmlu_items["split"] == s] for s in ("train", "val", "test")}
+    # the temperature is one number: 1,500 training items fit it as well as 4,800 at a third of the cost
+    by_split["train"] = by_split["train"].sample(frac=1, random_state=0).iloc[:1500]
+
+    def E(df):
+        return embed(df["prompt"].tolist(), progress=verbose)
+
+    results = {}
+    best = None
+    for kw_weight in (0.0, 0.1, 0.2, 0.3, 0.5):
+        sm = SubjectMap.from_questions(q_emb, anchors["subject"].to_numpy(), kw_emb, kw_weight)
+        sm.fit_temperature(E(by_split["train"]), by_split["train"]["subject"].tolist())
+        acc, n = sm.top1_accuracy(E(by_split["val"]), by_split["val"]["subject"].tolist())
+        results[kw_weight] = acc
+        if verbose:
+            print(f"  keyword weight {kw_weight:.1f}: T={sm.temperature:.4f}  val top-1 {acc:.3f} (n={n})")
+        if best is None or acc > best[1]:
+            best = (kw_weight, acc, sm)
+    kw_weight, _, sm = best
+    report = {}
+    for s in ("train", "val", "test"):
+        acc, n = sm.top1_accuracy(E(by_split[s]), by_split[s]["subject"].tolist())
+        w = sm.weights_from_embeddings(E(by_split[s]))
+        idx = {x: i for i, x in enumerate(sm.subjects)}
+        y = np.array([idx[x] for x in by_split[s]["subject"]])
+        top3 = float(np.mean([yy in np.argsort(-ww)[:3] for ww, yy in zip(w, y)]))
+        report[s] = {"top1": acc, "top3": top3, "n_items": n}
+    sm.provenance.update({
+        "anchors": "official MMLU dev+test questions (prompt = question + options; all-MiniLM-L6-v2), minus "
+                   "every MMLU-Pro item (same question text), <= 40 per subject (seed 0); no model results",
+        "n_anchor_questions": int(len(anchors)),
+        "keywords": "modelsat/data/aptitude_keywords.json", "keyword_weight": kw_weight,
+        "keyword_weight_val_top1": {str(k): v for k, v in results.items()},
+        "temperature_fitted_on": "MMLU-Pro ori_mmlu training items (seeded hash split, seed 0, 70/10/20)",
+        "subject_accuracy": report})
+    if verbose:
+        print(f"chosen keyword weight {kw_weight}; T={sm.temperature:.4f}; anchors from {len(anchors)} MMLU "
+              "questions that are not MMLU-Pro items")
+        for s, r in report.items():
+            print(f"  {s:5s}: subject top-1 {r['top1']:.3f}, top-3 {r['top3']:.3f} (n={r['n_items']})")
+    return sm
+
+
+def build_profiles(rec: pd.DataFrame, models: list[str], label: str):
+    """(aptitude test chosen on training items, {model: profile from its training-item answers})."""
+    from modelsat.aptitude.core_items import build_test
+    from modelsat.aptitude.from_records import profile_from_records
+    held_out = set(rec.loc[rec["split"] != "train", "item_id"].unique())
+    train = rec[rec["split"] == "train"]
+    test = build_test(train, exclude=held_out, source={"benchmark": "mmlu_pro", "records": label,
+                                                       "split": "train items only (seed 0, 70/10/20)"})
+    profiles = {m: profile_from_records(train, m, test, label=label, exclude=held_out) for m in models}
+    return test, profiles
+
+
+def write_default_zoo(profiles: dict, zoo_name: str, test_version: str, out: Path) -> None:
+    import yaml
+    from modelsat.aptitude.from_records import profile_file_name
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.json"):
+        old.unlink()
+    entries = []
+    for m, p in profiles.items():
+        p.save(out / profile_file_name(m))
+        entries.append({"name": m, "profile": profile_file_name(m)})
+    zoo = {"name": f"default ({zoo_name}, MMLU-Pro)", "models": entries,
+           "notes": f"Profiles on aptitude test {test_version}, built from MMLU-Pro training items only "
+                    "(seeded hash split, seed 0, 70/10/20) by scripts/build_default_zoo.py."}
+    (out / "zoo.yaml").write_text(yaml.safe_dump(zoo, sort_keys=False))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--zoo", default="middle-mixed", choices=sorted(ZOOS))
+    args = ap.parse_args(argv)
+    rec, q = load_data(args.data_dir)
+    print(f"MMLU-Pro: {len(rec)} records, {rec['item_id'].nunique()} items; "
+          f"split {rec.drop_duplicates('item_id')['split'].value_counts().to_dict()}")
+    sm = build_subject_map(rec, q)
+    sm.save(SHIPPED / "subject_map")
+    test, profiles = build_profiles(rec, ZOOS[args.zoo], label="mmlu_pro (shared/data), training split")
+    write_default_zoo(profiles, args.zoo, test.version, SHIPPED / "default_zoo")
+    size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()
+               and ("subject_map" in f.parts or "default_zoo" in f.parts))
+    print(f"wrote {SHIPPED / 'subject_map'} and {SHIPPED / 'default_zoo'} ({size / 1024:.0f} KB); "
+          f"test {test.version}, {len(test.subjects)} subjects")
+    print(json.dumps({m: round(p.mean_accuracy, 3) for m, p in profiles.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

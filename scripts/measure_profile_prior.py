@@ -1,0 +1,103 @@
+"""Measures the profile prior as a router on the five MMLU-Pro zoos; prints a table and writes JSON.
+
+    python scripts/measure_profile_prior.py [--data-dir DIR] [--out results/profile_prior.json]
+
+Same items and splits as scripts/build_default_zoo.py (seeded hash of item_id, seed 0, 70/10/20):
+- profiles from TRAINING items only, two kinds: the aptitude test (50 subjects x 20 core items chosen on
+  training items; the paper's profile) and a stand-in that uses every training item of each ori_mmlu subject;
+- kappa fitted on VALIDATION items; the subject map is the shipped one (temperature fitted on training items);
+- routed accuracy on TEST items (all 14 categories) vs best single (chosen on training), per-category best
+  (chosen on training) and the oracle; paired bootstrap 95 % CIs of each difference to the best single model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_default_zoo import ZOOS, build_profiles, load_data  # noqa: E402
+
+
+def main(argv=None) -> None:
+    import torch
+    torch.set_num_threads(1)
+    from modelsat.embeddings import embed
+    from modelsat.evaluate import metrics
+    from modelsat.routers.profile_prior import ProfilePrior, prior_scores, profile_from_records
+    from modelsat.routers.subject_map import shipped
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default="results/profile_prior.json")
+    args = ap.parse_args(argv)
+
+    rec, _ = load_data(args.data_dir)
+    models = sorted({m for zoo in ZOOS.values() for m in zoo})
+    rec = rec[rec["model"].isin(models)]
+    train, val, test = (rec[rec["split"] == s] for s in ("train", "val", "test"))
+    apt_test, apt_profiles = build_profiles(rec, models, label="mmlu_pro training split")
+    mmlu_subjects = sorted(train.loc[train["source"].fillna("").str.startswith("ori_mmlu-"), "subject"].unique())
+    standin = {m: profile_from_records(train, m, mmlu_subjects, test_version="train-items-stand-in")
+               for m in models}
+    sm = shipped()
+    test_items = test.drop_duplicates("item_id")[["item_id", "prompt", "category"]].reset_index(drop=True)
+    w_test = sm.weights_from_embeddings(embed(test_items["prompt"].tolist(), progress=True))
+
+    out = {"subject_map": sm.provenance, "aptitude_test": apt_test.version, "zoos": {}}
+    for kind, profiles in (("aptitude-test profile", apt_profiles), ("all-train-items stand-in", standin)):
+        router = ProfilePrior(fit_temperature=False)
+        router.subject_map_ = sm
+        router.fit(val, list(profiles.values()))
+        print(f"\n== {kind}: kappa = {router.kappa_} (fitted on validation items)")
+        print(f"{'zoo':18s} {'n':>5s} {'best1':>6s} {'percat':>6s} {'prior':>6s} {'oracle':>6s}  "
+              f"{'prior-best1 [95% CI]':>24s}  {'percat-best1 [95% CI]':>24s}  {'prior-percat [95% CI]':>24s}")
+        for zoo, zmodels in ZOOS.items():
+            S_test = test.pivot_table(index="item_id", columns="model", values="score").reindex(
+                index=test_items["item_id"], columns=zmodels)
+            ok = S_test.notna().all(1).to_numpy()
+            S = S_test.to_numpy()[ok]
+            cats = test_items["category"].to_numpy()[ok]
+            S_train = train.pivot_table(index="item_id", columns="model", values="score")[zmodels].dropna()
+            train_cats = train.drop_duplicates("item_id").set_index("item_id").loc[S_train.index, "category"]
+            best = metrics.best_single_index(S_train.to_numpy())
+            percat_picks, _ = metrics.per_group_best_picks(S_train.to_numpy(), train_cats.to_numpy(), cats, best)
+            P = prior_scores(test_items["prompt"][ok].tolist(), [profiles[m] for m in zmodels], sm,
+                             kappa=router.kappa_, weights=w_test[ok])
+            picks = P.argmax(1)
+            routed = metrics.routed_scores(S, picks)
+            single = metrics.single_scores(S, best)
+            percat = metrics.routed_scores(S, percat_picks)
+            oracle = metrics.oracle_scores(S)
+            d_prior = metrics.paired_bootstrap(routed, single)
+            d_cat = metrics.paired_bootstrap(percat, single)
+            d_pc = metrics.paired_bootstrap(routed, percat)
+            share = {m: float((picks == j).mean()) for j, m in enumerate(zmodels)}
+            row = {"n_test_items": int(ok.sum()), "best_single_model": zmodels[best],
+                   "best_single": float(single.mean()), "per_category_best": float(percat.mean()),
+                   "profile_prior": float(routed.mean()), "oracle": float(oracle.mean()),
+                   "prior_minus_best_single": d_prior.to_dict(), "per_category_minus_best_single": d_cat.to_dict(),
+                   "prior_minus_per_category": d_pc.to_dict(),
+                   "gap_closed": metrics.gap_closed(float(routed.mean()), float(single.mean()),
+                                                    float(oracle.mean())),
+                   "pick_share": share}
+            out["zoos"].setdefault(kind, {})[zoo] = row
+
+            def ci(i):
+                return f"{100 * i.estimate:+5.1f} [{100 * i.low:+5.1f}, {100 * i.high:+5.1f}]"
+            print(f"{zoo:18s} {ok.sum():5d} {100 * single.mean():6.1f} {100 * percat.mean():6.1f} "
+                  f"{100 * routed.mean():6.1f} {100 * oracle.mean():6.1f}  {ci(d_prior):>24s}  {ci(d_cat):>24s}  "
+                  f"{ci(d_pc):>24s}")
+            print(f"{'':18s} picks: " + ", ".join(f"{m} {100 * s:.0f}%" for m, s in share.items() if s > 0))
+        out.setdefault("kappa", {})[kind] = router.kappa_
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""`modelsat route "instruction"`: the chosen model of a zoo and every candidate's score.
+
+With no option it answers right after install, from package data only: the shipped router
+(`modelsat/shipped/router/`, when a trained Model-SAT router ships) or else the profile prior with its shipped
+subject map, among the shipped default zoo (`modelsat/shipped/default_zoo/`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Optional, Sequence
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelsat.aptitude.profile import Profile
+from modelsat.errors import ModelsatError
+
+console = Console()
+
+
+def shipped_path(name: str) -> Path:
+    """A folder inside the package's shipped data (modelsat/shipped/<name>)."""
+    return Path(str(resources.files("modelsat") / "shipped" / name))
+
+
+def load_router(spec: str | None):
+    """The router named by `spec`: a router folder, a registered router name, or (None) the shipped default."""
+    from modelsat.routers import Router, available, get
+    if spec is None:
+        shipped = shipped_path("router")
+        if (shipped / "config.json").exists():
+            return Router.load(shipped), f"shipped router ({shipped})"
+        return get("profile-prior")(), "profile-prior (shipped subject map)"
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelsatError(f"--router {spec}: the folder has no config.json, so it is not a router folder "
+                                "(write one with `modelsat train` or Router.save)")
+        return Router.load(path), str(path)
+    if spec in available():
+        router = get(spec)()
+        if spec != "profile-prior":
+            raise ModelsatError(f"--router {spec}: this router must be trained before it can route; pass the "
+                                "folder it was saved to, or use --router profile-prior (needs no training)")
+        return router, f"{spec} (shipped subject map)"
+    raise ModelsatError(f"--router {spec}: no such folder, and not a router that needs no training "
+                        f"(profile-prior); registered routers: {', '.join(available())}")
+
+
+def _zoo_entries(path: Path) -> tuple[str, list[dict], Path]:
+    """(zoo name, entries {name, profile?, price?}, folder the profile paths are relative to) of a zoo YAML."""
+    import yaml
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelsatError(f"{path}: cannot read the zoo YAML ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise ModelsatError(f"{path}: a zoo YAML needs a `models` list (of names, or of {{name, profile}})")
+    entries = []
+    for i, m in enumerate(data["models"]):
+        if isinstance(m, str):
+            entries.append({"name": m})
+        elif isinstance(m, dict) and (m.get("name") or m.get("model")):
+            entries.append({**m, "name": m.get("name") or m.get("model")})
+        else:
+            raise ModelsatError(f"{path}: models[{i}] is neither a name nor a mapping with `name`")
+    return str(data.get("name", path.stem)), entries, path.parent
+
+
+def load_zoo(spec: str | None) -> tuple[str, list[Profile]]:
+    """(zoo name, candidate profiles) from a zoo YAML, a folder of profile JSONs (with or without zoo.yaml),
+    or (None) the shipped default zoo."""
+    from modelsat.aptitude.from_records import profile_file_name
+    path = Path(spec) if spec is not None else shipped_path("default_zoo")
+    where = f"--zoo {spec}" if spec is not None else f"the shipped default zoo ({path})"
+    if not path.exists():
+        raise ModelsatError(f"{where}: no such file or folder")
+    if path.is_dir() and (path / "zoo.yaml").exists():
+        path = path / "zoo.yaml"
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        name, entries, base = _zoo_entries(path)
+        profiles = []
+        for e in entries:
+            prof_path = base / e["profile"] if e.get("profile") else base / profile_file_name(e["name"])
+            if prof_path.exists():
+                prof = Profile.load(prof_path)
+                if e.get("price") is not None and "price_per_mtok" not in prof.notes:
+                    prof.notes["price_per_mtok"] = e["price"]
+                profiles.append(prof)
+        if not profiles:
+            raise ModelsatError(f"{where}: none of its {len(entries)} models has a profile file (looked for "
+                                f"`profile:` paths or <model>.json beside {path.name}); profile them first with "
+                                "`modelsat profile`")
+        return name, profiles
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        profiles = [Profile.load(f) for f in files]
+        if not profiles:
+            raise ModelsatError(f"{where}: the folder holds no profile JSON files; profile the models first "
+                                "with `modelsat profile`")
+        return path.name, profiles
+    if path.suffix == ".json":
+        return path.stem, [Profile.load(path)]
+    raise ModelsatError(f"{where}: expected a zoo YAML, a profile JSON or a folder of profiles")
+
+
+def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weight: float = 0.0) -> dict:
+    """The routing decision for one instruction: chosen model, every candidate's score, time taken."""
+    import numpy as np
+
+    from modelsat.routers.base import relative_costs
+    if not instruction or not instruction.strip():
+        raise ModelsatError("the instruction is empty; pass the text to route, e.g. "
+                            "modelsat route \"Solve x^2 - 5x + 6 = 0\"")
+    start = time.perf_counter()
+    scores = np.asarray(router.score([instruction], list(candidates)), dtype=float)[0]
+    adjusted = scores - cost_weight * relative_costs(candidates)
+    chosen = int(np.argmax(adjusted))
+    elapsed = time.perf_counter() - start
+    out = {"instruction": instruction, "chosen": candidates[chosen].model,
+           "scores": {c.model: float(s) for c, s in zip(candidates, scores)},
+           "cost_weight": cost_weight, "seconds": elapsed}
+    if cost_weight:
+        out["adjusted_scores"] = {c.model: float(s) for c, s in zip(candidates, adjusted)}
+    sm = getattr(router, "subject_map_", None)
+    if sm is not None:
+        w = sm.weights([instruction])[0]
+        out["subjects"] = {sm.subjects[i]: float(w[i]) for i in np.argsort(-w)[:3]}
+    return out
+
+
+def route_cmd(
+    instruction: str = typer.Argument(..., help="The instruction to route."),
+    router: Optional[str] = typer.Option(None, "--router", help="A router folder, or `profile-prior`. "
+                                         "Default: the shipped router, else the profile prior."),
+    zoo: Optional[str] = typer.Option(None, "--zoo", help="A zoo YAML, a folder of profile JSONs, or one "
+                                      "profile JSON. Default: the shipped default zoo."),
+    cost_weight: float = typer.Option(0.0, "--cost-weight", help="Subtract this x relative price from scores."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)."),
+) -> None:
+    """Name the model of the zoo most likely to answer INSTRUCTION well, with every candidate's score."""
+    if not instruction.strip():   # before loading anything
+        route_one(instruction, None, [])
+    r, router_label = load_router(router)
+    zoo_name, candidates = load_zoo(zoo)
+    result = route_one(instruction, r, candidates, cost_weight)
+    result.update({"router": router_label, "zoo": zoo_name})
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{zoo_name} — {router_label}")
+    table.add_column("model")
+    table.add_column("score", justify="right")
+    table.add_column("profile mean", justify="right")
+    key = "adjusted_scores" if cost_weight else "scores"
+    for c in sorted(candidates, key=lambda c: -result[key][c.model]):
+        mark = "[bold green]→ [/]" if c.model == result["chosen"] else "  "
+        table.add_row(mark + c.model, f"{result['scores'][c.model]:.4f}", f"{c.mean_accuracy:.3f}")
+    console.print(table)
+    if "subjects" in result:
+        console.print("subjects: " + ", ".join(f"{s} {w:.2f}" for s, w in result["subjects"].items()))
+    console.print(f"chosen: [bold]{result['chosen']}[/]  ({result['seconds'] * 1000:.0f} ms)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("route")(route_cmd)

@@ -1,0 +1,188 @@
+"""Instruction -> weights over the 57 MMLU subjects: softmax of cosine similarity to per-subject anchors.
+
+The profile prior (design.md, "Where we depart from the paper") reads a candidate's profile at the
+instruction's subjects; this module says which subjects those are. An anchor is the unit-norm centroid of the
+all-MiniLM-L6-v2 embeddings of one subject's official MMLU questions (question + options, as records render
+them), optionally blended with the embedding of the subject's five aptitude-test keywords. Weights are
+`softmax(cos(x, anchor_s) / temperature)`; the temperature is fitted by maximum likelihood of the true subject
+on MMLU-Pro *training* items whose MMLU subject is known (`fit_temperature`).
+
+Leakage: anchors use question text only, never a model's result, so no score leaks into a router through
+them. But MMLU test questions reappear in other evaluation sets (MMLU-Pro's `ori_mmlu` items, RouterDC's and
+RouteLLM's MMLU files), so the shipped map is built from MMLU questions with every MMLU-Pro item removed
+(same normalised question text; scripts/build_default_zoo.py); its subject accuracy on MMLU-Pro is then not
+inflated by the anchors having seen the question. On RouterDC/RouteLLM MMLU items the anchors *do* contain the
+question text: subject identification there is easier than on unseen text (scores still do not leak).
+
+Routing one instruction costs one MiniLM embedding (disk-cached) and a (1 x 384) @ (384 x 57) product.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from modelsat.aptitude.profile import write_json_atomic
+from modelsat.errors import ModelsatError
+
+SHIPPED_DIR_NAME = "subject_map"
+
+
+@dataclass
+class SubjectMap:
+    """Per-subject anchor vectors (unit norm, (S, 384)) and the softmax temperature over cosine similarities."""
+
+    subjects: list[str]
+    anchors: np.ndarray
+    temperature: float = 0.05
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.anchors = np.asarray(self.anchors, dtype=np.float32)
+        if self.anchors.shape != (len(self.subjects), self.anchors.shape[1] if self.anchors.ndim == 2 else -1):
+            raise ModelsatError(f"subject map: {len(self.subjects)} subjects but anchors of shape "
+                                f"{self.anchors.shape}")
+        if not self.temperature > 0:
+            raise ModelsatError(f"subject map: temperature must be > 0, got {self.temperature}")
+
+    # ---- scoring ------------------------------------------------------------------------------------------
+    def similarities(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, S) cosine similarities of unit-norm instruction embeddings to the subject anchors."""
+        return np.asarray(embeddings, dtype=np.float32) @ self.anchors.T
+
+    def weights_from_embeddings(self, embeddings: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """(n, S) subject weights (rows sum to 1) from instruction embeddings."""
+        return softmax(self.similarities(embeddings), temperature or self.temperature)
+
+    def weights(self, instructions: Sequence[str]) -> np.ndarray:
+        """(n, S) subject weights (rows sum to 1) of each instruction; embeds with MiniLM (cached)."""
+        from modelsat.embeddings import embed
+        return self.weights_from_embeddings(embed(list(instructions)))
+
+    def top_subjects(self, instruction: str, k: int = 3) -> list[tuple[str, float]]:
+        """The k heaviest subjects of one instruction with their weights."""
+        w = self.weights([instruction])[0]
+        order = np.argsort(-w)[:k]
+        return [(self.subjects[i], float(w[i])) for i in order]
+
+    # ---- fitting ------------------------------------------------------------------------------------------
+    def fit_temperature(self, embeddings: np.ndarray, true_subjects: Sequence[str]) -> "SubjectMap":
+        """Sets the temperature that maximises the likelihood of each item's true subject; returns self.
+
+        Items whose subject is not one of `self.subjects` are ignored (MMLU-Pro's non-MMLU categories).
+        """
+        from scipy.optimize import minimize_scalar
+        index = {s: i for i, s in enumerate(self.subjects)}
+        keep = [i for i, s in enumerate(true_subjects) if s in index]
+        if len(keep) < 10:
+            raise ModelsatError(f"fit_temperature: only {len(keep)} items have a known MMLU subject; need >= 10")
+        sims = self.similarities(np.asarray(embeddings)[keep]).astype(np.float64)
+        y = np.array([index[true_subjects[i]] for i in keep])
+
+        def nll(log_t: float) -> float:
+            z = sims / np.exp(log_t)
+            z -= z.max(1, keepdims=True)
+            return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+        res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1.0)), method="bounded")
+        self.temperature = float(np.exp(res.x))
+        self.provenance["temperature_fit"] = {"n_items": len(keep), "mean_nll": float(res.fun)}
+        return self
+
+    def top1_accuracy(self, embeddings: np.ndarray, true_subjects: Sequence[str]) -> tuple[float, int]:
+        """(share of items whose heaviest subject is the true one, number of items with a known subject)."""
+        index = {s: i for i, s in enumerate(self.subjects)}
+        keep = [i for i, s in enumerate(true_subjects) if s in index]
+        if not keep:
+            return float("nan"), 0
+        pred = self.similarities(np.asarray(embeddings)[keep]).argmax(1)
+        y = np.array([index[true_subjects[i]] for i in keep])
+        return float((pred == y).mean()), len(keep)
+
+    # ---- building -----------------------------------------------------------------------------------------
+    @classmethod
+    def from_questions(cls, embeddings: np.ndarray, subjects: Sequence[str],
+                       keyword_embeddings: dict[str, np.ndarray] | None = None, keyword_weight: float = 0.0,
+                       provenance: dict | None = None) -> "SubjectMap":
+        """Anchors = unit-norm centroid of each subject's question embeddings, blended with its keyword line.
+
+        `keyword_weight` is the keyword embedding's share of the anchor (0 = questions only); subjects with no
+        question get the keyword embedding alone.
+        """
+        subjects = np.asarray(subjects)
+        names = sorted(set(subjects.tolist()) | set(keyword_embeddings or {}))
+        emb = np.asarray(embeddings, dtype=np.float32)
+        anchors = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
+        for i, s in enumerate(names):
+            rows = emb[subjects == s]
+            centroid = _unit(rows.mean(0)) if len(rows) else None
+            kw = _unit(keyword_embeddings[s]) if keyword_embeddings and s in keyword_embeddings else None
+            if centroid is None and kw is None:
+                raise ModelsatError(f"subject {s!r} has neither questions nor keywords")
+            if centroid is None:
+                anchors[i] = kw
+            elif kw is None or keyword_weight <= 0:
+                anchors[i] = centroid
+            else:
+                anchors[i] = _unit((1 - keyword_weight) * centroid + keyword_weight * kw)
+        return cls(subjects=names, anchors=anchors, provenance=dict(provenance or {}))
+
+    # ---- files --------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Writes anchors.safetensors + subject_map.json (subjects, temperature, provenance) into `directory`."""
+        from safetensors.numpy import save_file
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / ".anchors.safetensors.tmp"
+        save_file({"anchors": np.ascontiguousarray(self.anchors.astype(np.float16))}, str(tmp))
+        tmp.replace(d / "anchors.safetensors")
+        write_json_atomic({"subjects": self.subjects, "temperature": self.temperature,
+                           "provenance": self.provenance}, d / "subject_map.json")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "SubjectMap":
+        """The subject map stored in `directory` by `save`."""
+        from safetensors.numpy import load_file
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "subject_map.json").read_text())
+            anchors = load_file(str(d / "anchors.safetensors"))["anchors"].astype(np.float32)
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise ModelsatError(f"{d}: not a subject map folder (expected subject_map.json and "
+                                f"anchors.safetensors): {exc}") from exc
+        # stored in float16: renormalise so cosines stay exact to ~1e-3
+        anchors /= np.linalg.norm(anchors, axis=1, keepdims=True).clip(1e-12)
+        return cls(subjects=list(meta["subjects"]), anchors=anchors, temperature=float(meta["temperature"]),
+                   provenance=dict(meta.get("provenance") or {}))
+
+
+def shipped_dir() -> Path:
+    """The package folder of the shipped subject map (modelsat/shipped/subject_map)."""
+    return Path(str(resources.files("modelsat") / "shipped" / SHIPPED_DIR_NAME))
+
+
+def shipped() -> SubjectMap:
+    """The subject map that ships with the package (built by scripts/build_default_zoo.py)."""
+    d = shipped_dir()
+    if not (d / "subject_map.json").exists():
+        raise ModelsatError(f"{d}: the shipped subject map is missing; rebuild it with "
+                            "`python scripts/build_default_zoo.py` or reinstall modelsat")
+    return SubjectMap.load(d)
+
+
+def softmax(x: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise softmax of x / temperature."""
+    z = np.asarray(x, dtype=np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)

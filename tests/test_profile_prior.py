@@ -1,0 +1,114 @@
+"""The profile prior and its subject map: real MiniLM, hand-made profiles, the shipped subject map."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelsat.aptitude.profile import Profile, SubjectScore
+from modelsat.routers import Router, get
+from modelsat.routers.profile_prior import ProfilePrior, prior_scores, shrunk_accuracies
+from modelsat.routers.subject_map import SubjectMap, shipped
+
+MATH = ["abstract_algebra", "college_mathematics", "elementary_mathematics", "high_school_mathematics",
+        "high_school_statistics"]
+LAW = ["professional_law", "international_law", "jurisprudence"]
+MATH_Q = "Solve for x: 3x^2 - 12x + 9 = 0. What is the sum of the roots?\nA. 2\nB. 3\nC. 4\nD. 6"
+LAW_Q = ("Under the doctrine of adverse possession, which element must the claimant prove to obtain title to "
+         "the land?\nA. Permission of the owner\nB. Open and notorious use\nC. Payment of rent\nD. A written lease")
+
+
+def profile(name: str, strong: list[str], weak: list[str], hi=0.9, lo=0.3, n=20) -> Profile:
+    subjects = {s: SubjectScore(hi, n) for s in strong} | {s: SubjectScore(lo, n) for s in weak}
+    return Profile(model=name, test_version="hand-made", subjects=subjects)
+
+
+@pytest.fixture(scope="module")
+def subject_map() -> SubjectMap:
+    return shipped()
+
+
+def test_shipped_subject_map_covers_the_57_mmlu_subjects(subject_map):
+    assert len(subject_map.subjects) == 57
+    assert subject_map.anchors.shape == (57, 384)
+    assert 0 < subject_map.temperature < 1
+
+
+def test_math_question_maps_to_a_math_subject(subject_map):
+    top = subject_map.top_subjects(MATH_Q, k=1)[0][0]
+    assert top in MATH
+
+
+def test_law_question_maps_to_a_law_subject(subject_map):
+    top = subject_map.top_subjects(LAW_Q, k=1)[0][0]
+    assert top in LAW
+
+
+def test_subject_weights_are_a_distribution_per_instruction(subject_map):
+    w = subject_map.weights([MATH_Q, LAW_Q])
+    assert w.shape == (2, 57)
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-9)
+    assert (w >= 0).all()
+
+
+def test_subject_map_save_load_round_trip(subject_map, tmp_path):
+    subject_map.save(tmp_path / "sm")
+    again = SubjectMap.load(tmp_path / "sm")
+    assert again.subjects == subject_map.subjects and again.temperature == subject_map.temperature
+    np.testing.assert_allclose(again.weights([MATH_Q]), subject_map.weights([MATH_Q]), atol=1e-6)
+
+
+def test_prior_prefers_the_candidate_strong_at_the_instructions_subject(subject_map):
+    mathy = profile("mathy", MATH, LAW)
+    lawyer = profile("lawyer", LAW, MATH)
+    s = prior_scores([MATH_Q, LAW_Q], [mathy, lawyer], subject_map)
+    assert s.shape == (2, 2)
+    assert s[0, 0] > s[0, 1], "math question should go to the math-strong model"
+    assert s[1, 1] > s[1, 0], "law question should go to the law-strong model"
+
+
+def test_missing_subject_falls_back_to_the_models_mean():
+    p = Profile("m", "v", {"anatomy": SubjectScore(1.0, 20), "astronomy": SubjectScore(0.5, 20)})
+    a = shrunk_accuracies([p], ["anatomy", "astronomy", "virology"], kappa=0.0)[:, 0]
+    np.testing.assert_allclose(a, [1.0, 0.5, 0.75])
+
+
+def test_few_items_are_shrunk_toward_the_mean_by_kappa():
+    p = Profile("m", "v", {"anatomy": SubjectScore(1.0, 2), "astronomy": SubjectScore(0.0, 2)})
+    a = shrunk_accuracies([p], ["anatomy"], kappa=2.0)[0, 0]
+    assert a == pytest.approx((2 * 1.0 + 2 * 0.5) / 4)
+
+
+def _records(models_acc: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Records of hand-made models on a few math and law prompts (score = 1 where the model is strong)."""
+    prompts = {"high_school_mathematics": [MATH_Q, "Compute the derivative of x^3 + 2x.\nA. 3x^2+2\nB. x^2\nC. 3x\nD. 2"],
+               "professional_law": [LAW_Q, "Which amendment protects against unreasonable searches?\nA. First\n"
+                                           "B. Fourth\nC. Fifth\nD. Tenth"]}
+    rows = []
+    for model, acc in models_acc.items():
+        for subj, ps in prompts.items():
+            for i, p in enumerate(ps):
+                rows.append({"model": model, "benchmark": "t", "item_id": f"{subj}-{i}", "prompt": p,
+                             "subject": subj, "score": float(acc[subj] > 0.5)})
+    return pd.DataFrame(rows)
+
+
+def test_router_scores_an_unseen_model_from_its_profile_only(subject_map):
+    seen = [profile("mathy", MATH, LAW), profile("lawyer", LAW, MATH)]
+    recs = _records({"mathy": {"high_school_mathematics": 0.9, "professional_law": 0.3},
+                     "lawyer": {"high_school_mathematics": 0.3, "professional_law": 0.9}})
+    router = get("profile-prior")(fit_temperature=False).fit(recs, seen)
+    newcomer = profile("newcomer", LAW, MATH, hi=0.95, lo=0.1)   # never in records
+    s = router.score([LAW_Q], seen + [newcomer])
+    assert s.shape == (1, 3)
+    assert router.route([LAW_Q], seen + [newcomer]) == ["newcomer"]
+    np.testing.assert_allclose(s[0, 2], prior_scores([LAW_Q], [newcomer], subject_map, kappa=router.kappa_)[0, 0])
+
+
+def test_router_save_load_gives_identical_scores(tmp_path):
+    router = ProfilePrior(kappa=3.0)
+    cands = [profile("mathy", MATH, LAW), profile("lawyer", LAW, MATH)]
+    before = router.score([MATH_Q, LAW_Q], cands)
+    router.save(tmp_path / "r")
+    loaded = Router.load(tmp_path / "r")
+    assert isinstance(loaded, ProfilePrior)
+    np.testing.assert_array_equal(loaded.score([MATH_Q, LAW_Q], cands), before)
