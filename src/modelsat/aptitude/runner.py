@@ -23,6 +23,7 @@ from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.errors import ModelsatError
 
 PROMPT_VERSION = "mc-v1"
+DEFAULT_LOCAL = "smollm"   # --hf-path value meaning SmolLM2-135M-Instruct from base_models
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
@@ -312,7 +313,8 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
               timeout: float = 60.0, retries: int = 4, backoff: float = 0.5, notes: dict | None = None,
               progress: bool = True, threads: int | None = 1,
               on_start: Callable[[int, int], None] | None = None) -> Profile:
-    """Runs the test on an endpoint (`endpoint`) or a local model (`hf_path`, or a ready `lm`), resuming from
+    """Runs the test on an endpoint (`endpoint`) or a local model (`hf_path`, "smollm" for SmolLM2, or a ready
+    `lm`), resuming from
     the journal beside `out`, and writes the profile to `out`. Returns the profile."""
     if (endpoint is None) == (hf_path is None and lm is None):
         raise ModelsatError("give exactly one of an endpoint URL or a local model (--endpoint or --hf-path)")
@@ -323,7 +325,8 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
         how = {"method": "endpoint", "endpoint": endpoint, "scoring": "first option letter of the reply",
                "max_tokens": max_tokens}
     else:
-        how = {"method": "hf", "hf_path": str(hf_path) if hf_path else "SmolLM2-135M-Instruct (base_models)",
+        how = {"method": "hf", "hf_path": str(hf_path) if hf_path and hf_path != DEFAULT_LOCAL
+               else "SmolLM2-135M-Instruct (base_models)",
                "scoring": ("next-token logits over the option letters" if scoring == "logits"
                            else "first option letter of a greedy reply"),
                **({"max_tokens": max_tokens} if scoring == "generate" else {})}
@@ -341,7 +344,7 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
         else:
             if lm is None:
                 from modelsat.aptitude.local_model import LocalChatModel
-                lm = LocalChatModel(hf_path, threads=threads)
+                lm = LocalChatModel(None if hf_path == DEFAULT_LOCAL else hf_path, threads=threads)
             answers = run_local(test, lm, journal, tasks, scoring, max_tokens, progress)
     finally:
         journal.close()

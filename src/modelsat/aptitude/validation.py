@@ -1,0 +1,29 @@
+"""Checks that a profile means something: its mean accuracy against the model's accuracy elsewhere."""
+
+from __future__ import annotations
+
+import pandas as pd
+from scipy.stats import spearmanr
+
+from modelsat.aptitude.core_items import AptitudeTest
+from modelsat.aptitude.from_records import profile_from_records
+
+
+def profile_vs_outside(records: pd.DataFrame, test: AptitudeTest, benchmark: str | None = None
+                       ) -> tuple[pd.DataFrame, float, float]:
+    """(per-model table of profile mean accuracy and accuracy on the items of `benchmark` outside the test,
+    Spearman rho, p-value). `benchmark` defaults to the benchmark of the test's items."""
+    benchmark = benchmark or test.items()[0][1].benchmark
+    core = {i for b, i in test.item_keys() if b == benchmark}
+    rows = []
+    for model in sorted(records["model"].dropna().unique()):
+        recs = records[records["model"] == model]
+        outside = recs[(recs["benchmark"] == benchmark) & ~recs["item_id"].isin(core)]
+        if len(outside) == 0:
+            continue
+        prof = profile_from_records(recs, model, test)
+        rows.append({"model": model, "profile_mean": prof.mean_accuracy, "outside_items": len(outside),
+                     "outside_accuracy": float(outside["score"].mean())})
+    table = pd.DataFrame(rows).sort_values("outside_accuracy", ascending=False).reset_index(drop=True)
+    rho, p = spearmanr(table["profile_mean"], table["outside_accuracy"])
+    return table, float(rho), float(p)
