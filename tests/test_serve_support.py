@@ -52,7 +52,7 @@ def write_profile(tmp: Path, name: str, accuracy: float = 0.5, price: Optional[f
 
 @contextmanager
 def proxy_for(tmp: Path, stubs: dict[str, StubUpstream], router: Optional[Router] = KeywordRouter(),
-              prices: Optional[dict] = None, access_log: bool = False, **overrides):
+              prices: Optional[dict] = None, access_log: bool = True, **overrides):
     """(proxy server, stubs' servers) for a zoo of `stubs`; the router goes through a saved folder."""
     prices = prices or {}
     with ExitStack() as stack:

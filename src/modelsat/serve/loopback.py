@@ -18,7 +18,8 @@ import uvicorn
 class LoopbackServer:
     """Runs an ASGI app with uvicorn on a free 127.0.0.1 port in a daemon thread (a context manager)."""
 
-    def __init__(self, app, access_log: bool = False, log_level: str = "info"):
+    def __init__(self, app, access_log: bool = True, log_level: str = "info"):
+        # access_log=False would mute the process-wide "uvicorn.access" logger for every server, not just this one
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
