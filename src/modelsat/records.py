@@ -78,6 +78,22 @@ def _choices_to_text(value):
     return json.dumps(list(value), ensure_ascii=False)
 
 
+def _not_text(column: pd.Series) -> pd.Series:
+    """True where a value is missing or neither text nor an integer (vectorised when the column is all text)."""
+    if pd.api.types.infer_dtype(column, skipna=True) == "string":
+        return column.isna()
+    return column.isna() | ~column.map(lambda v: isinstance(v, (str, int, np.integer)))
+
+
+def _is_boolean(column: pd.Series) -> pd.Series:
+    """True where a value is a bool (a score must be a number, not True/False)."""
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return pd.Series(True, index=column.index)
+    if column.dtype != object:
+        return pd.Series(False, index=column.index)
+    return column.map(lambda v: isinstance(v, (bool, np.bool_)))
+
+
 def validate(df: pd.DataFrame, source: str = "<table>") -> pd.DataFrame:
     """The table, normalized, if it meets the contract; else a RecordsError naming source, row and field."""
     if len(df) == 0:
@@ -88,13 +104,13 @@ def validate(df: pd.DataFrame, source: str = "<table>") -> pd.DataFrame:
         raise RecordsError(f"{source}: missing column(s) {', '.join(missing)}; "
                            f"a records file needs {', '.join(REQUIRED)}")
     for col in sorted(_STRING):
-        bad = df[col].isna() | ~df[col].map(lambda v: isinstance(v, (str, int, np.integer)))
+        bad = _not_text(df[col])
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise RecordsError(f"{source}: row {row + 1}, field '{col}': expected text, "
                                f"found {df[col].iloc[row]!r}")
     score = pd.to_numeric(df["score"], errors="coerce")
-    bad = score.isna() | df["score"].map(lambda v: isinstance(v, (bool, np.bool_)))
+    bad = score.isna() | _is_boolean(df["score"])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise RecordsError(f"{source}: row {row + 1}, field 'score': expected a number in [0, 1], "
