@@ -51,9 +51,10 @@ def write_profile(tmp: Path, name: str, accuracy: float = 0.5, price: Optional[f
 
 
 @contextmanager
-def proxy_for(tmp: Path, stubs: dict[str, StubUpstream], router: Optional[Router] = KeywordRouter(),
+def proxy_for(tmp: Path, stubs: dict[str, object], router: Optional[Router] = KeywordRouter(),
               prices: Optional[dict] = None, access_log: bool = True, **overrides):
-    """(proxy server, stubs' servers) for a zoo of `stubs`; the router goes through a saved folder."""
+    """(proxy server, upstream servers) for a zoo whose upstreams are the ASGI apps `stubs` (StubUpstream or
+    any OpenAI-compatible app), each served on loopback; the router goes through a saved folder."""
     prices = prices or {}
     with ExitStack() as stack:
         servers = {n: stack.enter_context(LoopbackServer(s)) for n, s in stubs.items()}

@@ -33,7 +33,7 @@ class LoopbackServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait_s: float = 20.0) -> "LoopbackServer":
+    def start(self, wait_s: float = 180.0) -> "LoopbackServer":
         self.thread.start()
         deadline = time.monotonic() + wait_s
         while not self.server.started:        # uvicorn offers no event; this only waits for startup
