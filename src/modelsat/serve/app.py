@@ -102,7 +102,8 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     @asynccontextmanager
     async def lifespan(_app):
-        limits = httpx.Limits(max_connections=2048, max_keepalive_connections=256)
+        # keep-alive shorter than uvicorn's 5 s default, so the proxy does not reuse a connection the upstream is closing
+        limits = httpx.Limits(max_connections=2048, max_keepalive_connections=256, keepalive_expiry=2.0)
         async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client:
             state["client"] = client
             if routing is not None:

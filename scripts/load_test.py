@@ -1,0 +1,210 @@
+"""Load test of `modelsat serve` on loopback: fast stub upstreams, concurrency 1, 16, 64, 256.
+
+Prints, per concurrency level and repeat: throughput, end-to-end latency p50/p99 (ms), the routing overhead
+the proxy reports (x-modelsat-routing-ms) p50/p99, the proxy's CPU time per request (ms), requests lost (error or incomplete stream) or hung (no end
+within --request-timeout), and the proxy process's RSS before and after. Also the router's own scoring time
+and the direct-to-upstream latency, so the proxy's added latency can be read off.
+
+    .venv/bin/python scripts/load_test.py                      # streaming, 3 repeats, bounded to ~2 minutes
+    .venv/bin/python scripts/load_test.py --mode json --levels 1,16 --repeats 1
+
+Everything runs on 127.0.0.1; the proxy and the upstreams are subprocesses of this script, stopped at exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from modelsat.aptitude.profile import Profile, SubjectScore
+from modelsat.routers.base import Router, register
+
+KEY = "sk-load-test-client"
+WORDS = {"alpha": ["equation", "integral"], "beta": ["history", "empire"]}
+PROMPTS = ["Solve the equation x + 1 = 3", "Which empire fell in 476?", "Compute the integral of x dx",
+           "A question about history and wars"]
+
+
+@register
+class LoadTestKeywordRouter(Router):
+    """A cheap deterministic router (keyword counts), so the figures measure the proxy, not a model."""
+    name = "load-test-keyword"
+
+    def fit(self, records, profiles):
+        return self
+
+    def score(self, instructions, candidates):
+        return np.array([[sum(w in t.lower() for w in c.notes.get("keywords", [])) for c in candidates]
+                         for t in instructions], dtype=float)
+
+
+# ---- subprocesses --------------------------------------------------------------------------------------------
+
+def run_upstreams() -> None:
+    from modelsat.serve.loopback import LoopbackServer, StubUpstream
+    servers = [LoopbackServer(StubUpstream(n), access_log=False, log_level="warning").start() for n in WORDS]
+    print(json.dumps({n: s.port for n, s in zip(WORDS, servers)}), flush=True)
+    servers[0].thread.join()
+
+
+def run_proxy(config: str) -> None:
+    from modelsat.serve.app import make_app
+    from modelsat.serve.config import load_config
+    from modelsat.serve.loopback import LoopbackServer
+    server = LoopbackServer(make_app(load_config(config)), access_log=False, log_level="warning").start()
+    print(json.dumps({"port": server.port}), flush=True)
+    server.thread.join()
+
+
+def spawn(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"subprocess {args} exited before it was ready (status {proc.wait()})")
+    return proc, json.loads(line)
+
+
+def write_zoo(tmp: Path, ports: dict) -> Path:
+    models = []
+    for name, port in ports.items():
+        Profile(name, "load", {"math": SubjectScore(0.5, 20)}, {"keywords": WORDS[name]}).save(tmp / f"{name}.json")
+        models.append({"name": name, "base_url": f"http://127.0.0.1:{port}/v1", "profile": f"{name}.json"})
+    LoadTestKeywordRouter().save(tmp / "router")
+    cfg = {"router": "router", "models": models, "auth": {"client_keys_env": ["LOAD_TEST_CLIENT_KEY"]},
+           "timeouts": {"connect": 5, "first_byte": 30, "idle": 30}}
+    path = tmp / "zoo.yaml"
+    path.write_text(json.dumps(cfg))          # JSON is YAML
+    return path
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def cpu_s(pid: int) -> float:
+    import psutil
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+# ---- the load ------------------------------------------------------------------------------------------------
+
+async def one(client, url: str, i: int, stream: bool, timeout: float) -> dict:
+    body = {"model": "modelsat", "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            "stream": stream, "max_tokens": 5}
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {KEY}"}) as r:
+                data = await r.aread()
+    except TimeoutError:
+        return {"hung": True}
+    except Exception as exc:  # noqa: BLE001 - a lost request is counted, whatever the cause
+        return {"lost": f"{type(exc).__name__}"}
+    ok = r.status_code == 200 and (data.endswith(b"data: [DONE]\n\n") if stream else b'"choices"' in data)
+    return {"ok": ok, "lost": None if ok else f"status {r.status_code}", "latency_ms": (time.perf_counter() - t0) * 1e3,
+            "routing_ms": float(r.headers.get("x-modelsat-routing-ms", "nan"))}
+
+
+async def level(url: str, concurrency: int, n: int, stream: bool, timeout: float) -> dict:
+    import httpx
+    sem = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout, pool=None)) as client:
+        async def bounded(i):
+            async with sem:
+                return await one(client, url, i, stream, timeout)
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(bounded(i) for i in range(n)))
+        wall = time.perf_counter() - t0
+    good = [r for r in results if r.get("ok")]
+    lat = [r["latency_ms"] for r in good]
+    rout = [r["routing_ms"] for r in good if r["routing_ms"] == r["routing_ms"]]
+    pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
+    return {"n": n, "ok": len(good), "lost": sum(1 for r in results if r.get("lost")),
+            "hung": sum(1 for r in results if r.get("hung")), "rps": len(good) / wall,
+            "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99), "route_p50": pct(rout, 50), "route_p99": pct(rout, 99)}
+
+
+def scoring_ms(repeats: int = 2000) -> float:
+    router = LoadTestKeywordRouter()
+    profiles = [Profile(n, "load", {}, {"keywords": w}) for n, w in WORDS.items()]
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        router.score([PROMPTS[i % len(PROMPTS)]], profiles)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="1,16,64,256")
+    ap.add_argument("--requests", type=int, default=300, help="requests per level (at least 2 x concurrency)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mode", choices=["stream", "json"], default="stream")
+    ap.add_argument("--request-timeout", type=float, default=30.0, help="a request still open after this is hung")
+    ap.add_argument("--time-limit", type=float, default=240.0, help="stop starting new levels after this (s)")
+    ap.add_argument("--_upstreams", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--_proxy", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._upstreams:
+        return run_upstreams()
+    if args._proxy:
+        return run_proxy(args._proxy)
+
+    start = time.monotonic()
+    stream = args.mode == "stream"
+    procs = []
+    try:
+        up, ports = spawn("--_upstreams")
+        procs.append(up)
+        with tempfile.TemporaryDirectory() as tmp:
+            proxy, info = spawn("--_proxy", str(write_zoo(Path(tmp), ports)), env={"LOAD_TEST_CLIENT_KEY": KEY})
+            procs.append(proxy)
+            url = f"http://127.0.0.1:{info['port']}/v1/chat/completions"
+            direct_url = f"http://127.0.0.1:{ports['alpha']}/v1/chat/completions"
+            print(f"router scoring time (load-test-keyword, 1 instruction x 2 candidates): p50 {scoring_ms():.4f} ms")
+            # warm both paths, then the baseline: the upstream alone at concurrency 1
+            asyncio.run(level(url, 4, 20, stream, args.request_timeout))
+            direct = asyncio.run(level(direct_url, 1, 100, stream, args.request_timeout))
+            print(f"direct to upstream, concurrency 1: p50 {direct['lat_p50']:.2f} ms, p99 {direct['lat_p99']:.2f} ms")
+            print(f"mode: {args.mode}; proxy RSS at start {rss_mb(proxy.pid):.1f} MiB")
+            print(f"{'rep':>3} {'conc':>5} {'n':>5} {'ok':>5} {'lost':>4} {'hung':>4} {'req/s':>7} "
+                  f"{'lat p50':>8} {'lat p99':>8} {'route p50':>9} {'route p99':>9} {'cpu/req':>7} {'RSS MiB':>8}")
+            for rep in range(1, args.repeats + 1):
+                for conc in [int(c) for c in args.levels.split(",")]:
+                    if time.monotonic() - start > args.time_limit:
+                        print(f"time limit of {args.time_limit:.0f} s reached; stopping")
+                        return
+                    cpu0 = cpu_s(proxy.pid)
+                    r = asyncio.run(level(url, conc, max(args.requests, 2 * conc), stream, args.request_timeout))
+                    r["cpu_ms"] = (cpu_s(proxy.pid) - cpu0) * 1e3 / r["n"]
+                    print(f"{rep:>3} {conc:>5} {r['n']:>5} {r['ok']:>5} {r['lost']:>4} {r['hung']:>4} {r['rps']:>7.1f} "
+                          f"{r['lat_p50']:>8.2f} {r['lat_p99']:>8.2f} {r['route_p50']:>9.3f} {r['route_p99']:>9.3f} {r['cpu_ms']:>7.2f} "
+                          f"{rss_mb(proxy.pid):>8.1f}", flush=True)
+            print(f"proxy added latency at concurrency 1 is about lat p50 (rep 1, conc 1) − {direct['lat_p50']:.2f} ms")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()
