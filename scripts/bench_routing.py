@@ -1,0 +1,100 @@
+"""Routing latency of the Model-SAT router: one ~100-token instruction among 5, 20 and 60 candidates.
+
+Prints p50/p99 of `router.score` (prior + model, everything a request pays) in the fast order (instruction KV
+computed once, shared by every candidate) and the paper order (one full sequence per candidate), and the ratio
+to one forward of the same instruction through the router's LM, measured in the same run (issue 13 targets:
+<= 1.5x at 5 candidates, <= 3x at 60). Latency does not depend on the weights, so an untrained router of the
+preset is timed unless --router points to a trained one.
+
+    python scripts/bench_routing.py [--preset cpu-default] [--router DIR] [--reps 15] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+INSTRUCTION = ("A 45-year-old patient presents with fatigue, weight gain and cold intolerance. Laboratory tests "
+               "show an elevated TSH and a low free T4. Which of the following is the most appropriate initial "
+               "treatment? A. Propylthiouracil B. Levothyroxine C. Radioactive iodine D. Methimazole "
+               "E. Hydrocortisone F. Liothyronine G. Thyroidectomy")
+
+
+def synthetic_profiles(n: int, seed: int = 0):
+    """n profiles over the 57 MMLU subjects with random accuracies (timing does not depend on the values)."""
+    from modelsat.aptitude.core_items import subject_keywords
+    from modelsat.aptitude.profile import Profile, SubjectScore
+    rng = np.random.default_rng(seed)
+    subjects = sorted(subject_keywords())[:50]
+    return [Profile(f"model-{i}", "bench", {s: SubjectScore(float(rng.uniform(0.2, 0.9)), 20) for s in subjects})
+            for i in range(n)]
+
+
+def percentile_ms(times: list[float], q: float) -> float:
+    return 1000 * float(np.percentile(times, q))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="cpu-default")
+    ap.add_argument("--router", default=None, help="a trained router folder (else an untrained one of --preset)")
+    ap.add_argument("--candidates", default="5,20,60")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from modelsat.routers.modelsat.model import ModelSAT
+    from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
+
+    if args.router:
+        base = ModelSATRouter.load(args.router)
+    else:
+        base = ModelSATRouter(preset=args.preset)
+        base.preset_ = resolve_preset(args.preset)
+        base.model_ = ModelSAT(base.preset_.model).eval()
+    routers = {}
+    for order in ("fast", "paper"):
+        r = ModelSATRouter(preset=base.preset_.to_dict())
+        r.preset_ = dataclasses.replace(base.preset_, model=dataclasses.replace(base.preset_.model, order=order))
+        r.model_ = base.model_
+        routers[order] = r
+    model = base.model_
+    ids = model.instruction_ids(INSTRUCTION)
+    print(f"preset {base.preset_.name}: LM {base.preset_.model.lm} ({model.lm.config.num_hidden_layers} layers), "
+          f"encoder {base.preset_.model.encoder}, instruction {len(ids)} tokens, {args.threads} threads, "
+          f"{args.reps} reps")
+
+    def one_forward():
+        with torch.no_grad():
+            x = torch.tensor([ids])
+            h = model.lm.model(input_ids=x, use_cache=False).last_hidden_state[:, -1]
+            model._log_odds(h)
+
+    rows = []
+    for m in [int(c) for c in args.candidates.split(",")]:
+        cands = synthetic_profiles(m)
+        for r in routers.values():       # warm-up: encodes the profiles (ψ outputs are cached), embeds the text
+            r.model_.cfg = r.preset_.model
+            r.score([INSTRUCTION], cands)
+        times = {"forward": [], "fast": [], "paper": []}
+        for _ in range(args.reps):       # interleaved, so machine load hits all three alike
+            t = time.perf_counter(); one_forward(); times["forward"].append(time.perf_counter() - t)
+            for order, r in routers.items():
+                r.model_.cfg = r.preset_.model
+                t = time.perf_counter(); r.score([INSTRUCTION], cands); times[order].append(time.perf_counter() - t)
+        fwd = percentile_ms(times["forward"], 50)
+        rows.append((m, fwd, *(percentile_ms(times[o], q) for o in ("fast", "paper") for q in (50, 99))))
+    model.cfg = base.preset_.model
+    print(f"\n| candidates | 1 forward p50 (ms) | fast p50 | fast p99 | fast p50 / forward | paper p50 | paper p99 "
+          f"| paper p50 / forward |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for m, fwd, f50, f99, p50, p99 in rows:
+        print(f"| {m} | {fwd:.0f} | {f50:.0f} | {f99:.0f} | {f50 / fwd:.2f}x | {p50:.0f} | {p99:.0f} | {p50 / fwd:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`modelsat train`: train a Model-SAT preset on the training split of real records and save the router."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def training_records(sources: list[str], data: str | None, seed: int = 0):
+    """(train records, val records) of the sources: items split by the seeded hash of item_id (70/10/20);
+    test items are dropped here so nothing downstream can train on them."""
+    import pandas as pd
+    from modelsat import sources as src
+    from modelsat.routers.modelsat.split import item_split
+    frames = []
+    for name in sources:
+        df = src.load(name, data=data)
+        if "split" in df.columns and df["split"].notna().any():   # sources with their own train/test files
+            df = df.assign(_split=df["split"].map(lambda s: "test" if str(s).lower().startswith("test") else "train"))
+        else:
+            ids = df["item_id"].astype(str).unique()
+            split = dict(zip(ids, item_split(ids, seed)))
+            df = df.assign(_split=df["item_id"].astype(str).map(split))
+        frames.append(df)
+    records = pd.concat(frames, ignore_index=True)
+    return (records[records["_split"] == "train"].drop(columns="_split"),
+            records[records["_split"] == "val"].drop(columns="_split"))
+
+
+def profiles_for(train_records):
+    """Each model's profile on an aptitude test built from training items only."""
+    from modelsat.aptitude.core_items import build_test
+    from modelsat.aptitude.from_records import profile_from_records
+    test = build_test(train_records)
+    return [profile_from_records(train_records, m, test) for m in sorted(train_records["model"].unique())], test
+
+
+def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--config", help="A preset YAML."),
+              out: Path = typer.Option(..., "--out", help="Folder for checkpoints and the trained router."),
+              resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from out/checkpoint.pt."),
+              source: list[str] = typer.Option(["mmlu_pro"], "--source", help="Records source(s) to train on."),
+              data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (else MODELSAT_DATA)."),
+              seed: int = typer.Option(0, "--seed")) -> None:
+    """Train Model-SAT (capability encoder + connector + LM, plus the profile prior) and save the router."""
+    from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
+    from modelsat.routers.modelsat.train import evaluate, format_diagnostics, training_data
+    preset = resolve_preset(str(config))
+    t0 = time.time()
+    train_recs, val_recs = training_records(source, data_dir)
+    console.print(f"records: {len(train_recs)} train / {len(val_recs)} val rows "
+                  f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
+    profiles, test = profiles_for(train_recs)
+    console.print(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
+    router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=True)
+    router.fit(train_recs, profiles, out_dir=out, resume=resume)
+    train_s = time.time() - t0
+    metrics = {"train_seconds": round(train_s, 1)}
+    if preset.train.eval_items and len(val_recs):
+        val = training_data(val_recs, profiles, router.prior, max_items=None, seed=seed)
+        diag = evaluate(router.model_, val, preset.train.eval_items, seed=seed)
+        console.print(format_diagnostics(diag))
+        metrics["validation"] = diag
+    router.save(out / "router", card={"metrics": metrics})
+    for p in profiles:
+        p.save(out / "profiles" / f"{p.model}.json")
+    console.print(f"[green]saved[/] {out / 'router'} (trained in {train_s / 60:.1f} min)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)

@@ -1,0 +1,161 @@
+"""Configuration of the Model-SAT router: what the model is (ModelConfig) and how it is trained (TrainConfig).
+
+Every knob lives here, visible in one place (nanoGPT style); presets are YAML files in `configs/` with the
+two sections `model:` and `train:`. Unknown keys are errors, so a typo in a preset never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelsat.errors import ModelsatError
+
+INQUIRY_PROMPT = "Predict whether the model can handle the instruction by indicating 'Yes' or 'No'."
+
+
+@dataclass
+class ModelConfig:
+    """The architecture: capability encoder ψ → connector W → soft tokens, read with the instruction by the LM φ."""
+
+    lm: str = "smollm2"              # "smollm2" (PyPI package), "tiny" (random LlamaConfig, tests) or a local HF folder
+    lm_layers: int | None = 12       # keep only the first n layers of φ (None = all)
+    encoder: str = "minilm"          # "minilm" (PyPI package), "tiny" (random BERT, tests), a local HF folder,
+    #                                  or "none": φ reads the capability text as plain tokens (paper's ablation)
+    order: str = "fast"              # "fast" = [instruction, capability, prompt] (instruction KV shared by candidates)
+    #                                  "paper" = [capability, instruction, prompt] (eq. 3)
+    n_soft_tokens: int = 4           # the capability text is cut into this many chunks of subjects, one ψ vector each
+    profile_tokens: int = 1          # soft tokens read from the profile's accuracy vector as numbers (57 MMLU subjects
+    #                                  in a fixed order) by a linear layer: text embeddings barely see "85%" vs "40%"
+    connector: str = "linear"        # "linear" (the paper's single layer) or "mlp" (linear-GELU-linear)
+    tuning: str = "lora"             # what stage 2 trains in φ: "lora", "full" or "none" (connector only)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    train_encoder: bool = False      # stage 2 also trains ψ (otherwise its outputs are cached)
+    prior: bool = True               # add the profile prior: score = gate·LM log-odds + scale·logit(prior) + bias
+    prior_source: str = "profile"    # "profile" (instruction → subjects → profile accuracy) or "mean" (mean accuracy)
+    prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
+    lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
+    max_instruction_tokens: int = 96
+    max_capability_tokens: int = 256  # per ψ chunk (no-encoder variant: for the whole capability text)
+    perturbations: int = 0           # inference: average over this many shuffled task orders (0 = canonical only)
+    inquiry_prompt: str = INQUIRY_PROMPT
+    dtype: str = "float32"
+    tiny_hidden: int = 64            # sizes of the random "tiny" models (tests)
+    tiny_layers: int = 2
+    tiny_init_range: float = 0.2     # a random 0.02-init tiny LM barely moves in a few dozen steps
+
+    def __post_init__(self):
+        _choice("order", self.order, ("fast", "paper"))
+        _choice("connector", self.connector, ("linear", "mlp"))
+        _choice("tuning", self.tuning, ("lora", "full", "none"))
+        _choice("prior_source", self.prior_source, ("profile", "mean"))
+        if self.n_soft_tokens < 1:
+            raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
+
+
+@dataclass
+class TrainConfig:
+    """The recipe: which groups, which loss, how many steps of which stage, at which learning rates."""
+
+    seed: int = 0
+    group_size: int = 4              # k: 1 positive + k−1 negatives per group
+    groups_per_step: int = 2
+    model_contrastive_frac: float = 0.75   # share of groups "one instruction, k candidates"; the rest are the
+    #                                        paper's item-contrastive groups "one model, k instructions"
+    loss: str = "group+bce"          # "group" (eq. 5 cross-entropy over the group), "bce" (pointwise), or both
+    bce_weight: float = 0.5
+    strong_model_weight: float = 1.0  # sampling weight ∝ accuracy^this (the paper favours stronger models)
+    distinguishing_weight: float = 1.0  # item weight ∝ (p(1−p))^this, p = share of models right on the item
+    stage1_steps: int = 60           # connector (+ gate, prior scale) only
+    stage2_steps: int = 120          # + LoRA / all of φ (tuning), larger learning rate on W (and ψ)
+    lr_connector: float = 1e-3
+    lr_lm: float = 2e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    checkpoint_every: int = 50
+    eval_items: int = 40             # held-out items scored against every training model for the diagnostics
+    eval_every: int = 0              # 0 = only at the end
+    max_train_items: int | None = None
+    threads: int | None = None       # torch threads (None = leave as is)
+    log_every: int = 10
+
+    def __post_init__(self):
+        _choice("loss", self.loss, ("group", "bce", "group+bce"))
+        if self.group_size < 2:
+            raise ModelsatError(f"train.group_size must be >= 2, got {self.group_size}")
+        if not 0.0 <= self.model_contrastive_frac <= 1.0:
+            raise ModelsatError(f"train.model_contrastive_frac must be in [0, 1], got {self.model_contrastive_frac}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage1_steps + self.stage2_steps
+
+
+@dataclass
+class Preset:
+    model: ModelConfig
+    train: TrainConfig
+    name: str = "custom"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "model": dataclasses.asdict(self.model), "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "<preset>") -> "Preset":
+        unknown = set(d) - {"name", "model", "train"}
+        if unknown:
+            raise ModelsatError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected model, train, name")
+        return cls(model=_build(ModelConfig, d.get("model") or {}, f"{source}: model"),
+                   train=_build(TrainConfig, d.get("train") or {}, f"{source}: train"),
+                   name=str(d.get("name", Path(source).stem)))
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ModelsatError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _build(klass, values: dict, where: str):
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(values) - names
+    if unknown:
+        raise ModelsatError(f"{where}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(names))}")
+    return klass(**values)
+
+
+def presets_dir() -> Path:
+    """`configs/` of the source checkout (presets are also copied into the package data when installed)."""
+    from modelsat.paths import project_root
+    for d in (project_root() / "configs", Path(__file__).resolve().parents[2] / "data" / "presets"):
+        if d.is_dir():
+            return d
+    return project_root() / "configs"
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """The preset named `name_or_path` (a file in configs/, without .yaml) or read from a YAML file."""
+    import yaml
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = presets_dir() / f"{name_or_path}.yaml"
+    if not p.exists():
+        known = sorted(f.stem for f in presets_dir().glob("*.yaml"))
+        raise ModelsatError(f"no preset {str(name_or_path)!r} (looked for {p}); known presets: {', '.join(known)}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ModelsatError(f"{p}: not valid YAML ({exc})") from exc
+    return Preset.from_dict(data, source=str(p))
+
+
+def tiny_preset(**model_overrides) -> Preset:
+    """A seconds-fast configuration for tests: a random 2-layer LM (hidden 64) and no encoder by default."""
+    model = ModelConfig(lm="tiny", lm_layers=None, encoder="none", n_soft_tokens=2, max_instruction_tokens=32,
+                        max_capability_tokens=64, tuning="full", lm_gate_init=1.0, prior_source="mean")
+    model = dataclasses.replace(model, **model_overrides)
+    train = TrainConfig(group_size=3, groups_per_step=2, stage1_steps=0, stage2_steps=30, lr_connector=3e-3,
+                        lr_lm=3e-3, eval_items=0, checkpoint_every=0, log_every=0)
+    return Preset(model=model, train=train, name="tiny")

@@ -1,0 +1,341 @@
+"""The Model-SAT model (paper, "Architecture", eq. 2–4), plus the explicit prior.
+
+    e_c   = W · ψ(c)                       capability encoder ψ, connector W -> soft tokens (eq. 2)
+    z     = [e_c, e_x, e_p]  (paper order)  or  [e_x, e_c, e_p]  (fast order)       (eq. 3)
+    score = gate · (logit_Yes − logit_No at the last position of φ(z))  +  scale · logit(prior)  +  bias
+
+The prior (prior.py) is the candidate's profile accuracy at the instruction's subjects; the LM term is the
+learned correction and starts small (`lm_gate_init`), so an untrained router ranks like the prior. In the fast
+order the instruction comes first: its keys/values are computed once and shared by every candidate
+(`score_shared`), which is what makes routing among many candidates cheap. With `encoder="none"` φ reads the
+capability text as plain tokens (the paper's no-alignment ablation).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelsat.aptitude.profile import Profile
+from modelsat.routers.modelsat.config import ModelConfig
+
+USER_HEAD = "<|im_start|>user\n"
+ASSISTANT_HEAD = "<|im_end|>\n<|im_start|>assistant\n"
+
+
+# ---- loading the two base models ------------------------------------------------------------------------------
+def _load_lm(cfg: ModelConfig, seed: int):
+    """(tokenizer, causal LM) for cfg.lm: the packaged SmolLM2, a random tiny Llama (tests), or a local folder."""
+    from modelsat.base_models import load_smollm, smollm_dir
+    dtype = getattr(torch, cfg.dtype)
+    if cfg.lm == "tiny":
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+        tok = AutoTokenizer.from_pretrained(smollm_dir())
+        torch.manual_seed(seed)
+        lm = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), hidden_size=cfg.tiny_hidden, intermediate_size=2 * cfg.tiny_hidden,
+            num_hidden_layers=cfg.tiny_layers, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=2048, tie_word_embeddings=True,
+            initializer_range=cfg.tiny_init_range)).to(dtype)
+        return tok, lm.eval()
+    return load_smollm(n_layers=cfg.lm_layers, dtype=dtype, path=None if cfg.lm == "smollm2" else cfg.lm)
+
+
+def _load_encoder(cfg: ModelConfig, seed: int):
+    """(tokenizer, encoder) for cfg.encoder, or (None, None) for the no-encoder variant."""
+    if cfg.encoder == "none":
+        return None, None
+    from transformers import AutoModel, AutoTokenizer
+    from modelsat.base_models import minilm_dir
+    if cfg.encoder == "tiny":
+        from transformers import BertConfig, BertModel
+        tok = AutoTokenizer.from_pretrained(minilm_dir())
+        torch.manual_seed(seed + 1)
+        enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=512),
+                        add_pooling_layer=False)
+        return tok, enc.eval()
+    path = minilm_dir() if cfg.encoder == "minilm" else cfg.encoder
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+def _token_id(tok, word: str, fallback: int) -> int:
+    ids = tok(word, add_special_tokens=False)["input_ids"]
+    return ids[0] if len(ids) == 1 else fallback
+
+
+def _all_keywords() -> dict[str, list[str]]:
+    from modelsat.aptitude.core_items import subject_keywords
+    return subject_keywords()
+
+
+def keyword_lines(subjects: Sequence[str]) -> dict[str, list[str]]:
+    """The aptitude test's five keywords per subject; a subject without keywords is described by its name."""
+    kw = _all_keywords()
+    return {s: kw.get(s) or [s.replace("_", " ").title()] for s in subjects}
+
+
+class ModelSAT(nn.Module):
+    """ψ → W → soft tokens → φ → Yes-vs-No log-odds, plus gate/scale/bias of the prior term."""
+
+    def __init__(self, cfg: ModelConfig, seed: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.tok, self.lm = _load_lm(cfg, seed)
+        self.enc_tok, self.encoder = _load_encoder(cfg, seed)
+        d_lm = self.lm.config.hidden_size
+        torch.manual_seed(seed + 2)
+        self.connector: nn.Module | None = None
+        if self.encoder is not None:
+            d_enc = self.encoder.config.hidden_size
+            self.connector = (nn.Linear(d_enc, d_lm) if cfg.connector == "linear" else
+                              nn.Sequential(nn.Linear(d_enc, d_lm), nn.GELU(), nn.Linear(d_lm, d_lm)))
+        self.profile_subjects = sorted(_all_keywords())
+        self.profile_projector: nn.Module | None = None
+        if cfg.profile_tokens > 0:
+            self.profile_projector = nn.Linear(len(self.profile_subjects), cfg.profile_tokens * d_lm)
+            emb_norm = float(self.lm.get_input_embeddings().weight.detach().norm(dim=-1).mean())
+            with torch.no_grad():   # start at the norm of a token embedding
+                self.profile_projector.weight.mul_(emb_norm)
+                self.profile_projector.bias.zero_()
+        self.lm_gate = nn.Parameter(torch.tensor(cfg.lm_gate_init if cfg.prior else 1.0))
+        self.prior_scale = nn.Parameter(torch.tensor(1.0))
+        self.bias = nn.Parameter(torch.tensor(0.0))
+        if cfg.tuning == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+            torch.manual_seed(seed + 3)
+            inject_adapter_in_model(LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                               target_modules=list(cfg.lora_targets)), self.lm)
+        from modelsat.base_models import NO_TOKEN_ID, YES_TOKEN_ID
+        self.yes_id = _token_id(self.tok, "Yes", YES_TOKEN_ID)
+        self.no_id = _token_id(self.tok, "No", NO_TOKEN_ID)
+        self._ids_cache: dict[str, list[int]] = {}
+        self._psi_cache: dict[str, torch.Tensor] = {}
+        self.set_stage(0)
+
+    # ---- what trains when ---------------------------------------------------------------------------------
+    def _lm_trainable(self) -> list[nn.Parameter]:
+        if self.cfg.tuning == "lora":
+            return [p for n, p in self.lm.named_parameters() if "lora_" in n]
+        if self.cfg.tuning == "full":
+            return list(self.lm.parameters())
+        return []
+
+    def _head(self) -> list[nn.Parameter]:
+        return [self.lm_gate, self.prior_scale, self.bias]
+
+    def set_stage(self, stage: int, lr_connector: float = 1e-3, lr_lm: float = 1e-4) -> list[dict]:
+        """Freezes all but what `stage` trains (0 = nothing, 1 = connector + head, 2 = + φ's LoRA/all and ψ if
+        configured, paper "Learning Strategy"); returns the optimizer's parameter groups."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if stage == 0:
+            return []
+        fast = self._head() + [p for mod in (self.connector, self.profile_projector) if mod is not None
+                               for p in mod.parameters()]
+        slow: list[nn.Parameter] = []
+        if stage >= 2:
+            slow = self._lm_trainable()
+            if self.cfg.train_encoder and self.encoder is not None:
+                fast += list(self.encoder.parameters())
+                self._psi_cache.clear()
+        for p in fast + slow:
+            p.requires_grad_(True)
+        groups = [{"params": fast, "lr": lr_connector, "name": "connector+head"}]
+        if slow:
+            groups.append({"params": slow, "lr": lr_lm, "name": "lm"})
+        return groups
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """What training changes (head, connector, LoRA adapters or all of φ, ψ if trained): the saved state."""
+        keep = ["lm_gate", "prior_scale", "bias", "connector.", "profile_projector."]
+        if self.cfg.tuning == "lora":
+            keep.append("lora_")
+        state = {}
+        for name, t in self.state_dict().items():
+            lm_full = self.cfg.tuning == "full" and name.startswith("lm.")
+            enc = self.cfg.train_encoder and name.startswith("encoder.")
+            if lm_full or enc or any(name.startswith(k) or (k == "lora_" and k in name) for k in keep):
+                state[name] = t.detach().cpu().contiguous()
+        if self.cfg.tuning == "full" and self.lm.config.tie_word_embeddings:
+            state.pop("lm.lm_head.weight", None)   # tied to the input embeddings: one copy is enough
+        return state
+
+    def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        result = self.load_state_dict(state, strict=False)
+        unexpected = list(result.unexpected_keys)
+        if unexpected:
+            raise ValueError(f"saved state has tensors this configuration does not: {unexpected[:5]}")
+        if self.cfg.tuning == "full" and self.lm.config.tie_word_embeddings:
+            self.lm.tie_weights()
+        self._psi_cache.clear()
+
+    # ---- text pieces --------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.bias.device
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._ids_cache.get(text)
+        if ids is None:
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+            if len(self._ids_cache) < 200_000:
+                self._ids_cache[text] = ids
+        return ids
+
+    def instruction_ids(self, instruction: str) -> list[int]:
+        return (self._ids(USER_HEAD + "Instruction: ") + self._ids(instruction)[: self.cfg.max_instruction_tokens]
+                + self._ids("\n"))
+
+    def prompt_ids(self, prior: float | None) -> list[int]:
+        text = ""
+        if self.cfg.prior and self.cfg.prior_in_text and prior is not None:
+            text = f"Its estimated accuracy on this instruction's subjects is {round(100 * float(prior))}%. "
+        return self._ids(text + self.cfg.inquiry_prompt + ASSISTANT_HEAD)
+
+    def capability_chunks(self, profile: Profile, seed: int | None = None) -> list[str]:
+        """The capability text (aptitude.capability_text) cut into n_soft_tokens chunks of subjects; `seed`
+        shuffles the task order (the paper's perturbation)."""
+        from modelsat.aptitude.capability import capability_text
+        names = list(profile.subjects)
+        if seed is not None:
+            np.random.default_rng(seed).shuffle(names)
+        if self.encoder is None:
+            return [capability_text(profile, keyword_lines(names))]
+        parts = [p for p in np.array_split(np.array(names, dtype=object), self.cfg.n_soft_tokens)]
+        texts = []
+        for j, part in enumerate(parts):
+            prof = Profile(profile.model, profile.test_version, {n: profile.subjects[n] for n in part},
+                           notes=profile.notes if j == len(parts) - 1 else {})
+            texts.append(capability_text(prof, keyword_lines(list(part))))
+        return texts
+
+    def psi(self, texts: list[str]) -> torch.Tensor:
+        """(n, d_enc) unit-norm mean-pooled ψ outputs; cached while ψ is frozen."""
+        trainable = any(p.requires_grad for p in self.encoder.parameters())
+        todo = [t for t in dict.fromkeys(texts) if trainable or t not in self._psi_cache]
+        if todo:
+            b = self.enc_tok(todo, padding=True, truncation=True, max_length=self.cfg.max_capability_tokens,
+                             return_tensors="pt").to(self.device)
+            with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+                h = self.encoder(**b).last_hidden_state
+                m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
+                e = nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+            fresh = dict(zip(todo, e))
+            if not trainable:
+                self._psi_cache.update({k: v.detach() for k, v in fresh.items()})
+        else:
+            fresh = {}
+        return torch.stack([fresh[t] if t in fresh else self._psi_cache[t] for t in texts])
+
+    def profile_vector(self, profile: Profile) -> torch.Tensor:
+        """The profile's accuracies over the 57 MMLU subjects (missing = its mean), centred at 0.5."""
+        v = profile.accuracy_vector(self.profile_subjects)
+        return torch.tensor(v, dtype=torch.float32, device=self.device) - 0.5
+
+    def capability_input(self, profile: Profile, seed: int | None = None) -> torch.Tensor:
+        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens]."""
+        parts = []
+        if self.profile_projector is not None:
+            d = self.lm.config.hidden_size
+            parts.append(self.profile_projector(self.profile_vector(profile)).view(self.cfg.profile_tokens, d))
+        chunks = self.capability_chunks(profile, seed)
+        if self.encoder is None:
+            parts.append(self._embed(self._ids(chunks[0])[: self.cfg.max_capability_tokens]))
+        else:
+            parts.append(self.connector(self.psi(chunks)))
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        return torch.cat([p.to(dtype) for p in parts])
+
+    # ---- building sequences ------------------------------------------------------------------------------
+    def _embed(self, ids: list[int]) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=self.device))
+
+    def _capability_embeds(self, cap) -> torch.Tensor:
+        return torch.cat([self._embed(self._ids("Model capability: ")), cap, self._embed(self._ids("\n"))])
+
+    def _sequence(self, instruction: str, cap, prior: float | None) -> torch.Tensor:
+        x = self._embed(self.instruction_ids(instruction))
+        c = self._capability_embeds(cap)
+        p = self._embed(self.prompt_ids(prior))
+        if self.cfg.order == "fast":
+            return torch.cat([x, c, p])
+        head = len(self._ids(USER_HEAD))   # paper order: [user head, capability, instruction, prompt]
+        return torch.cat([x[:head], c, x[head:], p])
+
+    def _suffix(self, cap, prior: float | None) -> torch.Tensor:
+        return torch.cat([self._capability_embeds(cap), self._embed(self.prompt_ids(prior))])
+
+    @staticmethod
+    def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lens = torch.tensor([len(r) for r in rows], device=rows[0].device)
+        out = rows[0].new_zeros(len(rows), int(lens.max()), rows[0].shape[-1])
+        mask = torch.zeros(len(rows), int(lens.max()), dtype=torch.long, device=rows[0].device)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+            mask[i, : len(r)] = 1
+        return out, mask, lens
+
+    def _log_odds(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        w = self.lm.get_output_embeddings().weight
+        return last_hidden @ (w[self.yes_id] - w[self.no_id])
+
+    def combine(self, log_odds: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+        """The score: gate · LM log-odds (+ scale · logit(prior)) + bias."""
+        s = self.lm_gate * log_odds.float() + self.bias
+        if self.cfg.prior and prior is not None:
+            from modelsat.routers.modelsat.prior import PRIOR_FLOOR
+            p = prior.float().clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR)
+            s = s + self.prior_scale * torch.log(p / (1 - p))
+        return s
+
+    # ---- scoring ------------------------------------------------------------------------------------------
+    def score_pairs(self, instructions: Sequence[str], caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
+        """(B,) scores of B (instruction, capability) pairs, each its own sequence (either order)."""
+        pl = [None] * len(instructions) if priors is None else priors.tolist()
+        rows = [self._sequence(x, c, p) for x, c, p in zip(instructions, caps, pl)]
+        emb, mask, lens = self._pad(rows)
+        h = self.lm.model(inputs_embeds=emb, attention_mask=mask, use_cache=False).last_hidden_state
+        last = h[torch.arange(len(rows), device=h.device), lens - 1]
+        return self.combine(self._log_odds(last), priors)
+
+    def score_shared(self, instruction: str, caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
+        """(B,) scores of one instruction with B capabilities, fast order: the instruction's keys/values are
+        computed once (batch 1) and repeated for the B candidate suffixes."""
+        if self.cfg.order != "fast":
+            return self.score_pairs([instruction] * len(caps), caps, priors)
+        from transformers import DynamicCache
+        pl = [None] * len(caps) if priors is None else priors.tolist()
+        prefix = self._embed(self.instruction_ids(instruction))[None]
+        cache = DynamicCache(config=self.lm.config)
+        self.lm.model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(caps))
+        suf, mask, lens = self._pad([self._suffix(c, p) for c, p in zip(caps, pl)])
+        full_mask = torch.cat([mask.new_ones(len(caps), prefix.shape[1]), mask], dim=1)
+        h = self.lm.model(inputs_embeds=suf, attention_mask=full_mask, past_key_values=cache,
+                          use_cache=True).last_hidden_state
+        last = h[torch.arange(len(caps), device=h.device), lens - 1]
+        return self.combine(self._log_odds(last), priors)
+
+    @torch.no_grad()
+    def score_matrix(self, instructions: Sequence[str], candidates: Sequence[Profile], priors: np.ndarray | None,
+                     perturbations: int | None = None, batch: int = 64) -> np.ndarray:
+        """(n, m) scores; with perturbations > 0 the mean over the canonical and that many shuffled task orders."""
+        was_training = self.training
+        self.eval()
+        n_pert = self.cfg.perturbations if perturbations is None else perturbations
+        seeds = [None] + list(range(1, n_pert + 1))
+        out = np.zeros((len(instructions), len(candidates)))
+        for seed in seeds:
+            caps = [self.capability_input(c, seed) for c in candidates]
+            for i, x in enumerate(instructions):
+                pr = None if priors is None else torch.as_tensor(priors[i], dtype=torch.float32, device=self.device)
+                for s in range(0, len(caps), batch):
+                    sl = slice(s, s + batch)
+                    p = None if pr is None else pr[sl]
+                    out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
+        self.train(was_training)
+        return out / len(seeds)

@@ -1,0 +1,144 @@
+"""The registered Router `modelsat`: fit = train a preset on records + profiles; score = the model's scores.
+
+Saved as a Hugging Face-style folder: config.json (the whole preset, so loading needs no YAML), 
+adapter.safetensors (only what training changed: head, connector, LoRA adapters — never base weights),
+and README.md (model card: training data, measured diagnostics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from modelsat.aptitude.profile import Profile, write_json_atomic
+from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.modelsat.config import Preset, load_preset, tiny_preset
+
+
+def resolve_preset(preset: str | dict | Preset, overrides: dict | None = None) -> Preset:
+    """A Preset from a name ("cpu-default", "quick", "tiny", ...), a YAML path, a dict or a Preset, with
+    `overrides` ({"model": {...}, "train": {...}}) applied on top."""
+    if isinstance(preset, Preset):
+        p = preset
+    elif isinstance(preset, dict):
+        p = Preset.from_dict(preset)
+    elif preset == "tiny":
+        p = tiny_preset()
+    else:
+        p = load_preset(preset)
+    if overrides:
+        d = p.to_dict()
+        for section, values in overrides.items():
+            d[section].update(values)
+        p = Preset.from_dict(d, source=f"{p.name}+overrides")
+    return p
+
+
+@register
+class ModelSATRouter(Router):
+    """Model-SAT: capability encoder + connector + causal LM reading [instruction, capability, prompt], plus the
+    explicit profile prior. Scores models it never saw in training from their profiles alone."""
+
+    name = "modelsat"
+
+    def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
+                 verbose: bool = False):
+        self.preset = preset
+        self.overrides = overrides
+        self.seed = seed
+        self.verbose = verbose
+
+    @classmethod
+    def for_tests(cls) -> "ModelSATRouter":
+        """A seconds-fast configuration: random 2-layer LM (hidden 64), no encoder, 30 steps."""
+        return cls(preset="tiny")
+
+    # ---- helpers ----------------------------------------------------------------------------------------------
+    def _preset(self) -> Preset:
+        p = resolve_preset(self.preset, self.overrides)
+        if self.seed != p.train.seed:
+            p = dataclasses.replace(p, train=dataclasses.replace(p.train, seed=self.seed))
+        return p
+
+    def _log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    def prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n, m) the explicit prior this router adds to its learned score."""
+        from modelsat.routers.modelsat.prior import PRIORS
+        return PRIORS[self.preset_.model.prior_source](list(instructions), list(candidates))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RouterError("modelsat router is not fitted: call fit(records, profiles) or Router.load(dir)")
+
+    # ---- the interface --------------------------------------------------------------------------------------
+    def fit(self, records: pd.DataFrame, profiles: Sequence[Profile], out_dir: str | Path | None = None,
+            resume: bool = False) -> "ModelSATRouter":
+        """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints."""
+        from modelsat.routers.modelsat.model import ModelSAT
+        from modelsat.routers.modelsat.train import train, training_data
+        self.preset_ = self._preset()
+        t0 = time.time()
+        self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
+        data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
+        self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
+        self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
+                               "benchmarks": sorted(records["benchmark"].unique().tolist()),
+                               "steps": self.preset_.train.total_steps, "seconds": round(time.time() - t0, 1)}
+        return self
+
+    def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        self._check_fitted()
+        if not candidates:
+            raise RouterError("modelsat: no candidates to score")
+        instructions, candidates = list(instructions), list(candidates)
+        priors = self.prior(instructions, candidates) if self.preset_.model.prior else None
+        return self.model_.score_matrix(instructions, candidates, priors)
+
+    # ---- files -----------------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path, card: dict | None = None) -> Path:
+        """config.json (router, params, preset) + adapter.safetensors (trained tensors only) + README.md."""
+        from safetensors.torch import save_file
+        from modelsat.routers.base import model_card
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        write_json_atomic({"router": self.name, "params": self.get_params(), "preset": self.preset_.to_dict(),
+                           "training": getattr(self, "training_info_", {}),
+                           "history": getattr(self, "history_", [])}, d / "config.json")
+        tmp = d / ".adapter.safetensors.tmp"
+        save_file(self.model_.trained_state(), str(tmp))
+        tmp.replace(d / "adapter.safetensors")
+        card = dict(card or {})
+        card.setdefault("training_data", getattr(self, "training_info_", {}))
+        (d / "README.md").write_text(model_card(self, card))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ModelSATRouter":
+        from safetensors.torch import load_file
+        from modelsat.routers.modelsat.model import ModelSAT
+        d = Path(directory)
+        try:
+            config = json.loads((d / "config.json").read_text())
+            state = load_file(str(d / "adapter.safetensors"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RouterError(f"{d}: not a modelsat router folder (config.json + adapter.safetensors): {exc}") from exc
+        if config.get("router") != cls.name:
+            raise RouterError(f"{d} holds router {config.get('router')!r}, not {cls.name!r}")
+        router = cls(**config.get("params", {}))
+        router.preset_ = Preset.from_dict(config["preset"], source=str(d / "config.json"))
+        router.model_ = ModelSAT(router.preset_.model, seed=router.seed)
+        router.model_.load_trained_state(state)
+        router.model_.eval()
+        router.training_info_ = config.get("training", {})
+        router.history_ = config.get("history", [])
+        return router

@@ -1,0 +1,258 @@
+"""Training the Model-SAT model, top to bottom (paper, "Tuning Recipe"; design.md, "Where we depart").
+
+1. Items × models table from the records; each training model's profile; the prior for every pair.
+2. Groups, by configuration:
+   - model-contrastive (share `model_contrastive_frac`): one instruction, one candidate that answered it,
+     k−1 that failed. This is what teaches the router to tell models apart (issue 13's measurement).
+   - item-contrastive (the paper's homogeneous in-batch negatives): one model, 1 item it answered, k−1 it failed.
+   Stronger models are sampled more (weight ∝ accuracy^strong_model_weight), and distinguishing items more
+   (weight ∝ (p(1−p))^distinguishing_weight, p = share of models right on the item).
+3. Loss: cross-entropy over the group's k scores with the positive's index (eq. 5), and/or pointwise BCE.
+4. Stage 1 trains the connector and the head; stage 2 adds φ's LoRA adapters (or all of φ), with a larger
+   learning rate on W (and ψ when trained).
+5. Atomic checkpoints every `checkpoint_every` steps; `resume=True` continues a stopped run from the last one
+   (the same steps as an uninterrupted run, since the sampler's state is saved too).
+6. Diagnostics on held-out items: between-model score correlation, spread, pick counts, within-item AUC.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from modelsat.aptitude.profile import Profile
+from modelsat.routers.modelsat.config import Preset, TrainConfig
+from modelsat.routers.modelsat.model import ModelSAT
+
+
+@dataclass
+class TrainingData:
+    """What training reads: prompts, the items × models score matrix, profiles and priors, all aligned."""
+
+    prompts: list[str]
+    scores: np.ndarray        # (n_items, n_models) in [0, 1]; NaN = no result
+    profiles: list[Profile]   # one per column
+    priors: np.ndarray        # (n_items, n_models)
+
+    @property
+    def models(self) -> list[str]:
+        return [p.model for p in self.profiles]
+
+
+def training_data(records, profiles: Sequence[Profile], prior_fn: Callable, max_items: int | None = None,
+                  seed: int = 0, name: str = "modelsat") -> TrainingData:
+    """Pivot records to items × models, keep the models that have a profile, compute the prior once."""
+    from modelsat.routers._training_data import item_table, profiles_by_model
+    table = item_table(records, name=name)
+    profs = profiles_by_model(profiles, table.models, name)
+    keep = np.arange(len(table.prompts))
+    if max_items is not None and len(keep) > max_items:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_items, replace=False))
+    prompts = [table.prompts[i] for i in keep]
+    scores = table.scores[keep]
+    return TrainingData(prompts, scores, profs, np.asarray(prior_fn(prompts, profs), dtype=np.float64))
+
+
+# ---- groups ---------------------------------------------------------------------------------------------------
+class GroupSampler:
+    """Draws groups (items, models, labels; the positive first) with the configured mix and weights."""
+
+    def __init__(self, data: TrainingData, cfg: TrainConfig):
+        self.cfg = cfg
+        self.y = np.nan_to_num(data.scores, nan=-1.0)          # −1 = unknown, never sampled
+        right, wrong = self.y >= 0.5, (self.y >= 0) & (self.y < 0.5)
+        self.right, self.wrong = right, wrong
+        share = right.sum(1) / np.maximum((right | wrong).sum(1), 1)
+        dist = (share * (1 - share)) ** cfg.distinguishing_weight
+        self.item_w = dist
+        model_acc = right.sum(0) / np.maximum((right | wrong).sum(0), 1)
+        self.model_w = np.maximum(model_acc, 1e-3) ** cfg.strong_model_weight
+        self.mixed_items = np.flatnonzero(right.any(1) & wrong.any(1))
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def _pick(self, idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+        w = w[idx] + 1e-9
+        return self.rng.choice(idx, size=min(n, len(idx)), replace=False, p=w / w.sum())
+
+    def model_contrastive(self):
+        """One instruction; one candidate that answered it (stronger favoured), k−1 that failed."""
+        k = self.cfg.group_size
+        i = int(self._pick(self.mixed_items, self.item_w, 1)[0])
+        pos = self._pick(np.flatnonzero(self.right[i]), self.model_w, 1)
+        neg = self._pick(np.flatnonzero(self.wrong[i]), np.ones_like(self.model_w), k - 1)
+        models = np.concatenate([pos, neg])
+        return "model", np.full(len(models), i), models, (np.arange(len(models)) == 0).astype(np.float32)
+
+    def item_contrastive(self):
+        """The paper's group: one model; one item it answered, k−1 it failed (distinguishing ones favoured)."""
+        k = self.cfg.group_size
+        usable = np.flatnonzero(self.right.any(0) & self.wrong.any(0))
+        m = int(self._pick(usable, self.model_w, 1)[0])
+        pos = self._pick(np.flatnonzero(self.right[:, m]), self.item_w, 1)
+        neg = self._pick(np.flatnonzero(self.wrong[:, m]), self.item_w, k - 1)
+        items = np.concatenate([pos, neg])
+        return "item", items, np.full(len(items), m), (np.arange(len(items)) == 0).astype(np.float32)
+
+    def group(self):
+        if self.rng.random() < self.cfg.model_contrastive_frac and len(self.mixed_items):
+            return self.model_contrastive()
+        return self.item_contrastive()
+
+
+def group_scores(model: ModelSAT, data: TrainingData, kind: str, items: np.ndarray, models: np.ndarray):
+    """The group's k scores (with gradients). Model-contrastive groups share their one instruction's KV."""
+    caps = [model.capability_input(data.profiles[m]) for m in models]
+    priors = torch.as_tensor(data.priors[items, models], dtype=torch.float32, device=model.device)
+    if kind == "model":
+        return model.score_shared(data.prompts[int(items[0])], caps, priors)
+    return model.score_pairs([data.prompts[i] for i in items], caps, priors)
+
+
+def group_loss(scores: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Eq. 5 (cross-entropy with the positive at index 0) and/or pointwise BCE on the same scores."""
+    loss = scores.new_zeros(())
+    if cfg.loss in ("group", "group+bce"):
+        loss = loss + torch.nn.functional.cross_entropy(scores[None], scores.new_zeros(1, dtype=torch.long))
+    if cfg.loss in ("bce", "group+bce"):
+        w = 1.0 if cfg.loss == "bce" else cfg.bce_weight
+        loss = loss + w * torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+    return loss
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------------------
+def save_checkpoint(path: Path, model: ModelSAT, opt, step: int, sampler: GroupSampler, history: list) -> None:
+    """Writes the checkpoint to a temporary file and renames it into place (never a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "state": model.trained_state(), "opt": opt.state_dict() if opt else None,
+                "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "history": history}, tmp)
+    os.replace(tmp, path)
+
+
+def stage_of(step: int, cfg: TrainConfig) -> int:
+    return 1 if step < cfg.stage1_steps else 2
+
+
+def make_optimizer(model: ModelSAT, stage: int, cfg: TrainConfig):
+    groups = model.set_stage(stage, cfg.lr_connector, cfg.lr_lm)
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay) if groups else None
+
+
+# ---- the loop -----------------------------------------------------------------------------------------------------
+def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Path | None = None,
+          resume: bool = False, eval_data: TrainingData | None = None, log: Callable[[str], None] = print) -> list:
+    """Trains `model` in place for preset.train.total_steps; returns the history (one dict per logged step)."""
+    cfg = preset.train
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    sampler = GroupSampler(data, cfg)
+    ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
+    start, history = 0, []
+    opt = make_optimizer(model, stage_of(0, cfg), cfg) if cfg.total_steps else None
+    if resume and ckpt is not None and ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_trained_state(saved["state"])
+        start, history = saved["step"], saved["history"]
+        opt = make_optimizer(model, stage_of(start, cfg), cfg) if start < cfg.total_steps else None
+        if opt is not None and saved["opt"] is not None and stage_of(start - 1, cfg) == stage_of(start, cfg):
+            opt.load_state_dict(saved["opt"])
+        sampler.rng.bit_generator.state = saved["sampler_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        log(f"resumed from {ckpt} at step {start}")
+    model.train()
+    t0, running = time.time(), []
+    for step in range(start, cfg.total_steps):
+        if step == cfg.stage1_steps and step > 0 and step != start:
+            opt = make_optimizer(model, 2, cfg)
+            log(f"step {step}: stage 2 ({model.cfg.tuning}; lr W {cfg.lr_connector:g}, lr φ {cfg.lr_lm:g})")
+        if opt is None:
+            continue
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(cfg.groups_per_step):
+            kind, items, models, labels = sampler.group()
+            scores = group_scores(model, data, kind, items, models)
+            loss = group_loss(scores, torch.as_tensor(labels, device=scores.device), cfg) / cfg.groups_per_step
+            loss.backward()
+            total += float(loss.detach())
+        params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        running.append(total)
+        done = step + 1
+        if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.total_steps):
+            rec = {"step": done, "stage": stage_of(step, cfg), "loss": float(np.mean(running)),
+                   "gate": float(model.lm_gate.detach()), "prior_scale": float(model.prior_scale.detach()),
+                   "s_per_step": (time.time() - t0) / max(done - start, 1)}
+            history.append(rec)
+            running = []
+            log(f"step {done}/{cfg.total_steps} stage {rec['stage']} loss {rec['loss']:.4f} gate {rec['gate']:.3f} "
+                f"prior×{rec['prior_scale']:.3f} ({rec['s_per_step']:.2f} s/step)")
+        if cfg.eval_every and eval_data is not None and done % cfg.eval_every == 0:
+            log(format_diagnostics(evaluate(model, eval_data, cfg.eval_items)))
+            model.train()
+        if ckpt is not None and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
+            save_checkpoint(ckpt, model, opt, done, sampler, history)
+    model.set_stage(0)
+    model.eval()
+    return history
+
+
+# ---- diagnostics (issue 13) -------------------------------------------------------------------------------------
+def evaluate(model: ModelSAT, data: TrainingData, n_items: int | None = None, seed: int = 0,
+             perturbations: int | None = None) -> dict:
+    """Scores `n_items` held-out items against every model and returns diagnostics() of the result."""
+    idx = np.arange(len(data.prompts))
+    if n_items and len(idx) > n_items:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n_items, replace=False))
+    s = model.score_matrix([data.prompts[i] for i in idx], data.profiles, data.priors[idx], perturbations)
+    out = diagnostics(s, data.scores[idx], data.models)
+    out["prior"] = diagnostics(data.priors[idx], data.scores[idx], data.models)
+    return out
+
+
+def diagnostics(scores: np.ndarray, truth: np.ndarray, models: Sequence[str]) -> dict:
+    """The figures that caught the item-difficulty failure (issue 13):
+    - mean between-model correlation of scores across items (0.999 = the router only sees item difficulty);
+    - spread of per-model means vs spread of per-item means;
+    - how often each model is picked; routed accuracy vs the best single model and the oracle;
+    - within-item AUC with each model's mean score removed (item-specific skill beyond overall strength)."""
+    from sklearn.metrics import roc_auc_score
+    y = np.nan_to_num(truth, nan=0.0)
+    s = np.asarray(scores, dtype=np.float64)
+    c = np.corrcoef(s.T) if s.shape[0] > 1 and s.shape[1] > 1 else np.ones((1, 1))
+    off = c[~np.eye(len(c), dtype=bool)]
+    centred = s - s.mean(0, keepdims=True)
+    aucs = [roc_auc_score(y[i] >= 0.5, centred[i]) for i in range(len(y)) if 0 < (y[i] >= 0.5).sum() < y.shape[1]]
+    picks = np.bincount(s.argmax(1), minlength=s.shape[1])
+    return {"n_items": int(len(s)),
+            "between_model_corr": float(np.nanmean(off)) if len(off) else float("nan"),
+            "spread_between_models": float(s.mean(0).std()), "spread_between_items": float(s.mean(1).std()),
+            "within_item_auc_centred": float(np.mean(aucs)) if aucs else float("nan"),
+            "routed_accuracy": float(y[np.arange(len(y)), s.argmax(1)].mean()) if len(y) else float("nan"),
+            "best_single_accuracy": float(y.mean(0).max()) if len(y) else float("nan"),
+            "best_single_model": models[int(y.mean(0).argmax())] if len(y) else None,
+            "oracle_accuracy": float(y.max(1).mean()) if len(y) else float("nan"),
+            "picks": {models[j]: int(picks[j]) for j in np.argsort(-picks) if picks[j] > 0}}
+
+
+def format_diagnostics(d: dict) -> str:
+    lines = []
+    for label, x in (("router", d), ("prior alone", d.get("prior"))):
+        if not x:
+            continue
+        lines.append(f"[{label}] items {x['n_items']}: routed {x['routed_accuracy']:.3f} | best single "
+                     f"{x['best_single_accuracy']:.3f} ({x['best_single_model']}) | oracle {x['oracle_accuracy']:.3f} | "
+                     f"within-item AUC (model mean removed) {x['within_item_auc_centred']:.3f} | between-model corr "
+                     f"{x['between_model_corr']:.3f} | spread models {x['spread_between_models']:.3f} vs items "
+                     f"{x['spread_between_items']:.3f} | picks {x['picks']}")
+    return "\n".join(lines)

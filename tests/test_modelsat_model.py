@@ -1,0 +1,138 @@
+"""Model-SAT model and router: the overfit test, save/load, unseen models, fast order = paper-free padded path,
+resumable training, presets. Tiny random models only (hidden 64, 2 layers); seconds each."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modelsat.aptitude.profile import Profile, SubjectScore
+from modelsat.routers.modelsat.config import ModelConfig, Preset, load_preset, tiny_preset
+from modelsat.routers.modelsat.model import ModelSAT
+from modelsat.routers.modelsat.router import ModelSATRouter
+from modelsat.routers.modelsat.split import item_split
+from modelsat.routers.modelsat.train import diagnostics, train, training_data
+from modelsat.errors import ModelsatError
+
+torch.set_num_threads(1)
+
+MATH = ["What is {a} plus {b}?", "Compute {a} times {b}.", "Solve x + {a} = {b}."]
+RELIGION = ["Which scripture mentions prophet {a}?", "Name the festival {a} in faith {b}.",
+            "Who founded temple {a} of order {b}?"]
+
+
+def profile(name, math, religion):
+    return Profile(name, "t", {"high_school_mathematics": SubjectScore(math, 20),
+                               "world_religions": SubjectScore(religion, 20)})
+
+
+PROFILES = [profile("math-whiz", 0.9, 0.2), profile("theologian", 0.2, 0.9)]
+
+
+def synthetic_records(n_per_subject=6):
+    """math-whiz answers every math item and no religion item; theologian the opposite."""
+    rows = []
+    for subject, templates, winner in (("high_school_mathematics", MATH, "math-whiz"),
+                                       ("world_religions", RELIGION, "theologian")):
+        for i in range(n_per_subject):
+            prompt = templates[i % len(templates)].format(a=i + 3, b=2 * i + 5)
+            for model in ("math-whiz", "theologian"):
+                rows.append({"model": model, "benchmark": "toy", "item_id": f"{subject}-{i}", "prompt": prompt,
+                             "subject": subject, "score": float(model == winner)})
+    return pd.DataFrame(rows)
+
+
+def test_overfit_ranks_positives_and_the_right_model():
+    records = synthetic_records()
+    preset = tiny_preset()
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=80, group_size=2,
+                                                                   model_contrastive_frac=0.5, loss="group"))
+    router = ModelSATRouter(preset=preset.to_dict()).fit(records, PROFILES)
+    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
+    truth = records.pivot_table(index="prompt", columns="model", values="score").reindex(prompts)
+    truth = truth[[p.model for p in PROFILES]].to_numpy()
+    s = router.score(prompts, PROFILES)
+    # the right model above the wrong one on the same item
+    assert (s.argmax(1) == truth.argmax(1)).all()
+    # within one model, its positives above its negatives
+    for j in range(len(PROFILES)):
+        assert s[truth[:, j] == 1, j].min() > s[truth[:, j] == 0, j].max()
+
+
+def test_save_load_gives_identical_scores(tmp_path):
+    records = synthetic_records(3)
+    router = ModelSATRouter.for_tests().fit(records, PROFILES)
+    router.save(tmp_path / "r")
+    again = ModelSATRouter.load(tmp_path / "r")
+    xs = ["What is 4 plus 4?", "Who founded temple 9?"]
+    np.testing.assert_array_equal(router.score(xs, PROFILES), again.score(xs, PROFILES))
+    assert (tmp_path / "r" / "README.md").exists()
+
+
+def test_unseen_model_is_scored_from_its_profile_alone():
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"encoder": "tiny"}}).fit(synthetic_records(3),
+                                                                                       PROFILES)
+    newcomer = profile("never-seen", 0.6, 0.6)
+    s = router.score(["What is 1 plus 1?"], PROFILES + [newcomer])
+    assert s.shape == (1, 3) and np.isfinite(s).all()
+
+
+@pytest.mark.parametrize("encoder", ["none", "tiny"])
+def test_shared_instruction_cache_matches_separate_sequences(encoder):
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora"), seed=0)
+    caps = [model.capability_input(p) for p in PROFILES]
+    priors = torch.tensor([0.7, 0.4])
+    with torch.no_grad():
+        shared = model.score_shared("What is 2 plus 2?", caps, priors)
+        separate = model.score_pairs(["What is 2 plus 2?"] * 2, caps, priors)
+    torch.testing.assert_close(shared, separate, atol=1e-4, rtol=1e-4)
+
+
+def test_untrained_router_ranks_like_the_prior():
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, lm_gate_init=0.0, prior_source="profile"), seed=0)
+    priors = np.array([[0.8, 0.3], [0.2, 0.6]])
+    s = model.score_matrix(["a", "b"], PROFILES, priors)
+    assert (s.argmax(1) == priors.argmax(1)).all()
+
+
+def test_stopped_run_resumes_to_the_same_weights(tmp_path):
+    records = synthetic_records(3)
+    base = tiny_preset()
+    preset = dataclasses.replace(base, train=dataclasses.replace(base.train, stage2_steps=6, checkpoint_every=3))
+    data = training_data(records, PROFILES, lambda x, c: np.full((len(x), len(c)), 0.5))
+    full = ModelSAT(preset.model, seed=0)
+    train(full, data, preset, out_dir=tmp_path / "a", log=lambda m: None)
+    half = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=3))
+    first = ModelSAT(preset.model, seed=0)
+    train(first, data, half, out_dir=tmp_path / "b", log=lambda m: None)
+    resumed = ModelSAT(preset.model, seed=0)
+    train(resumed, data, preset, out_dir=tmp_path / "b", resume=True, log=lambda m: None)
+    a, b = full.trained_state(), resumed.trained_state()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_diagnostics_flag_a_router_that_only_sees_item_difficulty():
+    truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)
+    difficulty_only = np.array([[0.5, 0.5], [0.4, 0.4], [0.9, 0.9], [0.1, 0.1]]) + np.array([0.0, 0.01])
+    d = diagnostics(difficulty_only, truth, ["a", "b"])
+    assert d["between_model_corr"] > 0.99 and d["within_item_auc_centred"] == 0.5
+
+
+def test_presets_load_and_unknown_keys_are_refused(tmp_path):
+    for name in ("cpu-default", "quick", "full", "paper"):
+        assert isinstance(load_preset(name), Preset)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  n_soft_tokenz: 3\n")
+    with pytest.raises(ModelsatError, match="n_soft_tokenz"):
+        load_preset(bad)
+
+
+def test_item_split_is_seeded_and_roughly_70_10_20():
+    ids = [str(i) for i in range(3000)]
+    a, b = item_split(ids), item_split(ids)
+    assert (a == b).all()
+    shares = [np.mean(a == s) for s in ("train", "val", "test")]
+    assert abs(shares[0] - 0.7) < 0.04 and abs(shares[2] - 0.2) < 0.04
