@@ -27,3 +27,23 @@ def profile_vs_outside(records: pd.DataFrame, test: AptitudeTest, benchmark: str
     table = pd.DataFrame(rows).sort_values("outside_accuracy", ascending=False).reset_index(drop=True)
     rho, p = spearmanr(table["profile_mean"], table["outside_accuracy"])
     return table, float(rho), float(p)
+
+
+def leave_one_out(records: pd.DataFrame, **build_kwargs) -> tuple[pd.DataFrame, float, float]:
+    """Each model treated as new: the test is built on the other models only, the model is profiled on it,
+    and its profile mean is compared with its accuracy outside that test. (table, Spearman rho, p-value)."""
+    from modelsat.aptitude.core_items import build_test
+    rows = []
+    models = sorted(records["model"].dropna().unique())
+    for model in models:
+        test = build_test(records, pool=[m for m in models if m != model], **build_kwargs)
+        benchmark = test.items()[0][1].benchmark
+        core = {i for b, i in test.item_keys() if b == benchmark}
+        recs = records[records["model"] == model]
+        outside = recs[(recs["benchmark"] == benchmark) & ~recs["item_id"].isin(core)]
+        prof = profile_from_records(recs, model, test)
+        rows.append({"model": model, "profile_mean": prof.mean_accuracy, "outside_items": len(outside),
+                     "outside_accuracy": float(outside["score"].mean())})
+    table = pd.DataFrame(rows).sort_values("outside_accuracy", ascending=False).reset_index(drop=True)
+    rho, p = spearmanr(table["profile_mean"], table["outside_accuracy"])
+    return table, float(rho), float(p)

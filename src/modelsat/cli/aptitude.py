@@ -83,14 +83,22 @@ def correlate_cmd(
     records: Optional[Path] = typer.Option(None, "--records", help="A records file."),
     source: Optional[str] = typer.Option(None, "--source", help="A data source, e.g. mmlu_pro."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir"),
+    leave_one_out: bool = typer.Option(False, "--leave-one-out",
+                                       help="Treat each model as new: rebuild the test without it in the pool."),
 ) -> None:
     """Spearman correlation between each model's profile mean accuracy and its accuracy on items outside the test."""
     from modelsat.aptitude.core_items import load_test
-    from modelsat.aptitude.validation import profile_vs_outside
+    from modelsat.aptitude import validation
     t = load_test(test)
     df, _ = load_records(records, source, data_dir)
-    table, rho, p = profile_vs_outside(df, t)
-    out = Table(title=f"profile mean accuracy vs accuracy outside the test ({t.version})")
+    if leave_one_out:
+        sel = t.selection
+        table, rho, p = validation.leave_one_out(df, n_subjects=sel.get("n_subjects", 50),
+                                                 per_subject=sel.get("per_subject", 20), seed=sel.get("seed", 0))
+    else:
+        table, rho, p = validation.profile_vs_outside(df, t)
+    out = Table(title=f"profile mean accuracy vs accuracy outside the test"
+                      + (" (leave-one-out pools)" if leave_one_out else f" ({t.version})"))
     for col in ("model", "profile mean", "outside items", "outside accuracy"):
         out.add_column(col, justify="left" if col == "model" else "right")
     for r in table.itertuples(index=False):

@@ -1,0 +1,68 @@
+"""Profiles from records: core items, per-subject fallback, and the real data folder."""
+
+import pandas as pd
+import pytest
+from conftest import needs_data
+from test_aptitude import example_records, example_test
+
+from modelsat.aptitude.from_records import profile_all, profile_from_records
+from modelsat.aptitude.profile import Profile
+from modelsat.errors import ModelsatError
+
+
+def test_profile_on_core_items_rests_on_the_core_items():
+    test = example_test()
+    prof = profile_from_records(example_records(), "m1", test, label="mem")
+    assert set(prof.subjects) == set(test.subject_names)
+    for s in test.subjects:
+        expected = sum(1.0 if 0 < int(it.item_id.split("-")[1]) % 5 else 0.0 for it in s.items) / len(s.items)
+        assert prof.subjects[s.name].accuracy == pytest.approx(expected)
+        assert prof.subjects[s.name].n_items == 3 and prof.subjects[s.name].basis == "core"
+    assert prof.test_version == test.version and prof.provenance["fallback_subjects"] == []
+
+
+def test_a_model_without_the_core_items_falls_back_to_its_items_of_the_same_subject(tmp_path):
+    test = example_test()
+    other = pd.DataFrame([{"model": "x", "benchmark": "mmlu", "item_id": f"anatomy/test/{i}", "prompt": "q",
+                           "subject": "anatomy", "score": float(i % 2), "cost": None, "response": None}
+                          for i in range(10)])
+    prof = profile_from_records(other, "x", test)
+    assert list(prof.subjects) == ["anatomy"]
+    assert prof.subjects["anatomy"].n_items == 10 and prof.subjects["anatomy"].accuracy == 0.5
+    assert prof.subjects["anatomy"].basis == "fallback"
+    assert prof.provenance["fallback_subjects"] == ["anatomy"]
+    assert sorted(prof.provenance["missing_subjects"]) == ["astronomy", "virology"]
+    again = Profile.load(prof.save(tmp_path / "x.json"))
+    assert again.subjects["anatomy"].basis == "fallback"
+
+
+def test_a_model_with_nothing_of_the_tests_subjects_is_not_profiled():
+    test = example_test()
+    other = pd.DataFrame([{"model": "y", "benchmark": "gsm8k", "item_id": "1", "prompt": "q", "subject": None,
+                           "score": 1.0, "cost": None, "response": None}])
+    with pytest.raises(ModelsatError, match="cannot be profiled from these records"):
+        profile_from_records(other, "y", test)
+    with pytest.raises(ModelsatError, match="no records for model 'zz'"):
+        profile_from_records(other, "zz", test)
+    written, skipped = profile_all(pd.concat([example_records(), other]), test, "/tmp/unused-never-written")
+    assert len(written) == 4 and list(skipped) == ["y"]
+
+
+@pytest.mark.slow
+@needs_data
+def test_real_mmlu_pro_test_is_50_by_20_and_profiles_track_accuracy_outside_it():
+    from modelsat import sources
+    from modelsat.aptitude.core_items import build_test, distinguishability
+    from modelsat.aptitude.validation import profile_vs_outside
+    df = sources.load("mmlu_pro")
+    test = build_test(df)
+    d = distinguishability(test)
+    assert len(d) == 50 and (d["items"] == 20).all()
+    assert (d["min_share"] > 0).all() and (d["max_share"] < 1).all()
+    assert len(test.pool) == 23
+    table, rho, _ = profile_vs_outside(df, test)
+    assert len(table) == 23 and rho > 0.9
+    # held-out evaluation items are never chosen
+    eval_ids = {it.item_id for _, it in test.items()}
+    again = build_test(df, exclude=eval_ids)
+    assert not eval_ids & {it.item_id for _, it in again.items()}

@@ -1,0 +1,69 @@
+"""SmolLM2-135M-Instruct takes (part of) the aptitude test for real: in process (--hf-path, option-letter
+logits) and through the project's OpenAI-compatible server on 127.0.0.1 (greedy replies). The full 1,000
+items: scripts/profile_smollm.py, or `pytest -m slow`."""
+
+import json
+
+import httpx
+import pytest
+from test_aptitude import example_test
+
+from modelsat.aptitude.runner import journal_path, take_test
+from modelsat.serve.local_hf_server import make_app, running_server
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    import torch
+    torch.set_num_threads(1)
+    from modelsat.aptitude.local_model import LocalChatModel
+    return LocalChatModel(None, threads=1)
+
+
+def test_smollm_takes_the_test_in_process_by_option_letter_logits(tmp_path, smollm):
+    test = example_test()
+    prof = take_test(test, tmp_path / "smol.json", "SmolLM2-135M-Instruct", lm=smollm, limit=4, progress=False)
+    assert sum(s.n_items for s in prof.subjects.values()) == 4
+    assert prof.provenance["scoring"] == "next-token logits over the option letters"
+    answers = [json.loads(x) for x in journal_path(tmp_path / "smol.json").read_text().splitlines()[1:]]
+    assert len(answers) == 4 and all(a["pred"] in "ABCD" for a in answers)
+
+
+def test_smollm_takes_the_test_through_the_local_openai_server(tmp_path, smollm):
+    test = example_test()
+    with running_server(make_app(lm=smollm, max_tokens_cap=5)) as url:
+        models = httpx.get(f"{url}/v1/models").json()
+        assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
+        prof = take_test(test, tmp_path / "http.json", "SmolLM2-135M-Instruct", endpoint=url, limit=2,
+                         concurrency=2, max_tokens=5, timeout=120, progress=False)
+    assert sum(s.n_items for s in prof.subjects.values()) == 2 and prof.provenance["method"] == "endpoint"
+    answers = [json.loads(x) for x in journal_path(tmp_path / "http.json").read_text().splitlines()[1:]]
+    assert all(isinstance(a["response"], str) and a["response"] for a in answers)
+
+
+def test_local_server_bounds_max_tokens_and_streams_server_sent_events(smollm):
+    with running_server(make_app(lm=smollm, max_tokens_cap=3)) as url:
+        body = {"messages": [{"role": "user", "content": "Count from one to twenty."}], "max_tokens": 50}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()
+        assert r["object"] == "chat.completion" and r["usage"]["completion_tokens"] <= 3
+        assert r["choices"][0]["finish_reason"] == "length"
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=120) as s:
+            assert s.headers["content-type"].startswith("text/event-stream")
+            lines = [x for x in s.iter_lines() if x.startswith("data: ")]
+        assert lines[-1] == "data: [DONE]"
+        chunks = [json.loads(x[6:]) for x in lines[:-1]]
+        assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+        streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        assert streamed == r["choices"][0]["message"]["content"]       # greedy: same text both ways
+        bad = httpx.post(f"{url}/v1/chat/completions", json={"messages": []}, timeout=30)
+        assert bad.status_code == 422
+
+
+@pytest.mark.slow
+def test_smollm_full_aptitude_test_in_process(tmp_path, smollm):
+    from modelsat import sources
+    from modelsat.aptitude.core_items import build_test
+    test = build_test(sources.load("mmlu_pro"))
+    prof = take_test(test, tmp_path / "full.json", "SmolLM2-135M-Instruct", lm=smollm, progress=False)
+    assert sum(s.n_items for s in prof.subjects.values()) == 1000
+    assert 0.0 <= prof.mean_accuracy < 0.5
