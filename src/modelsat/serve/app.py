@@ -196,9 +196,14 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
+        response = await answer_chat(request)
+        if not isinstance(response, RelayResponse):       # a stream is counted when it ends
+            metrics.requests.labels("chat", str(response.status_code)).inc()
+        return response
+
+    async def answer_chat(request: Request) -> Response:
         body = await read_json(request)
         if isinstance(body, Response):
-            metrics.requests.labels("chat", str(body.status_code)).inc()
             return body
         requested = body.get("model")
         routing_ms: Optional[float] = None
@@ -224,7 +229,6 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             return Response(status_code=499)
         except AllUpstreamsFailed as exc:
             status = 504 if exc.timeout else 502
-            metrics.requests.labels("chat", str(status)).inc()
             return api_error(status, str(exc), "upstream_error", "upstream_unavailable")
         up = opened.upstream
         metrics.upstream_latency.labels(up.name).observe(opened.ttfb_s)
@@ -263,7 +267,6 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                 if cost is not None:
                     headers[H_COST] = f"{cost:.8f}"
                 content = json.dumps(data).encode()
-        metrics.requests.labels("chat", str(opened.status)).inc()
         return Response(content, status_code=opened.status, media_type=content_type, headers=headers)
 
     return app

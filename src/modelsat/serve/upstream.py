@@ -258,8 +258,7 @@ async def open_first_available(client: httpx.AsyncClient, ranking: list[Upstream
                 any_timeout |= exc.timeout
                 on_failure(up, exc.reason)
                 continue
-            if opened.status < 300 or not stream:
-                up.breaker.record_success()
+            up.breaker.record_success()          # it answered (a 4xx is the request's fault, not its)
             opened.attempts = failures
             return opened
         up.breaker.record_failure()
