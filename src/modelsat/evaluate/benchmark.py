@@ -1,0 +1,184 @@
+"""`modelsat benchmark`: every registered router on every zoo, on real data, with the references beside it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from modelsat import sources
+from modelsat.aptitude.profile import write_json_atomic
+from modelsat.errors import ModelsatError
+from modelsat.evaluate import harness as H
+from modelsat.evaluate.splits import apply_splits, assign_splits
+from modelsat.evaluate.zoos import Zoo
+from modelsat.paths import data_dir as resolve_data_dir
+
+QUICK_MAX_TEST_ITEMS = 600      # per benchmark and zoo, seeded sample
+
+
+class AptitudeTests:
+    """Builds the aptitude test from MMLU-Pro *training* items only (never a test or validation item)."""
+
+    def __init__(self, data: Path, seed: int, console: Console):
+        self.data, self.seed, self.console = data, seed, console
+        self._main = None
+        self._pro_train: pd.DataFrame | None = None
+
+    def _pro(self) -> pd.DataFrame | None:
+        if self._pro_train is None:
+            try:
+                pro = sources.load("mmlu_pro", data=self.data)
+            except ModelsatError as exc:
+                self.console.print(f"[yellow]no MMLU-Pro records ({exc}); profiles will be per-benchmark[/]")
+                return None
+            split = apply_splits(pro, assign_splits(pro, seed=self.seed))
+            self._pro_train = split[split["eval_split"] == "train"].drop(columns=["eval_split"])
+        return self._pro_train
+
+    def build(self, pool: Sequence[str] | None, train: pd.DataFrame | None):
+        """A test from `train` (training items) chosen on `pool`; the main MMLU-Pro test when `train` has no
+        MMLU-Pro items (other families profile their models on it by fallback)."""
+        from modelsat.aptitude.core_items import build_test
+        if train is not None and (train["benchmark"] == "mmlu_pro").any():
+            return build_test(train, pool=list(pool) if pool else None, seed=self.seed,
+                              source={"benchmark": "mmlu_pro", "records": "training split"})
+        if self._main is None:
+            pro = self._pro()
+            if pro is None:
+                return None
+            self._main = build_test(pro, seed=self.seed, source={"benchmark": "mmlu_pro", "records": "training split"})
+        return self._main
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Path, data: str | None = None,
+                  seed: int = 0, quick: bool = False, console: Console | None = None,
+                  save_routers: bool = True) -> dict:
+    """Trains, evaluates and returns every figure (also written to `out_dir/results.json`)."""
+    console = console or Console()
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_path = resolve_data_dir(data)
+    families: "OrderedDict[str, list[Zoo]]" = OrderedDict()
+    for z in zoos:
+        families.setdefault(z.family, []).append(z)
+    tests = AptitudeTests(data_path, seed, console)
+    max_items = QUICK_MAX_TEST_ITEMS if quick else None
+    results: dict = {"run": {"started": H.utc_now(), "seed": seed, "quick": quick, "data_dir": str(data_path),
+                             "routers": list(router_names), "zoos": [z.name for z in zoos],
+                             "bootstrap_resamples": H.N_BOOTSTRAP,
+                             "max_test_items_per_benchmark": max_items},
+                     "families": {}, "zoos": [], "streams": []}
+    loaded: dict[str, pd.DataFrame] = {}
+    prepared: list[H.Family] = []
+    with console.status("loading records, splitting, profiling ..."):
+        for fam_name, fam_zoos in families.items():
+            src = fam_zoos[0].source or fam_name
+            if src not in loaded:
+                loaded[src] = sources.load(src, data=data_path)
+            fam = H.prepare_family(fam_name, fam_zoos, loaded[src], seed, tests.build,
+                                   dates_csv=data_path / "release_dates.csv")
+            H.write_family_splits(fam, out_dir)
+            prepared.append(fam)
+            console.print(f"[bold]{fam_name}[/]: {len(fam.records['model'].unique())} models, items per split "
+                          f"{fam.split_counts()}, profiles: {fam.profile_method}")
+    # one embedding pass over every prompt (cached on disk), so no router pays for it inside its timing
+    prompts = sorted({p for fam in prepared for p in fam.records["prompt"].unique()})
+    t0 = time.perf_counter()
+    from modelsat.embeddings import embed
+    embed(prompts, progress=True)
+    results["run"]["embedding_seconds"] = time.perf_counter() - t0
+    console.print(f"embeddings of {len(prompts)} prompts ready in {time.perf_counter() - t0:.0f} s")
+
+    for fam in prepared:
+        fam_out = {"models": sorted(fam.records["model"].unique()), "train_models": fam.train_models,
+                   "split_counts": fam.split_counts(), "profile_method": fam.profile_method, "notes": fam.notes,
+                   "splits_file": str(out_dir / "splits" / f"{fam.name}.csv"), "fit": {}}
+        results["families"][fam.name] = fam_out
+        zoo_data: list[H.ZooData] = []
+        for z in fam.zoos:
+            if z.scenario == "release_stream":
+                for step in fam.stream_steps:
+                    zoo_data.append(H.build_zoo_data(fam, z, step["models"], f"{z.name}@{step['newest']}",
+                                                     max_items, seed))
+            else:
+                zoo_data.append(H.build_zoo_data(fam, z, max_test_items=max_items, seed=seed))
+        tables = {zd.name: {"zoo": zd.zoo.to_dict() | {"name": zd.name, "models": zd.models},
+                            "family": fam.name, "n_test_items": len(zd.prompts),
+                            "n_test_items_per_benchmark": {str(k): int(v) for k, v in
+                                                           zip(*np.unique(zd.groups, return_counts=True))},
+                            "best_single_model": zd.best_single, "notes": zd.notes,
+                            "rows": H.reference_rows(zd, seed), "single_models": H.single_model_rows(zd),
+                            "cost_curves": {}, "published": zd.zoo.published} for zd in zoo_data}
+        with _progress(console) as progress:
+            task = progress.add_task(f"{fam.name}: fit + score", total=len(router_names) * (1 + len(zoo_data)))
+            for name in router_names:
+                progress.update(task, description=f"{fam.name}: fitting {name}")
+                try:
+                    router = H.make_router(name, quick, seed)
+                    router, status = H.fit_router(name, router, fam)
+                except Exception as exc:  # a broken router must not sink the others; its error is reported
+                    router, status = None, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                fam_out["fit"][name] = status
+                progress.advance(task)
+                if router is None:
+                    console.print(f"[yellow]{fam.name}: {name} {status['status']}: {status['reason']}[/]")
+                    for zd in zoo_data:
+                        tables[zd.name]["rows"].append({"method": name, "kind": "router", "status":
+                                                        f"{status['status']}", "reason": status["reason"]})
+                    progress.advance(task, len(zoo_data))
+                    continue
+                if save_routers:
+                    try:
+                        router.save(out_dir / "routers" / fam.name / name,
+                                    card={"training_data": {"family": fam.name, "models": fam.train_models,
+                                                            "split_counts": fam.split_counts()}})
+                    except Exception as exc:  # saving is a convenience; say so and go on
+                        fam_out["fit"][name]["save_error"] = f"{type(exc).__name__}: {exc}"
+                for zd in zoo_data:
+                    progress.update(task, description=f"{fam.name}: {name} on {zd.name}")
+                    try:
+                        row, s = H.router_row(name, router, zd, fam.profiles, fam, seed)
+                    except Exception as exc:
+                        row, s = {"method": name, "kind": "router", "status": "failed",
+                                  "reason": f"{type(exc).__name__}: {exc}"}, None
+                        console.print(f"[red]{zd.name}: {name} failed: {row['reason']}[/]")
+                    tables[zd.name]["rows"].append(row)
+                    if s is not None:
+                        curve = H.cost_curve(s, zd)
+                        if curve:
+                            tables[zd.name]["cost_curves"][name] = curve
+                    progress.advance(task)
+        for zd in zoo_data:
+            entry = tables[zd.name]
+            if zd.zoo.scenario == "release_stream":
+                step = next(st for st in fam.stream_steps if f"{zd.zoo.name}@{st['newest']}" == zd.name)
+                entry["stream_step"] = step
+                results["streams"].append(entry)
+            else:
+                results["zoos"].append(entry)
+    results["run"]["seconds"] = time.perf_counter() - started
+    write_json_atomic(json.loads(json.dumps(results, default=_json_default)), out_dir / "results.json")
+    return results
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)

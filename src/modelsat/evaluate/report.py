@@ -1,0 +1,348 @@
+"""The benchmark's report: rich tables like the paper's Tables 1–2, Markdown, and PNG plots.
+
+Every router row shows its difference to the best single model with a paired-bootstrap 95 % CI; a loss is
+printed as plainly as a win (red when the whole interval is below zero).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+MAX_COLUMNS = 9   # more benchmarks than this: only the mean column in the terminal (all of them in Markdown)
+
+
+def _pct(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def _delta(d: dict | None, markup: bool = True) -> str:
+    if not d:
+        return ""
+    text = f"{100 * d['estimate']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+    if not markup:
+        return text
+    if d["low"] > 0:
+        return f"[green]{text}[/]"
+    if d["high"] < 0:
+        return f"[red]{text}[/]"
+    return text
+
+
+def _label(row: dict) -> str:
+    name = row["method"]
+    if row.get("kind") == "upper bound":
+        return f"{name} (upper bound)"
+    if row.get("kind") == "reference" and row.get("model"):
+        return f"{name}: {row['model']}"
+    return name
+
+
+def _short(benchmark: str) -> str:
+    return benchmark.split("/", 1)[-1]
+
+
+def _order(rows: list[dict]) -> list[dict]:
+    rank = {"reference": 0, "router": 1, "upper bound": 2}
+    return sorted(rows, key=lambda r: (rank.get(r.get("kind"), 1), 0))
+
+
+def zoo_table(entry: dict) -> Table:
+    """One zoo: rows = references, routers, oracle; columns = benchmarks (if few), mean, Δ vs best single."""
+    benches = list(entry["n_test_items_per_benchmark"])
+    show = benches if 1 < len(benches) <= MAX_COLUMNS else []
+    title = (f"{entry['zoo']['name']} — {len(entry['zoo']['models'])} models, {entry['n_test_items']} test items"
+             f" ({entry['zoo'].get('scenario', 'in_domain')})")
+    t = Table(title=title, title_justify="left", show_lines=False)
+    t.add_column("method")
+    for b in show:
+        t.add_column(_short(b), justify="right")
+    t.add_column("mean", justify="right")
+    t.add_column("Δ vs best single [95 % CI]", justify="right")
+    t.add_column("gap closed", justify="right")
+    has_cost = any(r.get("cost_per_call") not in (None,) and not _isnan(r.get("cost_per_call")) for r in entry["rows"])
+    if has_cost:
+        t.add_column("$/call", justify="right")
+    t.add_column("ms/instr", justify="right")
+    for row in _order(entry["rows"]):
+        if row.get("status", "ok") != "ok":
+            t.add_row(_label(row), *[""] * len(show), f"[dim]{row['status']}[/]", f"[dim]{row.get('reason', '')[:60]}[/]",
+                      "", *([""] if has_cost else []), "")
+            continue
+        cells = [_pct(row["per_benchmark"].get(b)) for b in show]
+        gap = row.get("gap_closed")
+        cost = row.get("cost_per_call")
+        t.add_row(_label(row), *cells, _pct(row["mean"]), _delta(row.get("delta_vs_best_single")),
+                  "" if row["method"] in ("best single", "oracle") or gap is None or _isnan(gap) else f"{100 * gap:+.1f} %",
+                  *([f"{cost:.6f}" if cost is not None and not _isnan(cost) else ""] if has_cost else []),
+                  f"{row['ms_per_instruction']:.2f}" if "ms_per_instruction" in row else "")
+    return t
+
+
+def _isnan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def summary_table(entries: list[dict], title: str) -> Table | None:
+    """Rows = methods, columns = zoos: each cell the mean and Δ vs best single (the paper's Table 1 layout)."""
+    if len(entries) < 2:
+        return None
+    t = Table(title=title, title_justify="left")
+    t.add_column("method")
+    for e in entries:
+        t.add_column(e["zoo"]["name"], justify="right")
+    methods = []
+    for e in entries:
+        for r in _order(e["rows"]):
+            if r["method"] not in methods:
+                methods.append(r["method"])
+    for m in methods:
+        cells = []
+        for e in entries:
+            row = next((r for r in e["rows"] if r["method"] == m), None)
+            if row is None or row.get("status", "ok") != "ok":
+                cells.append("[dim]" + (row["status"] if row else "—") + "[/]")
+            else:
+                d = row.get("delta_vs_best_single")
+                cells.append(_pct(row["mean"]) + (f"\n{_delta(d)}" if d and m != "oracle" else ""))
+        t.add_row(m, *cells)
+    return t
+
+
+def routellm_table(entry: dict) -> Table | None:
+    rows = [r for r in entry["rows"] if r.get("routellm")]
+    if not rows:
+        return None
+    t = Table(title=f"{entry['zoo']['name']} — RouteLLM metrics (strong {entry['zoo']['strong']}, "
+                    f"weak {entry['zoo']['weak']})", title_justify="left")
+    t.add_column("router")
+    benches = list(rows[0]["routellm"])
+    for b in benches:
+        t.add_column(f"{_short(b)} APGR", justify="right")
+        t.add_column(f"{_short(b)} CPT(50%)", justify="right")
+        t.add_column(f"{_short(b)} CPT(80%)", justify="right")
+    for r in rows:
+        cells = []
+        for b in benches:
+            m = r["routellm"][b]
+            cells += [f"{m['apgr']:.3f}", _pct(m["cpt50"]) + " %", _pct(m["cpt80"]) + " %"]
+        t.add_row(r["method"], *cells)
+    return t
+
+
+def stream_table(steps: list[dict]) -> Table | None:
+    if not steps:
+        return None
+    t = Table(title="release stream — the newest model joins by its profile only; zoo = 5 best so far + newest",
+              title_justify="left")
+    t.add_column("release")
+    methods = []
+    for e in steps:
+        for r in _order(e["rows"]):
+            if r["method"] not in methods:
+                methods.append(r["method"])
+    for m in methods:
+        t.add_column(m, justify="right")
+    for e in steps:
+        cells = []
+        for m in methods:
+            row = next((r for r in e["rows"] if r["method"] == m), None)
+            if row is None or row.get("status", "ok") != "ok":
+                cells.append("[dim]" + (row["status"] if row else "—") + "[/]")
+            else:
+                d = row.get("delta_vs_best_single")
+                cells.append(_pct(row["mean"]) + (f" ({_delta(d).split(' [')[0].replace('[green]', '')})"
+                                                  if d and row.get("kind") == "router" else ""))
+        step = e["stream_step"]
+        t.add_row(f"{step['date']} {step['newest']}", *cells)
+    return t
+
+
+def print_report(results: dict, console: Console) -> None:
+    pro = [e for e in results["zoos"] if e["family"] == "mmlu_pro"]
+    s = summary_table(pro, "MMLU-Pro zoos — mean accuracy (%) and Δ vs best single [95 % CI]")
+    if s is not None:
+        console.print(s)
+    for e in results["zoos"]:
+        console.print(zoo_table(e))
+        for note in e.get("notes", []):
+            console.print(f"  [dim]note: {note}[/]")
+        if e.get("published"):
+            for who, figs in e["published"].items():
+                console.print(f"  [dim]published {who}: " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items())
+                              + " (their run; ours above is measured on the same test files)[/]")
+        rt = routellm_table(e)
+        if rt is not None:
+            console.print(rt)
+    st = stream_table(results.get("streams", []))
+    if st is not None:
+        console.print(st)
+    for fam, info in results["families"].items():
+        for name, status in info["fit"].items():
+            if status.get("status") != "ok":
+                console.print(f"[yellow]{fam}: {name} {status['status']}: {status.get('reason', '')}[/]")
+    console.print(f"run took {results['run'].get('seconds', 0):.0f} s")
+
+
+# ---- Markdown -------------------------------------------------------------------------------------------------
+def _md_zoo(entry: dict) -> list[str]:
+    benches = list(entry["n_test_items_per_benchmark"])
+    show = benches if len(benches) > 1 else []
+    lines = [f"### {entry['zoo']['name']}", "",
+             f"{len(entry['zoo']['models'])} models ({', '.join(entry['zoo']['models'])}); "
+             f"{entry['n_test_items']} test items; scenario {entry['zoo'].get('scenario', 'in_domain')}; "
+             f"best single (chosen on training items): {entry['best_single_model']}.", ""]
+    head = ["method", *[_short(b) for b in show], "mean", "Δ vs best single [95 % CI]", "gap closed", "$/call",
+            "ms/instr", "status"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in _order(entry["rows"]):
+        if row.get("status", "ok") != "ok":
+            lines.append("| " + " | ".join([_label(row), *[""] * len(show), "", "", "", "", "",
+                                            f"{row['status']}: {row.get('reason', '')}".replace("|", "/")]) + " |")
+            continue
+        gap = row.get("gap_closed")
+        cost = row.get("cost_per_call")
+        lines.append("| " + " | ".join([
+            _label(row), *[_pct(row["per_benchmark"].get(b)) for b in show], _pct(row["mean"]),
+            _delta(row.get("delta_vs_best_single"), markup=False),
+            "" if row["method"] in ("best single", "oracle") or gap is None or _isnan(gap) else f"{100 * gap:+.1f} %",
+            f"{cost:.6f}" if cost is not None and not _isnan(cost) else "",
+            f"{row['ms_per_instruction']:.2f}" if "ms_per_instruction" in row else "", "ok"]) + " |")
+    for note in entry.get("notes", []):
+        lines.append(f"\nNote: {note}")
+    for who, figs in (entry.get("published") or {}).items():
+        lines.append(f"\nPublished {who} (their run): " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items()))
+    rl = [r for r in entry["rows"] if r.get("routellm")]
+    if rl:
+        lines += ["", "| router | benchmark | APGR | CPT(50 %) | CPT(80 %) |", "|---|---|---|---|---|"]
+        for r in rl:
+            for b, m in r["routellm"].items():
+                lines.append(f"| {r['method']} | {_short(b)} | {m['apgr']:.3f} | {_pct(m['cpt50'])} % | {_pct(m['cpt80'])} % |")
+    return lines + [""]
+
+
+def markdown(results: dict) -> str:
+    run = results["run"]
+    lines = ["# modelsat benchmark", "",
+             f"Started {run['started']}, seed {run['seed']}, {'quick' if run['quick'] else 'full'} run, "
+             f"{run.get('seconds', 0):.0f} s. Differences to the best single model are paired-bootstrap 95 % CIs "
+             f"({run['bootstrap_resamples']} resamples of test items, within each benchmark); 'mean' is the mean "
+             "over benchmarks. The best single and per-benchmark/category best are chosen on training items. "
+             "Oracle is an upper bound, not a router.", ""]
+    if run.get("max_test_items_per_benchmark"):
+        lines += [f"Quick run: at most {run['max_test_items_per_benchmark']} test items per benchmark (seeded).", ""]
+    lines += ["## Families", ""]
+    for fam, info in results["families"].items():
+        lines.append(f"- **{fam}**: {len(info['models'])} models ({len(info['train_models'])} train routers), "
+                     f"items per split {info['split_counts']}, profiles: {info['profile_method']}; "
+                     f"splits in `{Path(info['splits_file']).name}`. " + " ".join(info.get("notes", [])))
+        for name, st in info["fit"].items():
+            if st.get("status") != "ok":
+                lines.append(f"  - {name}: {st['status']}: {st.get('reason', '')}")
+            else:
+                lines.append(f"  - {name}: fitted in {st.get('fit_seconds', 0):.1f} s")
+    lines += ["", "## Zoos", ""]
+    for e in results["zoos"]:
+        lines += _md_zoo(e)
+    if results.get("streams"):
+        lines += ["## Release stream", ""]
+        for e in results["streams"]:
+            lines += _md_zoo(e)
+    return "\n".join(lines) + "\n"
+
+
+# ---- plots --------------------------------------------------------------------------------------------------
+def plots(results: dict, out_dir: Path) -> list[Path]:
+    """Per-zoo bars with oracle and best-single lines; cost–quality curves; the release-stream curve."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out_dir = Path(out_dir) / "plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for e in results["zoos"]:
+        rows = [r for r in _order(e["rows"]) if r.get("status", "ok") == "ok" and r["method"] != "oracle"]
+        by = {r["method"]: r for r in e["rows"] if r.get("status", "ok") == "ok"}
+        fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(rows) + 2), 4))
+        vals = [100 * r["mean"] for r in rows]
+        colors = ["#999999" if r["kind"] == "reference" else "#3366cc" for r in rows]
+        ax.bar(range(len(rows)), vals, color=colors)
+        if "delta_vs_best_single" in (rows[0] if rows else {}):
+            pass
+        for i, r in enumerate(rows):
+            d = r.get("delta_vs_best_single")
+            if d and r["kind"] != "reference":
+                base = 100 * by["best single"]["mean"]
+                ax.errorbar(i, base + 100 * d["estimate"], yerr=[[100 * (d["estimate"] - d["low"])],
+                                                               [100 * (d["high"] - d["estimate"])]],
+                            color="black", capsize=3)
+        ax.axhline(100 * by["oracle"]["mean"], color="green", linestyle="--", label="oracle (upper bound)")
+        ax.axhline(100 * by["best single"]["mean"], color="red", linestyle="--", label="best single")
+        ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=40, ha="right")
+        lo = min(vals + [100 * by["best single"]["mean"]]) if vals else 0
+        ax.set_ylim(max(0, lo - 10), 100 * by["oracle"]["mean"] + 3)
+        ax.set_ylabel("mean score (%)")
+        ax.set_title(f"{e['zoo']['name']} ({e['n_test_items']} test items)")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        p = out_dir / f"zoo_{e['zoo']['name']}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+        if e.get("cost_curves"):
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for name, pts in e["cost_curves"].items():
+                ax.plot([q["cost_per_call"] for q in pts], [100 * q["mean"] for q in pts], marker=".", label=name)
+            for sm in e["single_models"]:
+                if sm.get("cost_per_call") is not None:
+                    ax.scatter(sm["cost_per_call"], 100 * sm["mean"], color="black", s=12)
+                    ax.annotate(sm["model"].split("/")[-1], (sm["cost_per_call"], 100 * sm["mean"]), fontsize=6)
+            ax.set_xscale("log")
+            ax.set_xlabel("mean USD per call")
+            ax.set_ylabel("mean score (%)")
+            ax.set_title(f"cost–quality: {e['zoo']['name']} (sweep of cost_weight)")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            p = out_dir / f"cost_quality_{e['zoo']['name']}.png"
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+            written.append(p)
+    steps = results.get("streams", [])
+    if steps:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        labels = [s["stream_step"]["newest"] for s in steps]
+        methods = []
+        for s in steps:
+            for r in s["rows"]:
+                if r["method"] not in methods and r.get("status", "ok") == "ok":
+                    methods.append(r["method"])
+        for m in methods:
+            ys = []
+            for s in steps:
+                row = next((r for r in s["rows"] if r["method"] == m and r.get("status", "ok") == "ok"), None)
+                ys.append(100 * row["mean"] if row else float("nan"))
+            style = "--" if m in ("oracle", "best single", "random") else "-"
+            ax.plot(range(len(steps)), ys, style, marker=".", label=m)
+        ax.set_xticks(range(len(steps)), labels, rotation=40, ha="right", fontsize=7)
+        ax.set_ylabel("mean score (%)")
+        ax.set_title("release stream: each newest model joins by its profile only")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        p = out_dir / "release_stream.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def write_report(results: dict, out_dir: Path) -> list[Path]:
+    """results.md and the plots in `out_dir`."""
+    out_dir = Path(out_dir)
+    md = out_dir / "results.md"
+    tmp = md.with_name(".results.md.tmp")
+    tmp.write_text(markdown(results))
+    tmp.replace(md)
+    return [md, *plots(results, out_dir)]
