@@ -112,7 +112,7 @@ async def one(client, url: str, i: int, stream: bool, timeout: float) -> dict:
     except TimeoutError:
         return {"hung": True}
     except Exception as exc:  # noqa: BLE001 - a lost request is counted, whatever the cause
-        return {"lost": f"{type(exc).__name__}"}
+        return {"lost": f"{type(exc).__name__}: {exc}"[:120]}
     ok = r.status_code == 200 and (data.endswith(b"data: [DONE]\n\n") if stream else b'"choices"' in data)
     return {"ok": ok, "lost": None if ok else f"status {r.status_code}", "latency_ms": (time.perf_counter() - t0) * 1e3,
             "routing_ms": float(r.headers.get("x-modelsat-routing-ms", "nan"))}
@@ -122,7 +122,8 @@ async def level(url: str, concurrency: int, n: int, stream: bool, timeout: float
     import httpx
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout, pool=None)) as client:
+    # the client's own timeouts are the same bound, so a slow answer is "hung" (asyncio.timeout), never "lost"
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(timeout + 5, pool=None)) as client:
         async def bounded(i):
             async with sem:
                 return await one(client, url, i, stream, timeout)
@@ -133,7 +134,8 @@ async def level(url: str, concurrency: int, n: int, stream: bool, timeout: float
     lat = [r["latency_ms"] for r in good]
     rout = [r["routing_ms"] for r in good if r["routing_ms"] == r["routing_ms"]]
     pct = lambda xs, q: float(np.percentile(xs, q)) if xs else float("nan")  # noqa: E731
-    return {"n": n, "ok": len(good), "lost": sum(1 for r in results if r.get("lost")),
+    reasons = sorted({r["lost"] for r in results if r.get("lost")})
+    return {"n": n, "ok": len(good), "lost": sum(1 for r in results if r.get("lost")), "reasons": reasons,
             "hung": sum(1 for r in results if r.get("hung")), "rps": len(good) / wall,
             "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99), "route_p50": pct(rout, 50), "route_p99": pct(rout, 99)}
 
@@ -155,7 +157,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="requests per level (at least 2 x concurrency)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mode", choices=["stream", "json"], default="stream")
-    ap.add_argument("--request-timeout", type=float, default=30.0, help="a request still open after this is hung")
+    ap.add_argument("--request-timeout", type=float, default=120.0, help="a request still open after this is hung")
     ap.add_argument("--time-limit", type=float, default=240.0, help="stop starting new levels after this (s)")
     ap.add_argument("--_upstreams", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--_proxy", default=None, help=argparse.SUPPRESS)
@@ -195,6 +197,8 @@ def main() -> None:
                     print(f"{rep:>3} {conc:>5} {r['n']:>5} {r['ok']:>5} {r['lost']:>4} {r['hung']:>4} {r['rps']:>7.1f} "
                           f"{r['lat_p50']:>8.2f} {r['lat_p99']:>8.2f} {r['route_p50']:>9.3f} {r['route_p99']:>9.3f} {r['cpu_ms']:>7.2f} "
                           f"{rss_mb(proxy.pid):>8.1f}", flush=True)
+                    for reason in r["reasons"]:
+                        print(f"      lost: {reason}")
             print(f"proxy added latency at concurrency 1 is about lat p50 (rep 1, conc 1) − {direct['lat_p50']:.2f} ms")
     finally:
         for p in procs:

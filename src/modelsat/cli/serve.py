@@ -28,7 +28,7 @@ def serve_cmd(
     host, port = host or cfg.server.host, port or cfg.server.port
     console.print(f"modelsat proxy: {len(cfg.models)} models, router "
                   f"{'none (pass-through only)' if app.state.routing is None else app.state.routing.router.name}, "
-                  f"http://{host}:{port}/v1")
+                  f"http://{host}:{port}/v1", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
 
 
@@ -57,13 +57,14 @@ def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check.")) 
     if router is not None and upstreams and not any(u.profile for u in upstreams):
         problems.append("router: a router is configured but no model has a profile")
     for p in problems:
-        console.print(f"[red]error[/] {p}", highlight=False)
+        console.print(f"[red]error[/] {p}", highlight=False, soft_wrap=True)
     if problems:
-        raise typer.Exit(2)
+        raise ModelsatError(f"{config}: {len(problems)} problem(s), listed above")
     routable = sum(1 for u in upstreams if u.profile is not None)
     console.print(f"[green]ok[/] {config}: {len(cfg.models)} models ({routable} routable), router "
                   f"{router.name if router else 'none (pass-through only)'}, "
-                  f"{len(cfg.auth.client_keys_env) + len(cfg.auth.client_key_sha256)} client key(s)", highlight=False)
+                  f"{len(cfg.auth.client_keys_env) + len(cfg.auth.client_key_sha256)} client key(s)", highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

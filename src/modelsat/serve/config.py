@@ -52,10 +52,17 @@ class UpstreamModel(_Strict):
     @classmethod
     def _http_url(cls, v: str) -> str:
         if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+            raise ValueError("expected an http:// or https:// URL with a host")
         if "@" in v.split("/")[2]:
             raise ValueError("credentials in the URL are not allowed; use api_key_env")
         return v.rstrip("/")
+
+    @field_validator("price")
+    @classmethod
+    def _non_negative(cls, v):
+        if isinstance(v, (int, float)) and v < 0:
+            raise ValueError("a price cannot be negative")
+        return v
 
     @field_validator("api_key_env")
     @classmethod
