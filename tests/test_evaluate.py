@@ -1,0 +1,156 @@
+"""The evaluation harness on small hand-written records: references, routers, splits kept apart, n/a rows."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelsat.evaluate import harness as H
+from modelsat.evaluate.report import markdown, zoo_table
+from modelsat.evaluate.zoos import zoo_from_dict
+from modelsat.routers.base import Router, RouterError
+from tests.conftest import needs_data
+
+
+def _records():
+    """3 models x 2 benchmarks x 40 items; 'math' is good at b1, 'code' at b2, 'mid' so-so at both."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for bench, good in (("b1", "math"), ("b2", "code")):
+        for i in range(40):
+            split = "test" if i >= 30 else "train"
+            for m in ("math", "code", "mid"):
+                p = 0.9 if m == good else (0.6 if m == "mid" else 0.2)
+                rows.append({"model": m, "benchmark": bench, "item_id": str(i), "prompt": f"{bench} question {i}",
+                             "subject": None, "score": float(rng.random() < p), "cost": {"math": 1.0, "code": 2.0,
+                             "mid": 0.5}[m], "response": None, "split": split})
+    return pd.DataFrame(rows)
+
+
+ZOO = zoo_from_dict({"name": "toy", "family": "toy", "models": ["math", "code", "mid"]})
+
+
+def _family():
+    return H.prepare_family("toy", [ZOO], _records(), seed=0, test_builder=lambda pool, train: None)
+
+
+class _Unseen(Router):
+    name = "toy-unseen"
+    needs_seen_models = True
+
+    def fit(self, records, profiles):
+        self.models_ = sorted(records["model"].unique())
+        return self
+
+    def score(self, instructions, candidates):
+        self.check_candidates(candidates, self.models_)
+        return np.zeros((len(instructions), len(candidates)))
+
+
+class _BenchmarkOracle(Router):
+    """Knows which model is good at which benchmark (from the prompt's first word)."""
+    name = "toy-benchmark"
+
+    def fit(self, records, profiles):
+        return self
+
+    def score(self, instructions, candidates):
+        want = {"b1": "math", "b2": "code"}
+        return np.array([[1.0 if c.model == want[p.split()[0]] else 0.0 for c in candidates] for p in instructions])
+
+
+def test_routers_train_only_on_training_items_of_training_models():
+    fam = _family()
+    tr = fam.train_records
+    val = fam.splits[fam.splits["split"] == "validation"]
+    expected = {(b, str(i)) for b in ("b1", "b2") for i in range(30)} - set(zip(val["benchmark"], val["item_id"]))
+    assert set(zip(tr["benchmark"], tr["item_id"])) == expected
+    assert len(val) == 2 * round(30 * 0.1 / 0.8)
+    assert (fam.splits.groupby("split").size()["test"]) == 20
+    assert "eval_split" not in tr.columns
+
+
+def test_references_are_right_on_the_toy_zoo():
+    fam = _family()
+    zd = H.build_zoo_data(fam, ZOO)
+    S = zd.scores
+    assert zd.scores.shape == (20, 3)
+    assert np.allclose(zd.references["oracle"], S.max(1))
+    assert np.allclose(zd.references["random"], S.mean(1))
+    # per-benchmark best = math on b1, code on b2 (chosen on training items)
+    pb = zd.references["per-benchmark best"]
+    want = np.where(zd.groups == "b1", S[:, zd.models.index("math")], S[:, zd.models.index("code")])
+    assert np.allclose(pb, want)
+
+
+def test_a_router_that_knows_the_benchmark_matches_per_benchmark_best_and_beats_best_single():
+    fam = _family()
+    zd = H.build_zoo_data(fam, ZOO)
+    router = _BenchmarkOracle().fit(fam.train_records, list(fam.profiles.values()))
+    row, s = H.router_row("toy-benchmark", router, zd, fam.profiles, fam, seed=0)
+    assert row["status"] == "ok"
+    assert row["mean"] == pytest.approx(H.M.macro_mean(zd.references["per-benchmark best"], zd.groups))
+    assert row["delta_vs_best_single"]["estimate"] > 0
+    assert row["pick_share"] == {"math": 0.5, "code": 0.5}
+    assert row["cost_per_call"] == pytest.approx(1.5)
+    assert "ms_per_instruction" in row
+
+
+def test_an_unseen_model_gives_na_for_a_learned_id_router():
+    fam = _family()
+    fam.train_models = ["math", "code"]
+    zd = H.build_zoo_data(fam, ZOO)
+    router = _Unseen().fit(fam.train_records, [])
+    row, s = H.router_row("toy-unseen", router, zd, fam.profiles, fam, seed=0)
+    assert row["status"] == "n/a (unseen model)" and s is None
+
+
+def test_cost_curve_goes_from_quality_to_cheapness():
+    fam = _family()
+    zd = H.build_zoo_data(fam, ZOO)
+    s = _BenchmarkOracle().score(zd.prompts, [fam.profiles[m] for m in zd.models])
+    pts = H.cost_curve(s, zd)
+    assert pts[0]["cost_per_call"] == pytest.approx(1.5)
+    assert pts[-1]["cost_per_call"] == pytest.approx(0.5)     # everything to the cheapest model
+
+
+def test_release_stream_zoos_are_the_best_so_far_plus_the_newest():
+    order = [("a", "2023-01"), ("b", "2023-02"), ("c", "2023-03"), ("d", "2024-01"), ("e", "2024-02")]
+    from modelsat.aptitude.profile import Profile, SubjectScore
+    acc = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.9, "e": 0.2}
+    profiles = {m: Profile(m, "v", {"s": SubjectScore(a, 20)}) for m, a in acc.items()}
+    steps = H.stream_steps(order, ["a", "b", "c"], profiles, keep_best=2, cutoff="2024")
+    assert [s["models"] for s in steps] == [["b", "c", "d"], ["d", "b", "e"]]
+    assert steps[1]["unseen"] == ["d", "e"]
+
+
+def test_the_report_prints_losses_and_na_rows():
+    fam = _family()
+    zd = H.build_zoo_data(fam, ZOO)
+    entry = {"zoo": ZOO.to_dict(), "family": "toy", "n_test_items": 20,
+             "n_test_items_per_benchmark": {"b1": 10, "b2": 10}, "best_single_model": zd.best_single,
+             "notes": [], "rows": H.reference_rows(zd, 0) + [{"method": "x", "kind": "router",
+                                                             "status": "n/a (unseen model)", "reason": "r"}]}
+    from rich.console import Console
+    c = Console(record=True, width=200)
+    c.print(zoo_table(entry))
+    text = c.export_text()
+    assert "n/a (unseen model)" in text and "oracle (upper bound)" in text
+    md = markdown({"run": {"started": "now", "seed": 0, "quick": True, "bootstrap_resamples": 10},
+                   "families": {}, "zoos": [entry]})
+    assert "| random |" in md
+
+
+@needs_data
+def test_real_routerdc_splits_keep_test_files_apart():
+    from modelsat import sources
+    zoo = zoo_from_dict({"name": "rdc", "family": "rdc", "source": "routerdc",
+                         "benchmarks": ["routerdc/humaneval", "routerdc/javascript"],
+                         "models": ["meta-math/MetaMath-Mistral-7B", "cognitivecomputations/dolphin-2.9-llama3-8b"]})
+    fam = H.prepare_family("rdc", [zoo], sources.load("routerdc"), 0, lambda pool, train: None)
+    split = fam.records.drop_duplicates(["benchmark", "item_id"]).set_index(["benchmark", "item_id"])
+    assert (split.loc["routerdc/javascript", "eval_split"] == "test").all()
+    assert (split.loc["routerdc/humaneval", "eval_split"] == "test").sum() == 49
+    zd = H.build_zoo_data(fam, zoo)
+    assert len(zd.prompts) == 49 + 164
