@@ -22,6 +22,7 @@ from modelsat.evaluate.zoos import Zoo
 from modelsat.paths import data_dir as resolve_data_dir
 
 QUICK_MAX_TEST_ITEMS = 600      # per benchmark and zoo, seeded sample
+QUICK_MAX_TRAIN_ITEMS = 2000    # per benchmark, seeded sample (profiles still use every training item)
 
 
 class AptitudeTests:
@@ -79,7 +80,8 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
     results: dict = {"run": {"started": H.utc_now(), "seed": seed, "quick": quick, "data_dir": str(data_path),
                              "routers": list(router_names), "zoos": [z.name for z in zoos],
                              "bootstrap_resamples": H.N_BOOTSTRAP,
-                             "max_test_items_per_benchmark": max_items},
+                             "max_test_items_per_benchmark": max_items,
+                             "max_train_items_per_benchmark": QUICK_MAX_TRAIN_ITEMS if quick else None},
                      "families": {}, "zoos": [], "streams": []}
     loaded: dict[str, pd.DataFrame] = {}
     prepared: list[H.Family] = []
@@ -90,6 +92,8 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                 loaded[src] = sources.load(src, data=data_path)
             fam = H.prepare_family(fam_name, fam_zoos, loaded[src], seed, tests.build,
                                    dates_csv=data_path / "release_dates.csv")
+            if quick:
+                H.cap_training_items(fam, QUICK_MAX_TRAIN_ITEMS, seed)
             H.write_family_splits(fam, out_dir)
             prepared.append(fam)
             console.print(f"[bold]{fam_name}[/]: {len(fam.records['model'].unique())} models, items per split "

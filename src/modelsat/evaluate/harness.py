@@ -180,6 +180,26 @@ def prepare_family(name: str, zoos: Sequence[Zoo], records: pd.DataFrame, seed: 
     return Family(name, recs, splits, train_models, profiles, method, list(zoos), notes)
 
 
+def cap_training_items(family: Family, max_items: int, seed: int) -> list[str]:
+    """Keeps at most `max_items` training items per benchmark (seeded); the rest become `unused` (quick runs)."""
+    r = family.records
+    items = r[r["eval_split"] == "train"][["benchmark", "item_id"]].drop_duplicates()
+    drop, notes = set(), []
+    for b, g in items.groupby("benchmark"):
+        if len(g) > max_items:
+            rng = np.random.default_rng(seed)
+            gone = g.iloc[rng.permutation(len(g))[max_items:]]
+            drop |= set(zip(gone["benchmark"], gone["item_id"]))
+            notes.append(f"{b}: {max_items} of {len(g)} training items (quick, seeded sample)")
+    if drop:
+        keys = pd.Series(list(zip(r["benchmark"], r["item_id"])), index=r.index)
+        family.records = r.assign(eval_split=r["eval_split"].where(~keys.isin(drop), "unused"))
+        key = pd.Series(list(zip(family.splits["benchmark"], family.splits["item_id"])), index=family.splits.index)
+        family.splits = family.splits.assign(split=family.splits["split"].where(~key.isin(drop), "unused"))
+    family.notes.extend(notes)
+    return notes
+
+
 def stream_steps(order, train_models, profiles, keep_best: int, cutoff: str) -> list[dict]:
     """At each release after the cutoff: the zoo is the `keep_best` best models so far (by profile) + the newest."""
     released = list(train_models)

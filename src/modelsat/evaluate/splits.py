@@ -19,7 +19,7 @@ import pandas as pd
 
 from modelsat.errors import ModelsatError
 
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "unused")   # unused: training items a quick run leaves out
 COLUMNS = ["benchmark", "item_id", "split"]
 
 
