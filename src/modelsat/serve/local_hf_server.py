@@ -14,8 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -111,29 +109,13 @@ def make_app(hf_path: str | os.PathLike | None = None, max_tokens_cap: int = 256
 
 @contextlib.contextmanager
 def running_server(app, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serves `app` with uvicorn on a free port of `host` in a background thread; yields its base URL
+    """Serves `app` with uvicorn on a free loopback port in a background thread; yields its base URL
     (e.g. http://127.0.0.1:41234) once it accepts connections, and stops it on exit."""
-    import uvicorn
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the uvicorn server stopped while starting (see its log above)")
-        if time.monotonic() > deadline:
-            raise RuntimeError("the uvicorn server did not start within 120 s")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    from modelsat.serve.loopback import LoopbackServer
+    if host != "127.0.0.1":
+        raise ValueError("running_server serves on 127.0.0.1 only")
+    with LoopbackServer(app, log_level="warning") as server:
+        yield server.url
 
 
 def main(argv: list[str] | None = None) -> None:
