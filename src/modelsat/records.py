@@ -182,6 +182,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         else:
             df.to_json(tmp, orient="records", lines=True, force_ascii=False,
                        compression="gzip" if p.suffix == ".gz" else None)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
@@ -205,3 +206,9 @@ def score_matrix(df: pd.DataFrame, models: list[str] | None = None) -> pd.DataFr
                                f"known: {', '.join(sorted(m.columns))}")
         m = m[models]
     return m
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

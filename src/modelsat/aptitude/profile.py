@@ -89,8 +89,15 @@ def write_json_atomic(obj, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
