@@ -181,8 +181,19 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
             else:
                 results["zoos"].append(entry)
     results["run"]["seconds"] = time.perf_counter() - started
-    write_json_atomic(json.loads(json.dumps(results, default=_json_default)), out_dir / "results.json")
+    write_json_atomic(_finite(json.loads(json.dumps(results, default=_json_default))), out_dir / "results.json")
     return results
+
+
+def _finite(obj):
+    """NaN and infinities become null, so results.json is strict JSON."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _json_default(obj):
