@@ -8,18 +8,17 @@ Writes (package data, small):
                                       only (aptitude test chosen on training items, then each model's score on
                                       its 20 core items per subject)
 
-Splits: MMLU-Pro items by a seeded hash of item_id (seed 0; 70/10/20 train/val/test), the evaluation
-harness's `modelsat.evaluate.splits` when it exists, else the same rule written here (`item_split`).
+Splits: the evaluation harness's (`modelsat.evaluate.splits.assign_splits`, seed 0, 70/10/20 train/val/test
+per item), so the default zoo's profiles never saw an item the benchmark tests on.
 Anchors: official MMLU dev+test questions minus every MMLU-Pro item (same normalised question text), so no
 MMLU-Pro item, train or test, is an anchor; at most 40 per subject (seed 0) to keep the build cheap.
-Temperature: maximum likelihood of the true subject on 1,500 MMLU-Pro training items of `ori_mmlu` origin;
+Temperature: maximum likelihood of the true subject on 1,000 MMLU-Pro training items of `ori_mmlu` origin;
 keyword blend weight chosen on validation items. Prints subject top-1 accuracy on val and test.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
@@ -31,32 +30,21 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "src" / "modelsat" / "shipped"
 
-ZOOS = {   # issue 11, the paper's five MMLU-Pro zoos
-    "smaller-scale": ["Phi-3-mini-4k-instruct", "Meta-Llama-3_1-8B", "gemma-7b", "Mistral-7B-v0.1",
-                      "Qwen1.5-7B-Chat"],
-}
-ZOOS["smaller-mixed"] = ZOOS["smaller-scale"] + ["Llama-2-7b-hf", "Yi-6B", "Mistral-7B-Instruct-v0.1"]
-ZOOS["middle-mixed"] = ZOOS["smaller-scale"] + ["Mixtral-8x7B-Instruct-v0.1", "c4ai-command-r-v01"]
-ZOOS["larger-mixed"] = ZOOS["middle-mixed"] + ["Meta-Llama-3_1-70B-Instruct", "Qwen1.5-110B", "Llama-2-70b-hf"]
-ZOOS["high-performance"] = ["Meta-Llama-3_1-70B-Instruct", "Qwen1.5-110B", "gemini-1.5-pro-002",
-                            "Meta-Llama-3_1-70B"]
+MMLU_PRO_ZOOS = ("smaller-scale", "smaller-mixed", "middle-mixed", "larger-mixed", "high-performance")
 
 
-def item_split(item_ids, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> np.ndarray:
-    """'train' / 'val' / 'test' per item id, from a seeded hash (stable across runs and machines)."""
-    try:   # the harness's rule wins when it exists
-        from modelsat.evaluate import splits as _splits   # noqa: F401
-        fn = getattr(_splits, "item_split", None) or getattr(_splits, "split_items", None)
-        if fn is not None:
-            return np.asarray(fn(list(item_ids), seed=seed))
-    except ImportError:
-        pass
-    cut1, cut2 = fractions[0], fractions[0] + fractions[1]
-    out = []
-    for i in item_ids:
-        u = int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:16], 16) / 16 ** 16
-        out.append("train" if u < cut1 else "val" if u < cut2 else "test")
-    return np.array(out)
+def mmlu_pro_zoos() -> dict[str, list[str]]:
+    """The paper's five MMLU-Pro zoos (issue 11), as the package's zoo files list them."""
+    from modelsat.evaluate.zoos import builtin_zoos
+    zoos = builtin_zoos()
+    return {name: zoos[name].model_names for name in MMLU_PRO_ZOOS}
+
+
+def item_split(records: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """'train' / 'val' / 'test' per record: the evaluation harness's item split (seed 0, 70/10/20)."""
+    from modelsat.evaluate.splits import apply_splits, assign_splits
+    split = apply_splits(records, assign_splits(records, seed=seed))["eval_split"]
+    return split.replace({"validation": "val"}).to_numpy()
 
 
 def _norm(text: str) -> str:
@@ -69,7 +57,7 @@ def load_data(data_dir: str | None):
     from modelsat.paths import data_dir as resolve
     from modelsat.sources import mmlu
     rec = sources.load("mmlu_pro", data=data_dir).drop(columns=["response"])
-    rec["split"] = item_split(rec["item_id"])
+    rec["split"] = item_split(rec)
     q = mmlu.questions(resolve(data_dir) / "mmlu")
     return rec, q
 
@@ -82,8 +70,9 @@ def anchor_questions(q: pd.DataFrame, rec: pd.DataFrame, per_subject: int = 40, 
     """
     pro_q = {_norm(p.split("\nA. ")[0]) for p in rec.drop_duplicates("item_id")["prompt"]}
     fresh = q[~q["question"].map(_norm).isin(pro_q)]
-    return (fresh.groupby("subject", group_keys=False)
-            .apply(lambda d: d.sample(min(len(d), per_subject), random_state=seed)))
+    picked = (fresh.groupby("subject", group_keys=False)
+              .apply(lambda d: d.sample(min(len(d), per_subject), random_state=seed)))
+    return fresh.loc[picked.index]   # pandas >= 2.2 drops the grouping column inside apply
 
 
 def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
@@ -102,8 +91,8 @@ def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
     kw_emb = dict(zip(kw_names, embed([", ".join(kw[s]) for s in kw_names])))
     mmlu_items = items[items["source"].fillna("").str.startswith("ori_mmlu-")]
     by_split = {s: mmlu_items[mmlu_items["split"] == s] for s in ("train", "val", "test")}
-    # the temperature is one number: 1,500 training items fit it as well as 4,800 at a third of the cost
-    by_split["train"] = by_split["train"].sample(frac=1, random_state=0).iloc[:1500]
+    # the temperature is one number: 1,000 training items fit it as well as 4,800 at a fifth of the cost
+    by_split["train"] = by_split["train"].sample(frac=1, random_state=0).iloc[:1000]
 
     def E(df):
         return embed(df["prompt"].tolist(), progress=verbose)
@@ -134,7 +123,7 @@ def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
         "n_anchor_questions": int(len(anchors)),
         "keywords": "modelsat/data/aptitude_keywords.json", "keyword_weight": kw_weight,
         "keyword_weight_val_top1": {str(k): v for k, v in results.items()},
-        "temperature_fitted_on": "MMLU-Pro ori_mmlu training items (seeded hash split, seed 0, 70/10/20)",
+        "temperature_fitted_on": "1,000 MMLU-Pro ori_mmlu training items (harness split, seed 0, 70/10/20)",
         "subject_accuracy": report})
     if verbose:
         print(f"chosen keyword weight {kw_weight}; T={sm.temperature:.4f}; anchors from {len(anchors)} MMLU "
@@ -168,21 +157,21 @@ def write_default_zoo(profiles: dict, zoo_name: str, test_version: str, out: Pat
         entries.append({"name": m, "profile": profile_file_name(m)})
     zoo = {"name": f"default ({zoo_name}, MMLU-Pro)", "models": entries,
            "notes": f"Profiles on aptitude test {test_version}, built from MMLU-Pro training items only "
-                    "(seeded hash split, seed 0, 70/10/20) by scripts/build_default_zoo.py."}
+                    "(modelsat.evaluate.splits, seed 0, 70/10/20) by scripts/build_default_zoo.py."}
     (out / "zoo.yaml").write_text(yaml.safe_dump(zoo, sort_keys=False))
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--zoo", default="middle-mixed", choices=sorted(ZOOS))
+    ap.add_argument("--zoo", default="middle-mixed", choices=MMLU_PRO_ZOOS)
     args = ap.parse_args(argv)
     rec, q = load_data(args.data_dir)
     print(f"MMLU-Pro: {len(rec)} records, {rec['item_id'].nunique()} items; "
           f"split {rec.drop_duplicates('item_id')['split'].value_counts().to_dict()}")
     sm = build_subject_map(rec, q)
     sm.save(SHIPPED / "subject_map")
-    test, profiles = build_profiles(rec, ZOOS[args.zoo], label="mmlu_pro (shared/data), training split")
+    test, profiles = build_profiles(rec, mmlu_pro_zoos()[args.zoo], label="mmlu_pro (shared/data), training split")
     write_default_zoo(profiles, args.zoo, test.version, SHIPPED / "default_zoo")
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()
                and ("subject_map" in f.parts or "default_zoo" in f.parts))

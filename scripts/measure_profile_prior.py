@@ -2,7 +2,7 @@
 
     python scripts/measure_profile_prior.py [--data-dir DIR] [--out results/profile_prior.json]
 
-Same items and splits as scripts/build_default_zoo.py (seeded hash of item_id, seed 0, 70/10/20):
+Same items and splits as scripts/build_default_zoo.py (the harness's assign_splits, seed 0, 70/10/20):
 - profiles from TRAINING items only, two kinds: the aptitude test (50 subjects x 20 core items chosen on
   training items; the paper's profile) and a stand-in that uses every training item of each ori_mmlu subject;
 - kappa fitted on VALIDATION items; the subject map is the shipped one (temperature fitted on training items);
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_default_zoo import ZOOS, build_profiles, load_data  # noqa: E402
+from build_default_zoo import build_profiles, load_data, mmlu_pro_zoos  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -37,10 +37,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     rec, _ = load_data(args.data_dir)
+    ZOOS = mmlu_pro_zoos()
     models = sorted({m for zoo in ZOOS.values() for m in zoo})
+    # the aptitude test is chosen on every model's training answers, as scripts/build_default_zoo.py does
+    apt_test, apt_profiles = build_profiles(rec, models, label="mmlu_pro training split")
     rec = rec[rec["model"].isin(models)]
     train, val, test = (rec[rec["split"] == s] for s in ("train", "val", "test"))
-    apt_test, apt_profiles = build_profiles(rec, models, label="mmlu_pro training split")
     mmlu_subjects = sorted(train.loc[train["source"].fillna("").str.startswith("ori_mmlu-"), "subject"].unique())
     standin = {m: profile_from_records(train, m, mmlu_subjects, test_version="train-items-stand-in")
                for m in models}

@@ -140,6 +140,7 @@ class SubjectMap:
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".anchors.safetensors.tmp"
         save_file({"anchors": np.ascontiguousarray(self.anchors.astype(np.float16))}, str(tmp))
+        tmp.chmod(0o644)
         tmp.replace(d / "anchors.safetensors")
         write_json_atomic({"subjects": self.subjects, "temperature": self.temperature,
                            "provenance": self.provenance}, d / "subject_map.json")
