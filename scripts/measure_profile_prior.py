@@ -47,7 +47,7 @@ def main(argv=None) -> None:
     standin = {m: profile_from_records(train, m, mmlu_subjects, test_version="train-items-stand-in")
                for m in models}
     sm = shipped()
-    test_items = test.drop_duplicates("item_id")[["item_id", "prompt", "category"]].reset_index(drop=True)
+    test_items = test.drop_duplicates("item_id")[["item_id", "prompt", "category", "source"]].reset_index(drop=True)
     w_test = sm.weights_from_embeddings(embed(test_items["prompt"].tolist(), progress=True))
 
     out = {"subject_map": sm.provenance, "aptitude_test": apt_test.version, "zoos": {}}
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
         for zoo, zmodels in ZOOS.items():
             S_test = test.pivot_table(index="item_id", columns="model", values="score").reindex(
                 index=test_items["item_id"], columns=zmodels)
-            ok = S_test.notna().all(1).to_numpy()
+            ok = S_test.notna().all(axis=1).to_numpy()
             S = S_test.to_numpy()[ok]
             cats = test_items["category"].to_numpy()[ok]
             S_train = train.pivot_table(index="item_id", columns="model", values="score")[zmodels].dropna()
@@ -79,6 +79,10 @@ def main(argv=None) -> None:
             d_cat = metrics.paired_bootstrap(percat, single)
             d_pc = metrics.paired_bootstrap(routed, percat)
             share = {m: float((picks == j).mean()) for j, m in enumerate(zmodels)}
+            # the profiles cover MMLU subjects only: split the difference by the item's origin
+            mmlu_origin = test_items["source"].fillna("").str.startswith("ori_mmlu-").to_numpy()[ok]
+            by_origin = {name: metrics.paired_bootstrap(routed[mask], single[mask]).to_dict()
+                         for name, mask in (("ori_mmlu", mmlu_origin), ("other", ~mmlu_origin))}
             row = {"n_test_items": int(ok.sum()), "best_single_model": zmodels[best],
                    "best_single": float(single.mean()), "per_category_best": float(percat.mean()),
                    "profile_prior": float(routed.mean()), "oracle": float(oracle.mean()),
@@ -86,7 +90,7 @@ def main(argv=None) -> None:
                    "prior_minus_per_category": d_pc.to_dict(),
                    "gap_closed": metrics.gap_closed(float(routed.mean()), float(single.mean()),
                                                     float(oracle.mean())),
-                   "pick_share": share}
+                   "pick_share": share, "prior_minus_best_single_by_origin": by_origin}
             out["zoos"].setdefault(kind, {})[zoo] = row
 
             def ci(i):
@@ -95,6 +99,8 @@ def main(argv=None) -> None:
                   f"{100 * routed.mean():6.1f} {100 * oracle.mean():6.1f}  {ci(d_prior):>24s}  {ci(d_cat):>24s}  "
                   f"{ci(d_pc):>24s}")
             print(f"{'':18s} picks: " + ", ".join(f"{m} {100 * s:.0f}%" for m, s in share.items() if s > 0))
+            print(f"{'':18s} prior-best1 on ori_mmlu items {ci(metrics.Interval(**by_origin['ori_mmlu']))}, "
+                  f"on other items {ci(metrics.Interval(**by_origin['other']))}")
         out.setdefault("kappa", {})[kind] = router.kappa_
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -58,8 +58,11 @@ def test_subject_map_save_load_round_trip(subject_map, tmp_path):
 
 
 def test_prior_prefers_the_candidate_strong_at_the_instructions_subject(subject_map):
-    mathy = profile("mathy", MATH, LAW)
-    lawyer = profile("lawyer", LAW, MATH)
+    # equal mean accuracy (0.675), so only the per-subject reading can separate them
+    mathy = profile("mathy", MATH, LAW, hi=0.9, lo=0.3)
+    lawyer = Profile("lawyer", "hand-made", {s: SubjectScore(0.9, 20) for s in LAW}
+                     | {s: SubjectScore(0.54, 20) for s in MATH})
+    assert mathy.mean_accuracy == pytest.approx(lawyer.mean_accuracy)
     s = prior_scores([MATH_Q, LAW_Q], [mathy, lawyer], subject_map)
     assert s.shape == (2, 2)
     assert s[0, 0] > s[0, 1], "math question should go to the math-strong model"
@@ -97,7 +100,7 @@ def test_router_scores_an_unseen_model_from_its_profile_only(subject_map):
     recs = _records({"mathy": {"high_school_mathematics": 0.9, "professional_law": 0.3},
                      "lawyer": {"high_school_mathematics": 0.3, "professional_law": 0.9}})
     router = get("profile-prior")(fit_temperature=False).fit(recs, seen)
-    newcomer = profile("newcomer", LAW, MATH, hi=0.95, lo=0.1)   # never in records
+    newcomer = profile("newcomer", LAW, MATH, hi=0.95, lo=0.6)   # never in records
     s = router.score([LAW_Q], seen + [newcomer])
     assert s.shape == (1, 3)
     assert router.route([LAW_Q], seen + [newcomer]) == ["newcomer"]

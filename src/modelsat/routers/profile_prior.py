@@ -24,7 +24,8 @@ from modelsat.errors import ModelsatError
 from modelsat.routers.base import Router, RouterError, register
 from modelsat.routers.subject_map import SubjectMap, shipped
 
-DEFAULT_KAPPA = 5.0
+# fitted on MMLU-Pro validation items for aptitude-test profiles (20 items a subject; scripts/measure_profile_prior.py)
+DEFAULT_KAPPA = 100.0
 KAPPA_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 
 
