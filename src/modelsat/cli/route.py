@@ -1,7 +1,7 @@
 """`modelsat route "instruction"`: the chosen model of a zoo and every candidate's score.
 
 With no option it answers right after install, from package data only: the shipped router
-(`modelsat/shipped/router/`, when a trained Model-SAT router ships) or else the profile prior with its shipped
+(`modelsat/shipped/modelsat-cpu-default/`, when a trained Model-SAT router ships) or else the profile prior with its shipped
 subject map, among the shipped default zoo (`modelsat/shipped/default_zoo/`).
 """
 
@@ -32,9 +32,13 @@ def load_router(spec: str | None):
     """The router named by `spec`: a router folder, a registered router name, or (None) the shipped default."""
     from modelsat.routers import Router, available, get
     if spec is None:
-        shipped = shipped_path("router")
+        try:   # the Model-SAT engineer's shipped folder (modelsat/shipped/modelsat-cpu-default)
+            from modelsat.routers.modelsat.router import shipped_router_dir
+            shipped = shipped_router_dir()
+        except ImportError:
+            shipped = shipped_path("router")
         if (shipped / "config.json").exists():
-            return Router.load(shipped), f"shipped router ({shipped})"
+            return Router.load(shipped), f"shipped router ({shipped.name})"
         return get("profile-prior")(), "profile-prior (shipped subject map)"
     path = Path(spec)
     if path.is_dir():
