@@ -1,7 +1,7 @@
 """Routing latency of the Model-SAT router: one ~100-token instruction among 5, 20 and 60 candidates.
 
 Prints p50/p99 of `router.score` (prior + model, everything a request pays) in the fast order (instruction KV
-computed once, shared by every candidate) and the paper order (one full sequence per candidate), and the ratio
+computed once, shared by every candidate), the fastest order (instruction and prompt shared) and the paper order (one full sequence per candidate), and the ratio
 to one forward of the same instruction through the router's LM, measured in the same run (issue 13 targets:
 <= 1.5x at 5 candidates, <= 3x at 60). Latency does not depend on the weights, so an untrained router of the
 preset is timed unless --router points to a trained one.
@@ -57,7 +57,8 @@ def main() -> None:
         base.preset_ = resolve_preset(args.preset)
         base.model_ = ModelSAT(base.preset_.model).eval()
     routers = {}
-    for order in ("fast", "paper"):
+    orders = ("fast", "fastest", "paper")
+    for order in orders:
         r = ModelSATRouter(preset=base.preset_.to_dict())
         r.preset_ = dataclasses.replace(base.preset_, model=dataclasses.replace(base.preset_.model, order=order))
         r.model_ = base.model_
@@ -80,20 +81,20 @@ def main() -> None:
         for r in routers.values():       # warm-up: encodes the profiles (ψ outputs are cached), embeds the text
             r.model_.cfg = r.preset_.model
             r.score([INSTRUCTION], cands)
-        times = {"forward": [], "fast": [], "paper": []}
+        times = {"forward": [], **{o: [] for o in orders}}
         for _ in range(args.reps):       # interleaved, so machine load hits all three alike
             t = time.perf_counter(); one_forward(); times["forward"].append(time.perf_counter() - t)
             for order, r in routers.items():
                 r.model_.cfg = r.preset_.model
                 t = time.perf_counter(); r.score([INSTRUCTION], cands); times[order].append(time.perf_counter() - t)
         fwd = percentile_ms(times["forward"], 50)
-        rows.append((m, fwd, *(percentile_ms(times[o], q) for o in ("fast", "paper") for q in (50, 99))))
+        rows.append((m, fwd, [(percentile_ms(times[o], 50), percentile_ms(times[o], 99)) for o in orders]))
     model.cfg = base.preset_.model
-    print(f"\n| candidates | 1 forward p50 (ms) | fast p50 | fast p99 | fast p50 / forward | paper p50 | paper p99 "
-          f"| paper p50 / forward |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for m, fwd, f50, f99, p50, p99 in rows:
-        print(f"| {m} | {fwd:.0f} | {f50:.0f} | {f99:.0f} | {f50 / fwd:.2f}x | {p50:.0f} | {p99:.0f} | {p50 / fwd:.2f}x |")
+    head = " | ".join(f"{o} p50 | {o} p99 | {o} p50 / forward" for o in orders)
+    print(f"\n| candidates | 1 forward p50 (ms) | {head} |")
+    print("|---:|---:|" + "---:|" * 3 * len(orders))
+    for m, fwd, cells in rows:
+        print(f"| {m} | {fwd:.0f} | " + " | ".join(f"{a:.0f} | {b:.0f} | {a / fwd:.2f}x" for a, b in cells) + " |")
 
 
 if __name__ == "__main__":

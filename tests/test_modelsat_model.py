@@ -78,9 +78,10 @@ def test_unseen_model_is_scored_from_its_profile_alone():
     assert s.shape == (1, 3) and np.isfinite(s).all()
 
 
-@pytest.mark.parametrize("encoder", ["none", "tiny"])
-def test_shared_instruction_cache_matches_separate_sequences(encoder):
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora"), seed=0)
+@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fast"), ("tiny", "fastest")])
+def test_shared_instruction_cache_matches_separate_sequences(encoder, order):
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
+                                         prior_token=True), seed=0)
     caps = [model.capability_input(p) for p in PROFILES]
     priors = torch.tensor([0.7, 0.4])
     with torch.no_grad():

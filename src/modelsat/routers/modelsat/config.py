@@ -25,6 +25,8 @@ class ModelConfig:
     #                                  or "none": φ reads the capability text as plain tokens (paper's ablation)
     order: str = "fast"              # "fast" = [instruction, capability, prompt] (instruction KV shared by candidates)
     #                                  "paper" = [capability, instruction, prompt] (eq. 3)
+    #                                  "fastest" = [instruction, prompt, capability]: instruction and prompt shared,
+    #                                  each candidate adds only its soft tokens (the score is read at the last one)
     n_soft_tokens: int = 4           # the capability text is cut into this many chunks of subjects, one ψ vector each
     profile_tokens: int = 1          # soft tokens read from the profile's accuracy vector as numbers (57 MMLU subjects
     #                                  in a fixed order) by a linear layer: text embeddings barely see "85%" vs "40%"
@@ -36,6 +38,7 @@ class ModelConfig:
     train_encoder: bool = False      # stage 2 also trains ψ (otherwise its outputs are cached)
     prior: bool = True               # add the profile prior: score = gate·LM log-odds + scale·logit(prior) + bias
     prior_source: str = "profile"    # "profile" (instruction → subjects → profile accuracy) or "mean" (mean accuracy)
+    prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
     max_instruction_tokens: int = 96
@@ -48,7 +51,7 @@ class ModelConfig:
     tiny_init_range: float = 0.2     # a random 0.02-init tiny LM barely moves in a few dozen steps
 
     def __post_init__(self):
-        _choice("order", self.order, ("fast", "paper"))
+        _choice("order", self.order, ("fast", "paper", "fastest"))
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "mean"))

@@ -2,6 +2,7 @@
 
     e_c   = W · ψ(c)                       capability encoder ψ, connector W -> soft tokens (eq. 2)
     z     = [e_c, e_x, e_p]  (paper order)  or  [e_x, e_c, e_p]  (fast order)       (eq. 3)
+            or [e_x, e_p, e_c] ("fastest": the per-candidate part is only its few soft tokens)
     score = gate · (logit_Yes − logit_No at the last position of φ(z))  +  scale · logit(prior)  +  bias
 
 The prior (prior.py) is the candidate's profile accuracy at the instruction's subjects; the LM term is the
@@ -101,6 +102,12 @@ class ModelSAT(nn.Module):
             with torch.no_grad():   # start at the norm of a token embedding
                 self.profile_projector.weight.mul_(emb_norm)
                 self.profile_projector.bias.zero_()
+        self.prior_projector: nn.Module | None = None
+        if cfg.prior_token and cfg.profile_tokens > 0:   # the prior, as a number, added to the profile tokens
+            self.prior_projector = nn.Linear(1, cfg.profile_tokens * d_lm)
+            with torch.no_grad():
+                self.prior_projector.weight.normal_(0.0, emb_norm / d_lm ** 0.5)
+                self.prior_projector.bias.zero_()
         self.lm_gate = nn.Parameter(torch.tensor(cfg.lm_gate_init if cfg.prior else 1.0))
         self.prior_scale = nn.Parameter(torch.tensor(1.0))
         self.bias = nn.Parameter(torch.tensor(0.0))
@@ -134,7 +141,8 @@ class ModelSAT(nn.Module):
             p.requires_grad_(False)
         if stage == 0:
             return []
-        fast = self._head() + [p for mod in (self.connector, self.profile_projector) if mod is not None
+        fast = self._head() + [p for mod in (self.connector, self.profile_projector, self.prior_projector)
+                               if mod is not None
                                for p in mod.parameters()]
         slow: list[nn.Parameter] = []
         if stage >= 2:
@@ -151,7 +159,7 @@ class ModelSAT(nn.Module):
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """What training changes (head, connector, LoRA adapters or all of φ, ψ if trained): the saved state."""
-        keep = ["lm_gate", "prior_scale", "bias", "connector.", "profile_projector."]
+        keep = ["lm_gate", "prior_scale", "bias", "connector.", "profile_projector.", "prior_projector."]
         if self.cfg.tuning == "lora":
             keep.append("lora_")
         state = {}
@@ -192,7 +200,7 @@ class ModelSAT(nn.Module):
 
     def prompt_ids(self, prior: float | None) -> list[int]:
         text = ""
-        if self.cfg.prior and self.cfg.prior_in_text and prior is not None:
+        if self.cfg.prior and self.cfg.prior_in_text and prior is not None and self.cfg.order != "fastest":
             text = f"Its estimated accuracy on this instruction's subjects is {round(100 * float(prior))}%. "
         return self._ids(text + self.cfg.inquiry_prompt + ASSISTANT_HEAD)
 
@@ -254,20 +262,33 @@ class ModelSAT(nn.Module):
     def _embed(self, ids: list[int]) -> torch.Tensor:
         return self.lm.get_input_embeddings()(torch.tensor(ids, dtype=torch.long, device=self.device))
 
-    def _capability_embeds(self, cap) -> torch.Tensor:
+    def _capability_block(self, cap: torch.Tensor, prior: float | None) -> torch.Tensor:
+        """The capability part as placed in the sequence (with the prior added to the profile tokens)."""
+        if self.prior_projector is not None and prior is not None:
+            k = self.cfg.profile_tokens
+            add = self.prior_projector(torch.tensor([float(prior) - 0.5], device=self.device)).view(k, -1)
+            cap = torch.cat([cap[:k] + add.to(cap.dtype), cap[k:]])
+        if self.cfg.order == "fastest":
+            return cap
         return torch.cat([self._embed(self._ids("Model capability: ")), cap, self._embed(self._ids("\n"))])
 
-    def _sequence(self, instruction: str, cap, prior: float | None) -> torch.Tensor:
-        x = self._embed(self.instruction_ids(instruction))
-        c = self._capability_embeds(cap)
-        p = self._embed(self.prompt_ids(prior))
-        if self.cfg.order == "fast":
-            return torch.cat([x, c, p])
-        head = len(self._ids(USER_HEAD))   # paper order: [user head, capability, instruction, prompt]
-        return torch.cat([x[:head], c, x[head:], p])
+    def _prefix_ids(self, instruction: str) -> list[int]:
+        """The part shared by every candidate: the instruction (and, in the fastest order, the prompt)."""
+        ids = self.instruction_ids(instruction)
+        return ids + self.prompt_ids(None) if self.cfg.order == "fastest" else ids
 
     def _suffix(self, cap, prior: float | None) -> torch.Tensor:
-        return torch.cat([self._capability_embeds(cap), self._embed(self.prompt_ids(prior))])
+        """The per-candidate part (fast / fastest orders)."""
+        if self.cfg.order == "fastest":
+            return self._capability_block(cap, prior)
+        return torch.cat([self._capability_block(cap, prior), self._embed(self.prompt_ids(prior))])
+
+    def _sequence(self, instruction: str, cap, prior: float | None) -> torch.Tensor:
+        if self.cfg.order in ("fast", "fastest"):
+            return torch.cat([self._embed(self._prefix_ids(instruction)), self._suffix(cap, prior)])
+        x = self._embed(self.instruction_ids(instruction))
+        head = len(self._ids(USER_HEAD))   # paper order: [user head, capability, instruction, prompt]
+        return torch.cat([x[:head], self._capability_block(cap, prior), x[head:], self._embed(self.prompt_ids(prior))])
 
     @staticmethod
     def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -305,11 +326,11 @@ class ModelSAT(nn.Module):
     def score_shared(self, instruction: str, caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
         """(B,) scores of one instruction with B capabilities, fast order: the instruction's keys/values are
         computed once (batch 1) and repeated for the B candidate suffixes."""
-        if self.cfg.order != "fast":
+        if self.cfg.order == "paper":
             return self.score_pairs([instruction] * len(caps), caps, priors)
         from transformers import DynamicCache
         pl = [None] * len(caps) if priors is None else priors.tolist()
-        prefix = self._embed(self.instruction_ids(instruction))[None]
+        prefix = self._embed(self._prefix_ids(instruction))[None]
         cache = DynamicCache(config=self.lm.config)
         self.lm.model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
         cache.batch_repeat_interleave(len(caps))
