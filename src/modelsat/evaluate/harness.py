@@ -326,7 +326,8 @@ def reference_rows(zd: ZooData, seed: int) -> list[dict]:
         row = summarize(name, kind, per_item, zd, seed)
         if name == "best single":
             row["model"] = zd.best_single
-            row["cost_per_call"] = float(np.nanmean(zd.costs[:, zd.models.index(zd.best_single)]))
+            col = zd.costs[:, zd.models.index(zd.best_single)]
+            row["cost_per_call"] = float(col.mean()) if not np.isnan(col).any() else None
         rows.append(row)
     return rows
 
@@ -361,6 +362,8 @@ def router_row(name: str, router: Router, zd: ZooData, profiles: dict[str, Profi
                seed: int) -> tuple[dict, np.ndarray | None]:
     """The router's row on one zoo (or an n/a row saying why), and its score matrix."""
     kind = "upper bound" if getattr(router, "is_upper_bound", False) else "router"
+    if name in zd.references:   # the registered `random` / `oracle` routers beside the computed references
+        name = f"{name} (router)"
     try:
         s, seconds = router_scores(router, zd, profiles, family)
     except RouterError as exc:
