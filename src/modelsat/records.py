@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from modelsat.errors import ModelsatError
+from modelsat.files import atomic_path
 
 REQUIRED = ["model", "benchmark", "item_id", "prompt", "subject", "score", "cost", "response"]
 OPTIONAL = ["split", "category", "choices", "answer", "source", "cost_is_estimate"]
@@ -171,10 +171,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     p = Path(path)
     fmt = format_of(p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         if fmt == "parquet":
             df.to_parquet(tmp, index=False)
         elif fmt == "csv":
@@ -182,11 +179,6 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         else:
             df.to_json(tmp, orient="records", lines=True, force_ascii=False,
                        compression="gzip" if p.suffix == ".gz" else None)
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return p
 
 
@@ -207,8 +199,3 @@ def score_matrix(df: pd.DataFrame, models: list[str] | None = None) -> pd.DataFr
         m = m[models]
     return m
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

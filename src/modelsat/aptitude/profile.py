@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modelsat.errors import ModelsatError
+from modelsat.files import write_json_atomic  # noqa: F401  (re-exported: older imports use it from here)
 
 
 @dataclass
@@ -79,25 +79,3 @@ class Profile:
         except (OSError, json.JSONDecodeError) as exc:
             raise ModelsatError(f"{p}: cannot read profile JSON ({exc})") from exc
         return cls.from_dict(data, source=str(p))
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> Path:
-    """Writes JSON to a temporary file beside `path`, then renames it into place."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False)
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
