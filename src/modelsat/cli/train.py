@@ -54,8 +54,8 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1)}
     if preset.train.eval_items and len(val_recs):
-        val = training_data(val_recs, profiles, router.prior, max_items=None, seed=seed)
-        diag = evaluate(router.model_, val, preset.train.eval_items, seed=seed)
+        val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
+        diag = evaluate(router.model_, val)
         console.print(format_diagnostics(diag))
         metrics["validation"] = diag
     router.save(out / "router", card={"metrics": metrics})
