@@ -1,4 +1,4 @@
-"""`best-single`: every instruction goes to the model with the highest mean training score.
+"""`best-single`: every instruction goes to the model with the highest mean training score (mean over benchmarks).
 
 A candidate absent from training has no training score; it gets its profile's mean accuracy mapped onto the
 training scale by a least-squares line fitted on the training models (mean training score against mean
@@ -40,7 +40,10 @@ class BestSingleRouter(Router):
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "BestSingleRouter":
         table = item_table(records, self.name)
         self.models_ = table.models
-        self.mean_scores_ = np.nanmean(table.scores, axis=0)
+        # mean over benchmarks of each benchmark's mean, as the evaluation's "mean" column counts: a large
+        # training file (e.g. RouterDC's 2,000 MMLU items) must not outvote the other benchmarks
+        bench = np.asarray(table.benchmark)
+        self.mean_scores_ = np.mean([np.nanmean(table.scores[bench == b], axis=0) for b in np.unique(bench)], axis=0)
         by_name = {p.model: p for p in profiles}
         known = [i for i, m in enumerate(table.models) if m in by_name]
         acc = np.array([by_name[table.models[i]].mean_accuracy for i in known])
