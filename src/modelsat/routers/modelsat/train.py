@@ -74,6 +74,11 @@ class GroupSampler:
         model_acc = right.sum(0) / np.maximum((right | wrong).sum(0), 1)
         self.model_w = np.maximum(model_acc, 1e-3) ** cfg.strong_model_weight
         self.mixed_items = np.flatnonzero(right.any(1) & wrong.any(1))
+        self.usable_models = np.flatnonzero(right.any(0) & wrong.any(0))
+        if not len(self.mixed_items) and not len(self.usable_models):
+            from modelsat.routers.base import RouterError
+            raise RouterError("modelsat: no training item was answered by one model and failed by another, and no "
+                              "model both answered and failed items; nothing to learn from these records")
         self.rng = np.random.default_rng(cfg.seed)
 
     def _pick(self, idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
@@ -92,15 +97,15 @@ class GroupSampler:
     def item_contrastive(self):
         """The paper's group: one model; one item it answered, k−1 it failed (distinguishing ones favoured)."""
         k = self.cfg.group_size
-        usable = np.flatnonzero(self.right.any(0) & self.wrong.any(0))
-        m = int(self._pick(usable, self.model_w, 1)[0])
+        m = int(self._pick(self.usable_models, self.model_w, 1)[0])
         pos = self._pick(np.flatnonzero(self.right[:, m]), self.item_w, 1)
         neg = self._pick(np.flatnonzero(self.wrong[:, m]), self.item_w, k - 1)
         items = np.concatenate([pos, neg])
         return "item", items, np.full(len(items), m), (np.arange(len(items)) == 0).astype(np.float32)
 
     def group(self):
-        if self.rng.random() < self.cfg.model_contrastive_frac and len(self.mixed_items):
+        if len(self.mixed_items) and (self.rng.random() < self.cfg.model_contrastive_frac
+                                      or not len(self.usable_models)):
             return self.model_contrastive()
         return self.item_contrastive()
 
