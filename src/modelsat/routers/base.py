@@ -108,6 +108,11 @@ class Router:
                               f"({len(instructions)}, {len(candidates)})")
         return np.argmax(s - cost_weight * relative_costs(candidates, costs)[None, :], axis=1)
 
+    def check_fitted(self, attribute: str) -> None:
+        """Raises a clear error when `fit` (or `load`) has not set the fitted attribute `attribute`."""
+        if not hasattr(self, attribute):
+            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+
     def check_candidates(self, candidates: Sequence[Profile], seen: Sequence[str]) -> None:
         """Raises a clear error for candidates a learned-id router never saw in training."""
         unseen = [c.model for c in candidates if c.model not in set(seen)]

@@ -15,7 +15,7 @@ import pandas as pd
 
 from modelsat.aptitude.profile import Profile
 from modelsat.routers._training_data import item_table
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 
 
 def profile_to_training_scale(profile_means: np.ndarray, train_means: np.ndarray) -> tuple[float, float]:
@@ -52,8 +52,7 @@ class BestSingleRouter(Router):
 
     def candidate_means(self, candidates: Sequence[Profile]) -> np.ndarray:
         """Each candidate's training mean, or its mapped profile mean accuracy when it was not in training."""
-        if not hasattr(self, "models_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("models_")
         index = {m: i for i, m in enumerate(self.models_)}
         return np.array([self.mean_scores_[index[c.model]] if c.model in index
                          else self.slope_ * c.mean_accuracy + self.intercept_ for c in candidates])

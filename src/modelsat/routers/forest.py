@@ -21,7 +21,7 @@ from modelsat.aptitude.profile import Profile
 from modelsat.embeddings import embed
 from modelsat.routers._training_data import (item_table, pointwise_pairs, profile_vectors, profiles_by_model,
                                              subject_order)
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 from modelsat.routers.mlp import pair_features
 
 
@@ -103,8 +103,7 @@ class RandomForestRouter(Router):
         return self
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        if not hasattr(self, "trees_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("trees_")
         feats = pair_features(self._features(embed(list(instructions))),
                               profile_vectors(candidates, self.subjects_).astype(np.float64))
         pred = predict_forest(self.trees_, feats.reshape(-1, feats.shape[-1]))

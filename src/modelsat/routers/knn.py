@@ -17,7 +17,7 @@ import pandas as pd
 from modelsat.aptitude.profile import Profile
 from modelsat.embeddings import embed
 from modelsat.routers._training_data import item_table, routed_accuracy, validation_split
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 
 TIE_BREAK = 1e-6
 
@@ -65,8 +65,7 @@ class KNNRouter(Router):
         return self
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        if not hasattr(self, "embeddings_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("embeddings_")
         self.check_candidates(candidates, self.models_)
         cols = [self.models_.index(c.model) for c in candidates]
         scores = self.scores_[:, cols]

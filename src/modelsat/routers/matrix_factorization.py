@@ -18,7 +18,7 @@ import pandas as pd
 from modelsat.aptitude.profile import Profile
 from modelsat.embeddings import DIM, embed
 from modelsat.routers._training_data import item_table, load_torch_state, pointwise_pairs, torch_state
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 
 
 def build_mf(n_models: int, dim: int):
@@ -93,8 +93,7 @@ class MatrixFactorizationRouter(Router):
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         import torch
-        if not hasattr(self, "net_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("net_")
         self.check_candidates(candidates, self.models_)
         x = torch.from_numpy(embed(list(instructions)).astype(np.float32))
         n, m = len(instructions), len(candidates)

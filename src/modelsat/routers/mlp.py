@@ -17,7 +17,7 @@ from modelsat.aptitude.profile import Profile
 from modelsat.embeddings import embed
 from modelsat.routers._training_data import (item_table, load_torch_state, pointwise_pairs, profile_vectors,
                                              profiles_by_model, subject_order, torch_state)
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 
 
 def build_net(n_inputs: int, hidden: int):
@@ -85,8 +85,7 @@ class MLPRouter(Router):
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         import torch
-        if not hasattr(self, "net_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("net_")
         feats = pair_features(embed(list(instructions)), profile_vectors(candidates, self.subjects_))
         with torch.inference_mode():
             logits = self.net_(torch.from_numpy(feats.reshape(-1, feats.shape[-1]).astype(np.float32)))

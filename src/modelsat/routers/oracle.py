@@ -44,8 +44,7 @@ class OracleRouter(Router):
         return self
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        if not hasattr(self, "scores_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("scores_")
         unseen = [c.model for c in candidates if c.model not in set(self.models_)]
         if unseen:
             raise RouterError(f"oracle: no records for model(s) {', '.join(unseen)}; fit the oracle on the "

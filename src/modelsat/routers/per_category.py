@@ -95,8 +95,7 @@ class PerCategoryRouter(Router):
 
     def predict_category(self, instructions: Sequence[str]) -> list[str]:
         """The predicted category of each instruction."""
-        if not hasattr(self, "coef_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("coef_")
         x = embed(list(instructions)).astype(np.float64)
         return [self.categories_[i] for i in np.argmax(x @ self.coef_.T + self.intercept_, axis=1)]
 

@@ -77,8 +77,7 @@ class RerankerRouter(Router):
         return self
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("coef_")
         responses = getattr(self, "_responses", None)
         if responses is None:
             raise RouterError("reranker scores (instruction, response) pairs and has no responses: call "

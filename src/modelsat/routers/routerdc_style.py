@@ -27,7 +27,7 @@ import pandas as pd
 from modelsat.aptitude.profile import Profile
 from modelsat.embeddings import DIM, embed
 from modelsat.routers._training_data import item_table, load_torch_state, torch_state
-from modelsat.routers.base import Router, RouterError, register
+from modelsat.routers.base import Router, register
 
 
 def build_routerdc(n_models: int, hidden: int, dim: int):
@@ -156,8 +156,7 @@ class RouterDCStyleRouter(Router):
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         import torch
-        if not hasattr(self, "net_"):
-            raise RouterError(f"router {self.name!r} is not fitted; call fit(records, profiles) first")
+        self.check_fitted("net_")
         self.check_candidates(candidates, self.models_)
         cols = [self.models_.index(c.model) for c in candidates]
         with torch.inference_mode():
