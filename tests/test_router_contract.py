@@ -120,3 +120,20 @@ def test_router_declares_its_needs_as_booleans(name):
     assert klass.name == name
     for flag in ("needs_responses", "needs_seen_models", "is_upper_bound"):
         assert isinstance(getattr(klass, flag), bool), f"{name}.{flag} must be a bool"
+
+
+def test_a_router_that_declares_no_embeddings_never_embeds(name, monkeypatch):
+    """The benchmark skips the (slow, cold-cache) embedding pass when no chosen router `uses_embeddings`."""
+    cls = get(name)
+    if cls.uses_embeddings:
+        pytest.skip(f"{name} uses embeddings")
+    import modelsat.embeddings as emb
+
+    class NoDatabase:
+        @staticmethod
+        def connect(*a, **k):
+            raise AssertionError(f"{name} declares uses_embeddings=False but called embed()")
+
+    monkeypatch.setattr(emb, "sqlite3", NoDatabase)
+    router = fit_one(name)
+    assert router.score(TEST_PROMPTS, ZOO).shape == (len(TEST_PROMPTS), len(ZOO))

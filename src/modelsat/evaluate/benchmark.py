@@ -111,14 +111,20 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
         all_zoo_data[fam.name] = zoo_data
     # one embedding pass over every prompt a router will see (cached on disk by text), so that no router pays
     # for it inside its timing; on a fresh cache this is the longest step of a quick run
-    prompts = sorted({p for fam in prepared for p in fam.train_records["prompt"].unique()}
-                     | {p for zds in all_zoo_data.values() for zd in zds for p in zd.prompts})
-    t0 = time.perf_counter()
-    from modelsat.embeddings import embed
-    embed(prompts, progress=True)
-    results["run"]["embedding_seconds"] = time.perf_counter() - t0
-    results["run"]["embedded_prompts"] = len(prompts)
-    console.print(f"embeddings of {len(prompts)} prompts ready in {time.perf_counter() - t0:.0f} s")
+    # (skipped when no chosen router reads embeddings: random, best-single and oracle need none)
+    from modelsat.routers import get as get_router
+    if any(get_router(n).uses_embeddings for n in router_names):
+        prompts = sorted({p for fam in prepared for p in fam.train_records["prompt"].unique()}
+                         | {p for zds in all_zoo_data.values() for zd in zds for p in zd.prompts})
+        t0 = time.perf_counter()
+        from modelsat.embeddings import embed
+        embed(prompts, progress=True)
+        results["run"]["embedding_seconds"] = time.perf_counter() - t0
+        results["run"]["embedded_prompts"] = len(prompts)
+        console.print(f"embeddings of {len(prompts)} prompts ready in {time.perf_counter() - t0:.0f} s")
+    else:
+        results["run"]["embedding_seconds"] = 0.0
+        results["run"]["embedded_prompts"] = 0
 
     for fam in prepared:
         fam_out = {"models": sorted(fam.records["model"].unique()), "train_models": fam.train_models,

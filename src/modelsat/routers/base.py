@@ -68,6 +68,7 @@ class Router:
     needs_responses: ClassVar[bool] = False     # scores (instruction, candidate response) pairs
     needs_seen_models: ClassVar[bool] = False   # learned model ids: refuses a model absent from training
     is_upper_bound: ClassVar[bool] = False      # oracle: reads the answers; never a real router
+    uses_embeddings: ClassVar[bool] = False     # reads MiniLM instruction embeddings (the benchmark precomputes them)
 
     @classmethod
     def for_tests(cls) -> "Router":

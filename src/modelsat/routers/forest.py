@@ -64,6 +64,7 @@ class RandomForestRouter(Router):
     """Pointwise random forest over [PCA(instruction embedding), profile accuracy vector]."""
 
     name = "random-forest"
+    uses_embeddings = True
 
     def __init__(self, n_estimators: int = 60, min_samples_leaf: int = 20, max_features: float = 0.3,
                  n_components: int = 32, max_pairs: int | None = 30000, seed: int = 0):

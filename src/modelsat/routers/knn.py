@@ -40,6 +40,7 @@ class KNNRouter(Router):
     """k-nearest-neighbour router over instruction embeddings; k tuned on a validation split."""
 
     name = "knn"
+    uses_embeddings = True
     needs_seen_models = True
 
     def __init__(self, k_grid: tuple[int, ...] = (5, 10, 20, 40, 80, 160), validation_fraction: float = 0.2,

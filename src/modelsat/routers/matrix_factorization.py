@@ -46,6 +46,7 @@ class MatrixFactorizationRouter(Router):
     """Learned model embeddings × projected instruction embedding → P(correct); refuses unseen models."""
 
     name = "mf"
+    uses_embeddings = True
     needs_seen_models = True
 
     def __init__(self, dim: int = 64, epochs: int = 10, batch_size: int = 512, lr: float = 3e-3,

@@ -37,6 +37,7 @@ class MLPRouter(Router):
     """Pointwise MLP over [instruction embedding, profile accuracy vector]; scores unseen models."""
 
     name = "mlp"
+    uses_embeddings = True
 
     def __init__(self, hidden: int = 128, epochs: int = 6, batch_size: int = 256, lr: float = 1e-3,
                  weight_decay: float = 1e-4, max_pairs: int | None = 60000, seed: int = 0):

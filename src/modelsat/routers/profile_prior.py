@@ -63,6 +63,7 @@ class ProfilePrior(Router):
     """Routes to the candidate whose profile is strongest at the instruction's subjects; scores unseen models."""
 
     name = "profile-prior"
+    uses_embeddings = True
 
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True):
         self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)

@@ -31,6 +31,7 @@ class RerankerRouter(Router):
     """Logistic regression on (instruction, response) embeddings; needs the candidates' responses."""
 
     name = "reranker"
+    uses_embeddings = True
     needs_responses = True
 
     def __init__(self, C: float = 1.0, max_pairs: int | None = 6000, response_chars: int = 1000, seed: int = 0):

@@ -93,6 +93,7 @@ class RouterDCStyleRouter(Router):
     """Dual-contrastive router: frozen MiniLM + trainable projection, learned model embeddings."""
 
     name = "routerdc"
+    uses_embeddings = True
     needs_seen_models = True
 
     def __init__(self, hidden: int = 256, dim: int = 128, steps: int = 1000, batch_size: int = 64,

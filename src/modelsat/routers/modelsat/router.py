@@ -46,6 +46,7 @@ class ModelSATRouter(Router):
     explicit profile prior. Scores models it never saw in training from their profiles alone."""
 
     name = "modelsat"
+    uses_embeddings = True
 
     def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
                  verbose: bool = False):
