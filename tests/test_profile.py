@@ -66,3 +66,31 @@ def test_real_mmlu_pro_test_is_50_by_20_and_profiles_track_accuracy_outside_it()
     eval_ids = {it.item_id for _, it in test.items()}
     again = build_test(df, exclude=eval_ids)
     assert not eval_ids & {it.item_id for _, it in again.items()}
+
+
+def test_mmlu_items_recorded_without_a_subject_get_the_nearest_one_and_are_marked_inferred():
+    """LLMRouter's `llmrouter/mmlu` items carry no subject; the shipped subject map (real MiniLM) infers it."""
+    from modelsat.aptitude.from_records import infer_mmlu_subjects
+    questions = {
+        "anatomy": "Which bone of the human skull contains the foramen magnum through which the spinal cord "
+                   "passes?\nA. Occipital bone\nB. Frontal bone\nC. Parietal bone\nD. Sphenoid bone",
+        "astronomy": "Why does the planet Venus show phases like the Moon when seen through a telescope?\n"
+                     "A. It orbits the Sun inside Earth's orbit\nB. It has a thick atmosphere\nC. It rotates "
+                     "backwards\nD. It has no moons",
+        "virology": "Which viral enzyme lets a retrovirus such as HIV copy its RNA genome into DNA inside the "
+                    "host cell?\nA. Reverse transcriptase\nB. Neuraminidase\nC. Protease\nD. Integrase",
+    }
+    rows = [{"model": "z", "benchmark": "llmrouter/mmlu", "item_id": s, "prompt": q, "subject": None,
+             "score": float(i % 2), "cost": None, "response": None} for i, (s, q) in enumerate(questions.items())]
+    rows.append({"model": "z", "benchmark": "llmrouter/gsm8k", "item_id": "g1", "prompt": "2+2?", "subject": None,
+                 "score": 1.0, "cost": None, "response": None})
+    inferred = infer_mmlu_subjects(pd.DataFrame(rows))
+    mmlu = inferred[inferred["benchmark"] == "llmrouter/mmlu"]
+    assert list(mmlu["subject"]) == list(questions) and mmlu["subject_inferred"].all()
+    gsm = inferred[inferred["benchmark"] == "llmrouter/gsm8k"]
+    assert gsm["subject"].isna().all() and not gsm["subject_inferred"].any()
+    prof = profile_from_records(inferred, "z", example_test())
+    assert {s: v.basis for s, v in prof.subjects.items()} == {s: "inferred" for s in questions}
+    assert prof.subjects["astronomy"].accuracy == 1.0 and prof.provenance["inferred_subjects"] == sorted(questions)
+    with pytest.raises(ModelsatError, match="cannot be profiled"):   # without inference: no subject at all
+        profile_from_records(pd.DataFrame(rows), "z", example_test())

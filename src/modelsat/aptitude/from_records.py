@@ -1,5 +1,9 @@
 """Profiles from existing per-item results (records): a model's accuracy on the core items of each subject,
-or, where it never answered them, on the other items of that MMLU subject it did answer (a fallback)."""
+or, where it never answered them, on the other items of that MMLU subject it did answer (a fallback).
+
+Some sources ran MMLU questions without keeping their subject (LLMRouter's `llmrouter/mmlu`: 550 items, no
+subject). `infer_mmlu_subjects` gives each such item the subject the shipped subject map finds nearest (MiniLM
+embedding of the question text, no score involved); subjects resting on inferred items have basis "inferred"."""
 
 from __future__ import annotations
 
@@ -12,6 +16,33 @@ import pandas as pd
 from modelsat.aptitude.core_items import AptitudeTest
 from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.errors import ModelsatError
+
+
+def is_mmlu_benchmark(name: str) -> bool:
+    """`mmlu` itself or another source's copy of it (`routellm/mmlu`, `llmrouter/mmlu`); not MMLU-Pro."""
+    return name == "mmlu" or name.endswith("/mmlu")
+
+
+def infer_mmlu_subjects(records: pd.DataFrame) -> pd.DataFrame:
+    """`records` with the MMLU subject filled in, by the shipped subject map, on MMLU items that lack one.
+
+    Adds a boolean column `subject_inferred`. Only rows of an MMLU benchmark (`is_mmlu_benchmark`) with an empty
+    subject are touched; one embedding per distinct question (disk-cached).
+    """
+    out = records.copy()
+    subj = out["subject"] if "subject" in out.columns else pd.Series(None, index=out.index, dtype=object)
+    todo = subj.isna() & out["benchmark"].map(is_mmlu_benchmark)
+    out["subject"] = subj.astype(object)
+    out["subject_inferred"] = todo
+    if todo.any():
+        from modelsat.routers.subject_map import shipped
+        smap = shipped()
+        prompts = out.loc[todo, "prompt"].astype(str)
+        uniq = list(dict.fromkeys(prompts))
+        weights = smap.weights(uniq)
+        best = {p: smap.subjects[int(i)] for p, i in zip(uniq, weights.argmax(axis=1))}
+        out.loc[todo, "subject"] = prompts.map(best).to_numpy()
+    return out
 
 
 def profile_from_records(records: pd.DataFrame, model: str, test: AptitudeTest, label: str | None = None,
@@ -35,6 +66,10 @@ def profile_from_records(records: pd.DataFrame, model: str, test: AptitudeTest, 
         recs = recs[keep]
     by_key = {(b, i): float(s) for b, i, s in zip(recs["benchmark"], recs["item_id"], recs["score"])}
     by_subject = recs.groupby("subject")["score"].agg(["mean", "size"])
+    inferred_only: set = set()
+    if "subject_inferred" in recs.columns:
+        flags = recs.groupby("subject")["subject_inferred"].all()
+        inferred_only = set(flags[flags].index)
     subjects: dict[str, SubjectScore] = {}
     fallback, missing = [], []
     for s in test.subjects:
@@ -43,7 +78,8 @@ def profile_from_records(records: pd.DataFrame, model: str, test: AptitudeTest, 
             subjects[s.name] = SubjectScore(sum(scores) / len(scores), len(scores), "core")
         elif s.name in by_subject.index:
             row = by_subject.loc[s.name]
-            subjects[s.name] = SubjectScore(float(row["mean"]), int(row["size"]), "fallback")
+            basis = "inferred" if s.name in inferred_only else "fallback"
+            subjects[s.name] = SubjectScore(float(row["mean"]), int(row["size"]), basis)
             fallback.append(s.name)
         else:
             missing.append(s.name)
@@ -56,7 +92,8 @@ def profile_from_records(records: pd.DataFrame, model: str, test: AptitudeTest, 
                                "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                "benchmarks": sorted(recs["benchmark"].unique().tolist()),
                                "core_subjects": len(subjects) - len(fallback),
-                               "fallback_subjects": fallback, "missing_subjects": missing})
+                               "fallback_subjects": fallback, "missing_subjects": missing,
+                               "inferred_subjects": sorted(set(fallback) & inferred_only)})
 
 
 def profile_file_name(model: str) -> str:

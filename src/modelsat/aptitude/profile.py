@@ -15,7 +15,8 @@ from modelsat.files import write_json_atomic  # noqa: F401  (re-exported: older 
 class SubjectScore:
     accuracy: float          # in [0, 1]
     n_items: int             # how many items the accuracy rests on
-    basis: str = "core"      # "core": the test's own items; "fallback": other items of the same subject
+    basis: str = "core"      # "core": the test's own items; "fallback": other items of the same subject;
+    #                          "inferred": items whose subject the subject map inferred (no subject recorded)
 
 
 @dataclass

@@ -59,6 +59,10 @@ def profile_cmd(
     price_out: Optional[float] = typer.Option(None, "--price-out", help="Expert note: USD per million output tokens."),
     notes_json: Optional[str] = typer.Option(None, "--notes", help="Further notes as a JSON object."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    infer_subjects: bool = typer.Option(True, "--infer-subjects/--no-infer-subjects",
+                                        help="Records: give MMLU items recorded without a subject (LLMRouter) the "
+                                        "nearest subject by the shipped subject map; such subjects are marked "
+                                        "'inferred' in the profile."),
 ) -> None:
     """Make a profile: from records (--records/--source, --model or --all) or by running the test
     (--endpoint URL --model NAME, or --hf-path DIR); a rerun resumes from the journal beside --out."""
@@ -72,6 +76,11 @@ def profile_cmd(
                                 "(--endpoint/--hf-path), not both")
         from modelsat.cli.aptitude import load_records
         df, label = load_records(records, source, data_dir)
+        if infer_subjects:
+            from modelsat.aptitude.from_records import infer_mmlu_subjects, is_mmlu_benchmark
+            if "subject" not in df.columns or (df["subject"].isna() & df["benchmark"].map(is_mmlu_benchmark)).any():
+                with console.status("inferring the subject of MMLU items recorded without one ..."):
+                    df = infer_mmlu_subjects(df)
         if all_models:
             if out is None:
                 raise ModelsatError("--all needs --out DIR (a folder for one profile per model)")
@@ -80,9 +89,11 @@ def profile_cmd(
                 from modelsat.aptitude.profile import Profile
                 p = Profile.load(path)
                 fb = p.provenance.get("fallback_subjects", [])
+                inf = p.provenance.get("inferred_subjects", [])
                 console.print(f"{p.model}: mean {p.mean_accuracy:.1%} over {len(p.subjects)} subjects, "
                               f"{sum(s.n_items for s in p.subjects.values())} items"
-                              + (f" ({len(fb)} subjects by fallback)" if fb else ""))
+                              + (f" ({len(fb)} subjects by fallback" + (f", {len(inf)} of them inferred" if inf
+                                                                        else "") + ")" if fb else ""))
             for m, why in skipped.items():
                 console.print(f"[yellow]not profiled[/] {m}: {why}")
             console.print(f"[green]wrote[/] {len(written)} profiles to {out}; {len(skipped)} models not profiled")
