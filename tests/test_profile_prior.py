@@ -8,6 +8,7 @@ from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.routers import Router, get
 from modelsat.routers.profile_prior import ProfilePrior, prior_scores, shrunk_accuracies
 from modelsat.routers.subject_map import SubjectMap, shipped
+from modelsat.errors import ModelsatError
 
 MATH = ["abstract_algebra", "college_mathematics", "elementary_mathematics", "high_school_mathematics",
         "high_school_statistics"]
@@ -115,3 +116,47 @@ def test_router_save_load_gives_identical_scores(tmp_path):
     loaded = Router.load(tmp_path / "r")
     assert isinstance(loaded, ProfilePrior)
     np.testing.assert_array_equal(loaded.score([MATH_Q, LAW_Q], cands), before)
+
+
+def _task_records() -> tuple[pd.DataFrame, list[Profile]]:
+    """Two benchmarks with no MMLU subject (arithmetic, history); `calc` is strong on one, `chron` on the other;
+    their aptitude-test profiles are identical, only their `tasks` differ."""
+    from router_data import prompts_of
+    skill = {"calc": {"toy/arith": 0.9, "toy/hist": 0.3}, "chron": {"toy/arith": 0.3, "toy/hist": 0.9}}
+    rows = []
+    for bench, subject in (("toy/arith", "math"), ("toy/hist", "history")):
+        for i, q in enumerate(prompts_of(subject)):
+            for m in skill:
+                rows.append({"model": m, "benchmark": bench, "item_id": str(i), "prompt": q, "subject": None,
+                             "score": float(i < 20 * skill[m][bench]), "cost": None, "response": None})
+    same = {"high_school_mathematics": SubjectScore(0.5, 20), "world_religions": SubjectScore(0.5, 20)}
+    profs = [Profile(model=m, test_version="t", subjects=dict(same),
+                     tasks={b: SubjectScore(a, 20) for b, a in skill[m].items()}) for m in skill]
+    return pd.DataFrame(rows), profs
+
+
+def test_task_classifier_reads_each_candidates_accuracy_on_the_instructions_task(tmp_path):
+    recs, profs = _task_records()
+    router = ProfilePrior(kappa=1.0).fit(recs, profs)
+    assert router.task_names_ == ["toy/arith", "toy/hist"] and router.mmlu_like_ == []
+    questions = ["What is 31 plus 58?", "Who ruled Portugal in the sixteenth century?"]
+    assert router.route(questions, profs) == ["calc", "chron"]
+    # a model never in the records joins by its profile's tasks alone
+    newcomer = Profile(model="newcomer", test_version="t", subjects=dict(profs[0].subjects),
+                       tasks={"toy/arith": SubjectScore(0.2, 20), "toy/hist": SubjectScore(0.99, 20)})
+    assert router.route(questions, profs + [newcomer]) == ["calc", "newcomer"]
+    # without tasks the two profiles are the same: the prior cannot tell them apart
+    plain = ProfilePrior(kappa=1.0, tasks=False).fit(recs, profs).score(questions, profs)
+    np.testing.assert_allclose(plain[:, 0], plain[:, 1])
+    router.save(tmp_path / "r")
+    np.testing.assert_array_equal(Router.load(tmp_path / "r").score(questions, profs), router.score(questions, profs))
+
+
+def test_profile_tasks_round_trip_and_are_validated(tmp_path):
+    _, profs = _task_records()
+    again = Profile.load(profs[0].save(tmp_path / "p.json"))
+    assert again.tasks == profs[0].tasks
+    bad = profs[0].to_dict()
+    bad["tasks"]["toy/arith"]["accuracy"] = 1.5
+    with pytest.raises(ModelsatError, match="task 'toy/arith' accuracy 1.5"):
+        Profile.from_dict(bad)

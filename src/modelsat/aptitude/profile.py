@@ -28,6 +28,9 @@ class Profile:
     subjects: dict[str, SubjectScore]
     notes: dict = field(default_factory=dict)        # languages, context_length, price_per_mtok {input, output}
     provenance: dict = field(default_factory=dict)   # records file or endpoint, date
+    # other tasks the model was measured on beyond the aptitude test (benchmark name -> accuracy on its items,
+    # e.g. "routerdc/gsm8k"): read by the profile prior's task classifier; optional, empty for a plain profile
+    tasks: dict[str, SubjectScore] = field(default_factory=dict)
 
     @property
     def mean_accuracy(self) -> float:
@@ -49,23 +52,29 @@ class Profile:
         return [self.subjects[s].accuracy if s in self.subjects else fill for s in subjects]
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "test_version": self.test_version,
-                "subjects": {k: asdict(v) for k, v in self.subjects.items()},
-                "notes": self.notes, "provenance": self.provenance}
+        d = {"model": self.model, "test_version": self.test_version,
+             "subjects": {k: asdict(v) for k, v in self.subjects.items()},
+             "notes": self.notes, "provenance": self.provenance}
+        if self.tasks:
+            d["tasks"] = {k: asdict(v) for k, v in self.tasks.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<profile>") -> "Profile":
         try:
             subjects = {k: SubjectScore(float(v["accuracy"]), int(v["n_items"]), str(v.get("basis", "core")))
                         for k, v in d["subjects"].items()}
+            tasks = {k: SubjectScore(float(v["accuracy"]), int(v["n_items"]), str(v.get("basis", "task")))
+                     for k, v in (d.get("tasks") or {}).items()}
             prof = cls(model=str(d["model"]), test_version=str(d["test_version"]), subjects=subjects,
-                       notes=dict(d.get("notes") or {}), provenance=dict(d.get("provenance") or {}))
+                       notes=dict(d.get("notes") or {}), provenance=dict(d.get("provenance") or {}), tasks=tasks)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelsatError(f"{source}: not a modelsat profile ({type(exc).__name__}: {exc}); "
                                 "expected keys model, test_version, subjects{name: {accuracy, n_items}}") from exc
-        for name, s in prof.subjects.items():
-            if not 0.0 <= s.accuracy <= 1.0:
-                raise ModelsatError(f"{source}: subject {name!r} accuracy {s.accuracy} is outside [0, 1]")
+        for kind, scores in (("subject", prof.subjects), ("task", prof.tasks)):
+            for name, s in scores.items():
+                if not 0.0 <= s.accuracy <= 1.0:
+                    raise ModelsatError(f"{source}: {kind} {name!r} accuracy {s.accuracy} is outside [0, 1]")
         return prof
 
     def save(self, path: str | os.PathLike) -> Path:

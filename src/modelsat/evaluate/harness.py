@@ -104,7 +104,8 @@ def make_profiles(records: pd.DataFrame, models: Sequence[str], test, family: st
     """Profiles of `models` from `records` (training items only, already filtered) on aptitude test `test`.
 
     Models in `core_only` are profiled on the test's core items alone, as a newly released model that only took
-    the test. Falls back to per-benchmark profiles when the records carry no MMLU subject.
+    the test. Falls back to per-benchmark profiles when the records carry no MMLU subject. Where the records
+    span several benchmarks, every other model's profile also carries its per-benchmark accuracy as `tasks`.
     """
     from modelsat.aptitude.from_records import profile_from_records
     profiles: dict[str, Profile] = {}
@@ -125,6 +126,10 @@ def make_profiles(records: pd.DataFrame, models: Sequence[str], test, family: st
                 raise
             profiles[m] = benchmark_profile(records, m, family)
             method = "per-benchmark accuracy on training items (no MMLU subject in these records)"
+        if m not in core_only and records["benchmark"].nunique() > 1:
+            profiles[m].tasks = benchmark_profile(records, m, family).subjects
+    if any(p.tasks for p in profiles.values()):
+        method += "; with per-benchmark task accuracies on training items"
     return profiles, method
 
 

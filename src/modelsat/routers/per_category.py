@@ -40,6 +40,24 @@ def choose_labels(table, label: str) -> tuple[str, list[str]]:
     return label, [v if v is not None else "(none)" for v in columns[label]]
 
 
+def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, C: float = 1.0,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(coef (n_classes, d), intercept (n_classes,)) of a multinomial logistic regression of labels `y` (ints in
+    [0, n_classes)) on `x`; classes absent from `y` get -1e9, a single class is constant."""
+    present = np.unique(y)
+    coef = np.zeros((n_classes, x.shape[1]))
+    intercept = np.full(n_classes, -1e9)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return coef, intercept
+    from sklearn.linear_model import LogisticRegression
+    clf = LogisticRegression(C=C, max_iter=300, random_state=seed).fit(x, y)
+    coef[clf.classes_] = clf.coef_ if len(present) > 2 else np.vstack([-clf.coef_, clf.coef_]) / 2
+    intercept[clf.classes_] = clf.intercept_ if len(present) > 2 else np.array(
+        [-clf.intercept_[0], clf.intercept_[0]]) / 2
+    return coef, intercept
+
+
 @register
 class PerCategoryRouter(Router):
     """Category classifier on instruction embeddings + the best training model per category."""
@@ -53,21 +71,6 @@ class PerCategoryRouter(Router):
         self.validation_fraction = validation_fraction
         self.seed = seed
 
-    def _fit_classifier(self, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-        """(coef (n_classes, d), intercept (n_classes,)) of a logistic regression; constant if one class."""
-        present = np.unique(y)
-        coef = np.zeros((n_classes, x.shape[1]))
-        intercept = np.full(n_classes, -1e9)
-        if len(present) == 1:
-            intercept[present[0]] = 0.0
-            return coef, intercept
-        from sklearn.linear_model import LogisticRegression
-        clf = LogisticRegression(C=self.C, max_iter=300, random_state=self.seed).fit(x, y)
-        coef[clf.classes_] = clf.coef_ if len(present) > 2 else np.vstack([-clf.coef_, clf.coef_]) / 2
-        intercept[clf.classes_] = clf.intercept_ if len(present) > 2 else np.array(
-            [-clf.intercept_[0], clf.intercept_[0]]) / 2
-        return coef, intercept
-
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "PerCategoryRouter":
         if self.label not in LABELS:
             raise RouterError(f"per-category: label={self.label!r}; expected one of {', '.join(LABELS)}")
@@ -78,11 +81,11 @@ class PerCategoryRouter(Router):
         x = embed(table.prompts).astype(np.float64)
         train, val = validation_split(len(y), self.validation_fraction, self.seed)
         if len(val):
-            coef, intercept = self._fit_classifier(x[train], y[train], len(self.categories_))
+            coef, intercept = fit_logistic(x[train], y[train], len(self.categories_), self.C, self.seed)
             self.category_accuracy_ = float(np.mean(np.argmax(x[val] @ coef.T + intercept, 1) == y[val]))
         else:
             self.category_accuracy_ = float("nan")
-        self.coef_, self.intercept_ = self._fit_classifier(x, y, len(self.categories_))
+        self.coef_, self.intercept_ = fit_logistic(x, y, len(self.categories_), self.C, self.seed)
         scores = table.filled_scores
         self.models_ = table.models
         overall = scores.mean(axis=0)

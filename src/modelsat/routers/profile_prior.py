@@ -10,6 +10,19 @@ router is an explicit prior plus a learned correction; this is the prior).
 
 `prior_scores` is the plain function the Model-SAT model takes as an input; `ProfilePrior` is the same thing
 as a registered router (`profile-prior`) whose `fit` learns only the temperature and kappa.
+
+Tasks beyond MMLU. The aptitude test measures MMLU subjects; a zoo of specialists (RouterDC's: math, code,
+Chinese) differs on what MMLU does not test. When the training records span several benchmarks and the
+candidates' profiles carry per-task accuracies (`Profile.tasks`, or per-benchmark profiles), `fit` also learns
+a task classifier (multinomial logistic regression of the benchmark on the MiniLM embedding; text only, no
+score) and the prior becomes
+
+    prior(x, c) = sum_t P(t | x) * a_c(t, x),   a_c(t, x) = the subject prior above  if t is MMLU-like,
+                                                             the shrunk task accuracy of c on t  otherwise,
+
+so an instruction that looks like grade-school maths reads each candidate's maths accuracy, and one that looks
+like MMLU reads its subjects. A candidate whose profile lacks task t falls back to its subject prior. Still
+nothing is learned per model: a new model with the same tasks in its profile is scored like the others.
 """
 
 from __future__ import annotations
@@ -65,10 +78,14 @@ class ProfilePrior(Router):
     name = "profile-prior"
     uses_embeddings = True
 
-    def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True):
+    def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
+                 tasks: bool = True, C: float = 1.0, seed: int = 0):
         self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
+        self.tasks = tasks                    # learn the task classifier when records span several benchmarks
+        self.C = C                            # its inverse regularisation
+        self.seed = seed
 
     # the subject map is state, not a hyper-parameter: a fresh router starts from the shipped one
     def _map(self) -> SubjectMap:
@@ -92,16 +109,16 @@ class ProfilePrior(Router):
         """
         from modelsat.embeddings import embed
         sm = self._map()
-        items = records.drop_duplicates("item_id")
+        key_cols = [c for c in ("benchmark", "item_id") if c in records]
+        items = records.drop_duplicates(key_cols).reset_index(drop=True)
         known = items[items["subject"].isin(sm.subjects)] if "subject" in items else items.iloc[:0]
-        item_w: dict[str, np.ndarray] = {}
+        emb = None
         if len(items):
             emb = embed(items["prompt"].tolist())
             if self.fit_temperature and self.temperature is None and len(known) >= 10:
                 pos = np.flatnonzero(items["subject"].isin(sm.subjects).to_numpy())
                 sm.fit_temperature(emb[pos], items["subject"].iloc[pos].tolist())
-            w = sm.weights_from_embeddings(emb)
-            item_w = dict(zip(items["item_id"], w))
+        self._fit_tasks(items, emb, profiles)
         self.kappa_ = DEFAULT_KAPPA
         by_name = {p.model: p for p in profiles}
         rec = records[records["model"].isin(by_name)] if "model" in records else records.iloc[:0]
@@ -109,12 +126,13 @@ class ProfilePrior(Router):
             models = sorted(rec["model"].unique())
             cands = [by_name[m] for m in models]
             col = {m: j for j, m in enumerate(models)}
-            W = np.stack([item_w[i] for i in rec["item_id"]])
+            row = {k: r for r, k in enumerate(zip(*(items[c] for c in key_cols)))}
+            r = np.array([row[k] for k in zip(*(rec[c] for c in key_cols))])
             j = rec["model"].map(col).to_numpy()
             y = rec["score"].to_numpy(dtype=np.float64)
             best = None
             for k in KAPPA_GRID:
-                p = np.einsum("ns,ns->n", W, shrunk_accuracies(cands, sm.subjects, k).T[j]).clip(1e-4, 1 - 1e-4)
+                p = self._prior(emb, cands, k)[r, j].clip(1e-4, 1 - 1e-4)
                 ll = float(np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
                 if best is None or ll > best[1]:
                     best = (k, ll)
@@ -122,15 +140,75 @@ class ProfilePrior(Router):
         self.fitted_ = True
         return self
 
+    def _fit_tasks(self, items: pd.DataFrame, emb: np.ndarray | None, profiles: Sequence[Profile]) -> None:
+        """The task classifier, when the items span several benchmarks that the profiles measure."""
+        from modelsat.routers.per_category import fit_logistic
+        self.task_names_: list[str] = []
+        self.task_coef_ = np.zeros((0, 384))
+        self.task_intercept_ = np.zeros(0)
+        self.mmlu_like_: list[str] = []
+        if not self.tasks or emb is None or "benchmark" not in items:
+            return
+        measured = {t for p in profiles for t in list(p.tasks) + list(p.subjects)}
+        names = sorted(b for b in items["benchmark"].unique() if b in measured)
+        if len(names) < 2:
+            return
+        keep = items["benchmark"].isin(names).to_numpy()
+        y = items["benchmark"][keep].map({b: i for i, b in enumerate(names)}).to_numpy()
+        coef, intercept = fit_logistic(emb[keep].astype(np.float64), y, len(names), self.C, self.seed)
+        subjects = set(self._map().subjects)
+        has_subject = items["subject"].isin(subjects) if "subject" in items else pd.Series(False, index=items.index)
+        share = has_subject.groupby(items["benchmark"]).mean()
+        self.task_names_, self.task_coef_, self.task_intercept_ = names, coef, intercept
+        self.mmlu_like_ = [b for b in names if share.get(b, 0.0) >= 0.5]
+
+    def task_probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n, T) P(task | instruction) over `task_names_` (empty when no classifier was learned)."""
+        if not getattr(self, "task_names_", None):
+            return np.zeros((len(embeddings), 0))
+        z = np.asarray(embeddings, dtype=np.float64) @ self.task_coef_.T + self.task_intercept_
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def _prior(self, emb: np.ndarray, candidates: Sequence[Profile], kappa: float) -> np.ndarray:
+        """(n, m) prior from instruction embeddings: subjects, mixed with tasks when a classifier exists."""
+        sm = self._map()
+        subject_prior = prior_scores([""] * len(emb), candidates, sm, kappa=kappa,
+                                     weights=sm.weights_from_embeddings(emb))
+        probs = self.task_probabilities(emb)
+        if probs.shape[1] == 0:
+            return subject_prior
+        out = np.zeros_like(subject_prior)
+        for t, name in enumerate(self.task_names_):
+            a = subject_prior
+            if name not in self.mmlu_like_:
+                a = subject_prior.copy()
+                for j, c in enumerate(candidates):
+                    sc = c.tasks.get(name) or (c.subjects.get(name) if name not in sm.subjects else None)
+                    if sc is not None:
+                        mean = c.mean_accuracy
+                        a[:, j] = (sc.n_items * sc.accuracy + kappa * mean) / (sc.n_items + kappa) \
+                            if sc.n_items + kappa > 0 else mean
+            out += probs[:, [t]] * a
+        return out
+
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        """(n, m) prior: the candidate's shrunk profile accuracy averaged over the instruction's subjects."""
-        return prior_scores(instructions, candidates, self._map(), kappa=self._kappa())
+        """(n, m) prior: the candidate's shrunk profile accuracy at the instruction's subjects (and tasks)."""
+        from modelsat.embeddings import embed
+        if not candidates:
+            raise RouterError("profile-prior: no candidates")
+        return self._prior(embed(list(instructions)), candidates, self._kappa())
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         sm = self._map()
-        return ({"anchors": sm.anchors},
+        arrays = {"anchors": sm.anchors}
+        if getattr(self, "task_names_", None):
+            arrays |= {"task_coef": self.task_coef_, "task_intercept": self.task_intercept_}
+        return (arrays,
                 {"subjects": sm.subjects, "temperature": sm.temperature, "kappa": self._kappa(),
-                 "subject_map_provenance": sm.provenance})
+                 "subject_map_provenance": sm.provenance, "task_names": list(getattr(self, "task_names_", [])),
+                 "mmlu_like": list(getattr(self, "mmlu_like_", []))})
 
     def _set_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         if "anchors" not in arrays:
@@ -139,6 +217,10 @@ class ProfilePrior(Router):
                                        temperature=float(extra["temperature"]),
                                        provenance=dict(extra.get("subject_map_provenance") or {}))
         self.kappa_ = float(extra["kappa"])
+        self.task_names_ = list(extra.get("task_names") or [])
+        self.mmlu_like_ = list(extra.get("mmlu_like") or [])
+        self.task_coef_ = arrays.get("task_coef", np.zeros((0, 384)))
+        self.task_intercept_ = arrays.get("task_intercept", np.zeros(0))
 
     @classmethod
     def for_tests(cls) -> "ProfilePrior":
