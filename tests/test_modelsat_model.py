@@ -14,6 +14,7 @@ from modelsat.routers.modelsat.model import ModelSAT
 from modelsat.routers.modelsat.router import ModelSATRouter
 from modelsat.routers.modelsat.train import diagnostics, train, training_data
 from modelsat.errors import ModelsatError
+from modelsat.routers.base import RouterError
 
 torch.set_num_threads(1)
 
@@ -128,3 +129,23 @@ def test_presets_load_and_unknown_keys_are_refused(tmp_path):
     bad.write_text("model:\n  n_soft_tokenz: 3\n")
     with pytest.raises(ModelsatError, match="n_soft_tokenz"):
         load_preset(bad)
+
+
+def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
+    """prior_source 'fitted': the profile-prior router (with its task classifier) is fitted on the training
+    records, saved in `prior/` beside the adapters, and gives identical scores after load."""
+    records = synthetic_records(3)
+    records.loc[records["subject"] == "world_religions", "benchmark"] = "toy2"
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_source": "fitted", "prior": True}})
+    router.fit(records, PROFILES)
+    assert router.prior_router_.task_names_ == []        # the profiles measure no task named toy/toy2
+    xs = ["What is 4 plus 4?", "Who founded temple 9?"]
+    np.testing.assert_allclose(router.prior(xs, PROFILES), router.prior_router_.score(xs, PROFILES))
+    router.save(tmp_path / "r")
+    assert (tmp_path / "r" / "prior" / "config.json").exists()
+    again = ModelSATRouter.load(tmp_path / "r")
+    np.testing.assert_array_equal(router.score(xs, PROFILES), again.score(xs, PROFILES))
+    import shutil
+    shutil.rmtree(tmp_path / "r" / "prior")
+    with pytest.raises(RouterError, match="prior.*is missing"):
+        ModelSATRouter.load(tmp_path / "r")

@@ -25,12 +25,19 @@ def training_records(sources: list[str], data: str | None, seed: int = 0):
             records[records["eval_split"] == "validation"].drop(columns="eval_split"))
 
 
-def profiles_for(train_records):
-    """Each model's profile on an aptitude test built from training items only."""
+def profiles_for(train_records, data: str | None = None, seed: int = 0):
+    """Each model's profile on an aptitude test built from MMLU-Pro training items only (loaded for the test
+    when the chosen sources lack MMLU-Pro); models of other sources fall back per subject to their own MMLU
+    items, or to per-benchmark accuracy, and carry per-benchmark `tasks` when the records span several."""
     from modelsat.aptitude.core_items import build_test
-    from modelsat.aptitude.from_records import profile_from_records
-    test = build_test(train_records)
-    return [profile_from_records(train_records, m, test) for m in sorted(train_records["model"].unique())], test
+    from modelsat.evaluate.harness import make_profiles
+    pro = train_records[train_records["benchmark"] == "mmlu_pro"]
+    if pro.empty:
+        pro, _ = training_records(["mmlu_pro"], data, seed)
+    test = build_test(pro, seed=seed, source={"benchmark": "mmlu_pro", "records": "training split"})
+    models = sorted(train_records["model"].unique())
+    profiles, _method = make_profiles(train_records, models, test, "train")
+    return [profiles[m] for m in models], test
 
 
 def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--config", help="A preset YAML."),
@@ -47,7 +54,7 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     train_recs, val_recs = training_records(source, data_dir)
     console.print(f"records: {len(train_recs)} train / {len(val_recs)} val rows "
                   f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
-    profiles, test = profiles_for(train_recs)
+    profiles, test = profiles_for(train_recs, data_dir, seed)
     console.print(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
     router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=True)
     router.fit(train_recs, profiles, out_dir=out, resume=resume)

@@ -37,7 +37,9 @@ class ModelConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
     train_encoder: bool = False      # stage 2 also trains ψ (otherwise its outputs are cached)
     prior: bool = True               # add the profile prior: score = gate·LM log-odds + scale·logit(prior) + bias
-    prior_source: str = "profile"    # "profile" (instruction → subjects → profile accuracy) or "mean" (mean accuracy)
+    prior_source: str = "profile"    # "profile" (instruction → subjects → profile accuracy, shipped map),
+    #                                  "fitted" (the profile-prior router fitted on the training records: its
+    #                                  temperature, kappa and task classifier, so tasks beyond MMLU count), "mean"
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
@@ -54,7 +56,7 @@ class ModelConfig:
         _choice("order", self.order, ("fast", "paper", "fastest"))
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
-        _choice("prior_source", self.prior_source, ("profile", "mean"))
+        _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
         if self.n_soft_tokens < 1:
             raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
 

@@ -74,6 +74,8 @@ class ModelSATRouter(Router):
     def prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) the explicit prior this router adds to its learned score."""
         from modelsat.routers.modelsat.prior import PRIORS
+        if self.preset_.model.prior_source == "fitted":
+            return self.prior_router_.score(list(instructions), list(candidates))
         return PRIORS[self.preset_.model.prior_source](list(instructions), list(candidates))
 
     def _check_fitted(self) -> None:
@@ -89,6 +91,9 @@ class ModelSATRouter(Router):
         self.preset_ = self._preset()
         t0 = time.time()
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
+        if self.preset_.model.prior_source == "fitted":
+            from modelsat.routers.profile_prior import ProfilePrior
+            self.prior_router_ = ProfilePrior(seed=self.seed).fit(records, profiles)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
@@ -118,6 +123,8 @@ class ModelSATRouter(Router):
         tmp = d / ".adapter.safetensors.tmp"
         save_file(self.model_.trained_state(), str(tmp))
         tmp.replace(d / "adapter.safetensors")
+        if getattr(self, "prior_router_", None) is not None:
+            self.prior_router_.save(d / "prior")
         card = dict(card or {})
         card.setdefault("training_data", getattr(self, "training_info_", {}))
         (d / "README.md").write_text(model_card(self, card))
@@ -142,6 +149,10 @@ class ModelSATRouter(Router):
         router.model_.eval()
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
+        if router.preset_.model.prior_source == "fitted":
+            if not (d / "prior" / "config.json").exists():
+                raise RouterError(f"{d}: the preset's prior is 'fitted' but {d / 'prior'} is missing")
+            router.prior_router_ = Router.load(d / "prior")
         return router
 
 
