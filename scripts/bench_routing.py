@@ -56,12 +56,16 @@ def main() -> None:
         base = ModelSATRouter(preset=args.preset)
         base.preset_ = resolve_preset(args.preset)
         base.model_ = ModelSAT(base.preset_.model).eval()
+        if base.preset_.model.prior_source == "fitted":   # an unfitted profile prior costs the same to run
+            from modelsat.routers.profile_prior import ProfilePrior
+            base.prior_router_ = ProfilePrior()
     routers = {}
     orders = ("fast", "fastest", "paper")
     for order in orders:
         r = ModelSATRouter(preset=base.preset_.to_dict())
         r.preset_ = dataclasses.replace(base.preset_, model=dataclasses.replace(base.preset_.model, order=order))
         r.model_ = base.model_
+        r.prior_router_ = getattr(base, "prior_router_", None)
         routers[order] = r
     model = base.model_
     ids = model.instruction_ids(INSTRUCTION)

@@ -14,6 +14,8 @@ capability text as plain tokens (the paper's no-alignment ablation).
 
 from __future__ import annotations
 
+import json
+
 from typing import Sequence
 
 import numpy as np
@@ -121,7 +123,27 @@ class ModelSAT(nn.Module):
         self.no_id = _token_id(self.tok, "No", NO_TOKEN_ID)
         self._ids_cache: dict[str, list[int]] = {}
         self._psi_cache: dict[str, torch.Tensor] = {}
+        self._cap_cache: dict[tuple, torch.Tensor] = {}   # inference only; cleared whenever weights may change
         self.set_stage(0)
+
+    # ---- inference speed: cached capability inputs, LoRA merged into φ while not training -----------------------
+    def train(self, mode: bool = True) -> "ModelSAT":
+        if mode:
+            self._cap_cache.clear()
+            self._merge_lora(False)
+        return super().train(mode)
+
+    def _merge_lora(self, merged: bool) -> None:
+        """Folds the LoRA deltas into φ's weights (one matmul per projection instead of three) or takes them out."""
+        if self.cfg.tuning != "lora":
+            return
+        from peft.tuners.lora import LoraLayer
+        for m in self.lm.modules():
+            if isinstance(m, LoraLayer):
+                if merged and not m.merged:
+                    m.merge()
+                elif not merged and m.merged:
+                    m.unmerge()
 
     # ---- what trains when ---------------------------------------------------------------------------------
     def _lm_trainable(self) -> list[nn.Parameter]:
@@ -137,6 +159,8 @@ class ModelSAT(nn.Module):
     def set_stage(self, stage: int, lr_connector: float = 1e-3, lr_lm: float = 1e-4) -> list[dict]:
         """Freezes all but what `stage` trains (0 = nothing, 1 = connector + head, 2 = + φ's LoRA/all and ψ if
         configured, paper "Learning Strategy"); returns the optimizer's parameter groups."""
+        self._merge_lora(False)
+        self._cap_cache.clear()
         for p in self.parameters():
             p.requires_grad_(False)
         if stage == 0:
@@ -173,6 +197,8 @@ class ModelSAT(nn.Module):
         return state
 
     def load_trained_state(self, state: dict[str, torch.Tensor]) -> None:
+        self._merge_lora(False)
+        self._cap_cache.clear()
         result = self.load_state_dict(state, strict=False)
         unexpected = list(result.unexpected_keys)
         if unexpected:
@@ -324,39 +350,65 @@ class ModelSAT(nn.Module):
         return self.combine(self._log_odds(last), priors)
 
     def score_shared(self, instruction: str, caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
-        """(B,) scores of one instruction with B capabilities, fast order: the instruction's keys/values are
-        computed once (batch 1) and repeated for the B candidate suffixes."""
+        """(B,) scores of one instruction with B capabilities. Fast orders: ONE forward of the packed sequence
+        [instruction prefix, suffix_1, ..., suffix_B] whose block mask lets each candidate's suffix see the prefix
+        and itself only, with positions continuing the prefix in every block: the same scores as B separate
+        sequences, but φ's weights are read once (on a CPU a forward of few tokens costs about as much as reading
+        the weights, so a second pass for the suffixes would cost nearly a whole forward)."""
         if self.cfg.order == "paper":
             return self.score_pairs([instruction] * len(caps), caps, priors)
-        from transformers import DynamicCache
         pl = [None] * len(caps) if priors is None else priors.tolist()
-        prefix = self._embed(self._prefix_ids(instruction))[None]
-        cache = DynamicCache(config=self.lm.config)
-        self.lm.model(inputs_embeds=prefix, past_key_values=cache, use_cache=True)
-        cache.batch_repeat_interleave(len(caps))
-        suf, mask, lens = self._pad([self._suffix(c, p) for c, p in zip(caps, pl)])
-        full_mask = torch.cat([mask.new_ones(len(caps), prefix.shape[1]), mask], dim=1)
-        h = self.lm.model(inputs_embeds=suf, attention_mask=full_mask, past_key_values=cache,
-                          use_cache=True).last_hidden_state
-        last = h[torch.arange(len(caps), device=h.device), lens - 1]
-        return self.combine(self._log_odds(last), priors)
+        prefix = self._embed(self._prefix_ids(instruction))
+        suffixes = [self._suffix(c, p) for c, p in zip(caps, pl)]
+        n_pre = prefix.shape[0]
+        lens = [x.shape[0] for x in suffixes]
+        total = n_pre + sum(lens)
+        mask = torch.zeros(total, total, dtype=torch.bool, device=self.device)
+        mask[:, :n_pre] = torch.tril(torch.ones(total, n_pre, dtype=torch.bool, device=self.device))
+        positions = list(range(n_pre))
+        last, start = [], n_pre
+        for k in lens:
+            mask[start:start + k, start:start + k] = torch.tril(torch.ones(k, k, dtype=torch.bool,
+                                                                           device=self.device))
+            positions.extend(range(n_pre, n_pre + k))
+            start += k
+            last.append(start - 1)
+        seq = torch.cat([prefix] + suffixes)[None]
+        h = self.lm.model(inputs_embeds=seq, attention_mask=mask[None, None],
+                          position_ids=torch.tensor([positions], device=self.device), use_cache=False).last_hidden_state
+        return self.combine(self._log_odds(h[0, last]), priors)
 
     @torch.no_grad()
     def score_matrix(self, instructions: Sequence[str], candidates: Sequence[Profile], priors: np.ndarray | None,
                      perturbations: int | None = None, batch: int = 64) -> np.ndarray:
         """(n, m) scores; with perturbations > 0 the mean over the canonical and that many shuffled task orders."""
         was_training = self.training
-        self.eval()
+        if was_training:
+            self.eval()
+        self._merge_lora(True)
         n_pert = self.cfg.perturbations if perturbations is None else perturbations
         seeds = [None] + list(range(1, n_pert + 1))
         out = np.zeros((len(instructions), len(candidates)))
         for seed in seeds:
-            caps = [self.capability_input(c, seed) for c in candidates]
+            caps = [self._cached_capability(c, seed) for c in candidates]
             for i, x in enumerate(instructions):
                 pr = None if priors is None else torch.as_tensor(priors[i], dtype=torch.float32, device=self.device)
                 for s in range(0, len(caps), batch):
                     sl = slice(s, s + batch)
                     p = None if pr is None else pr[sl]
                     out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
-        self.train(was_training)
+        if was_training:
+            self.train(True)
         return out / len(seeds)
+
+    def _cached_capability(self, profile: Profile, seed: int | None) -> torch.Tensor:
+        """capability_input, memoised by the profile's content while the weights stay fixed (inference)."""
+        key = (profile.model, profile.test_version, seed,
+               tuple((k, v.accuracy, v.n_items) for k, v in profile.subjects.items()),
+               json.dumps(profile.notes, sort_keys=True, default=str))
+        cap = self._cap_cache.get(key)
+        if cap is None:
+            cap = self.capability_input(profile, seed)
+            if len(self._cap_cache) < 10_000:
+                self._cap_cache[key] = cap
+        return cap
