@@ -91,6 +91,32 @@ def test_shared_instruction_cache_matches_separate_sequences(encoder, order):
     torch.testing.assert_close(shared, separate, atol=1e-4, rtol=1e-4)
 
 
+def test_inference_with_lora_merged_and_cached_capabilities_matches_training_time_scoring():
+    """score_matrix merges LoRA into φ and memoises capability inputs; the scores must be those of the unmerged
+    model scoring each (instruction, candidate) as its own sequence, and training must see unmerged weights."""
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="fastest",
+                                         prior_token=True, lm_gate_init=1.0), seed=0)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)          # a LoRA that changes φ, as after training
+    priors = np.array([[0.7, 0.4], [0.2, 0.9]])
+    xs = ["What is 2 plus 2?", "Which scripture mentions prophet 5?"]
+    model.eval()                                               # as a loaded router is
+    fast = model.score_matrix(xs, PROFILES, priors)
+    assert len(model._cap_cache) == len(PROFILES)
+    again = model.score_matrix(xs, PROFILES, priors)          # from the capability cache
+    model.train()                                              # unmerges, forgets the cache
+    assert not model._cap_cache and not any(getattr(m, "merged", False) for m in model.lm.modules())
+    with torch.no_grad():
+        caps = [model.capability_input(p) for p in PROFILES]
+        slow = np.stack([model.score_pairs([x] * 2, caps, torch.tensor(priors[i], dtype=torch.float32)).numpy()
+                         for i, x in enumerate(xs)])
+    np.testing.assert_allclose(fast, slow, atol=1e-4)
+    np.testing.assert_array_equal(fast, again)
+
+
 def test_untrained_router_ranks_like_the_prior():
     model = ModelSAT(dataclasses.replace(tiny_preset().model, lm_gate_init=0.0, prior_source="profile"), seed=0)
     priors = np.array([[0.8, 0.3], [0.2, 0.6]])
