@@ -138,8 +138,15 @@ def test_the_report_prints_losses_and_na_rows():
     text = c.export_text()
     assert "n/a (unseen model)" in text and "oracle (upper bound)" in text
     md = markdown({"run": {"started": "now", "seed": 0, "quick": True, "bootstrap_resamples": 10},
-                   "families": {}, "zoos": [entry]})
+                   "families": {}, "zoos": [entry, entry | {"zoo": ZOO.to_dict() | {"name": "again"}}]})
     assert "| random |" in md
+    # the summary (methods x zoos, and their average) shows each router's Δ with its CI, and n/a rows as such
+    summary = md.split("## Summary")[1].split("## Families")[0]
+    rand = next(r for r in entry["rows"] if r["method"] == "random")
+    d = rand["delta_vs_best_single"]
+    cell = f"{100 * rand['mean']:.2f} ({100 * d['estimate']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}])"
+    assert f"| random | {cell} | {cell} | {100 * rand['mean']:.2f} ({100 * d['estimate']:+.2f}) |" in summary
+    assert "| x | n/a (unseen model) | n/a (unseen model) |  |" in summary
 
 
 @needs_data

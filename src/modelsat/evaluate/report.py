@@ -224,6 +224,40 @@ def _md_zoo(entry: dict) -> list[str]:
     return lines + [""]
 
 
+def _md_summary(entries: list[dict], title: str) -> list[str]:
+    """Methods × zoos: mean accuracy (%) and Δ vs best single with its 95 % CI (the paper's Table 1 layout)."""
+    if not entries:
+        return []
+    methods: list[str] = []
+    for e in entries:
+        for r in _order(e["rows"]):
+            if r["method"] not in methods:
+                methods.append(r["method"])
+    avg = len(entries) > 1
+    lines = [f"### {title}", "", "| method | " + " | ".join(e["zoo"]["name"] for e in entries)
+             + (" | average of the zoos (mean Δ) |" if avg else " |"), "|---|" + "---|" * (len(entries) + avg)]
+    for m in methods:
+        cells, means, deltas = [], [], []
+        for e in entries:
+            row = next((r for r in e["rows"] if r["method"] == m), None)
+            if row is None:
+                cells.append("")
+            elif row.get("status", "ok") != "ok":
+                cells.append(row["status"])
+            else:
+                d = row.get("delta_vs_best_single")
+                show = d and m not in ("best single", "oracle") and row.get("kind") != "upper bound"
+                cells.append(_pct(row["mean"]) + (f" ({_delta(d, markup=False)})" if show else ""))
+                means.append(row["mean"])
+                deltas.append(d["estimate"] if show else None)
+        if avg:
+            whole = len(means) == len(entries) and all(x is not None and not _isnan(x) for x in means)
+            cells.append("" if not whole else _pct(sum(means) / len(means)) + (
+                f" ({100 * sum(deltas) / len(deltas):+.2f})" if all(x is not None for x in deltas) else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
     run = results["run"]
     lines = ["# modelsat benchmark", "",
@@ -234,6 +268,12 @@ def markdown(results: dict) -> str:
              "Oracle is an upper bound, not a router.", ""]
     if run.get("max_test_items_per_benchmark"):
         lines += [f"Quick run: at most {run['max_test_items_per_benchmark']} test items per benchmark (seeded).", ""]
+    pro = [e for e in results["zoos"] if e["family"] == "mmlu_pro"]
+    rest = [e for e in results["zoos"] if e["family"] != "mmlu_pro"]
+    summary = (_md_summary(pro, "MMLU-Pro zoos: mean accuracy (%) (Δ vs best single [95 % CI])")
+               + _md_summary(rest, "Other zoos: mean over benchmarks (%) (Δ vs best single [95 % CI])"))
+    if summary:
+        lines += ["## Summary", ""] + summary
     lines += ["## Families", ""]
     for fam, info in results["families"].items():
         lines.append(f"- **{fam}**: {len(info['models'])} models ({len(info['train_models'])} train routers), "
