@@ -175,3 +175,16 @@ def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
     shutil.rmtree(tmp_path / "r" / "prior")
     with pytest.raises(RouterError, match="prior.*is missing"):
         ModelSATRouter.load(tmp_path / "r")
+
+
+@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fastest")])
+def test_packing_several_instructions_in_one_forward_matches_one_at_a_time(encoder, order):
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
+                                         prior_token=True, lm_gate_init=1.0), seed=0).eval()
+    xs = ["What is 2 plus 2?", "Which scripture mentions prophet 5?", "Solve x + 3 = 9."]
+    priors = np.array([[0.7, 0.4], [0.2, 0.9], [0.5, 0.5]])
+    model.pack_tokens = 10_000
+    packed = model.score_matrix(xs, PROFILES, priors)
+    model.pack_tokens = 1                                   # one instruction per forward
+    single = model.score_matrix(xs, PROFILES, priors)
+    np.testing.assert_allclose(packed, single, atol=1e-4)

@@ -124,6 +124,7 @@ class ModelSAT(nn.Module):
         self._ids_cache: dict[str, list[int]] = {}
         self._psi_cache: dict[str, torch.Tensor] = {}
         self._cap_cache: dict[tuple, torch.Tensor] = {}   # inference only; cleared whenever weights may change
+        self.pack_tokens = 768     # score_matrix packs several instructions into one forward of about this length
         self.set_stage(0)
 
     # ---- inference speed: cached capability inputs, LoRA merged into φ while not training -----------------------
@@ -350,33 +351,48 @@ class ModelSAT(nn.Module):
         return self.combine(self._log_odds(last), priors)
 
     def score_shared(self, instruction: str, caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
-        """(B,) scores of one instruction with B capabilities. Fast orders: ONE forward of the packed sequence
-        [instruction prefix, suffix_1, ..., suffix_B] whose block mask lets each candidate's suffix see the prefix
-        and itself only, with positions continuing the prefix in every block: the same scores as B separate
-        sequences, but φ's weights are read once (on a CPU a forward of few tokens costs about as much as reading
-        the weights, so a second pass for the suffixes would cost nearly a whole forward)."""
+        """(B,) scores of one instruction with B capabilities (see `score_packed`)."""
         if self.cfg.order == "paper":
             return self.score_pairs([instruction] * len(caps), caps, priors)
-        pl = [None] * len(caps) if priors is None else priors.tolist()
-        prefix = self._embed(self._prefix_ids(instruction))
-        suffixes = [self._suffix(c, p) for c, p in zip(caps, pl)]
-        n_pre = prefix.shape[0]
-        lens = [x.shape[0] for x in suffixes]
-        total = n_pre + sum(lens)
-        mask = torch.zeros(total, total, dtype=torch.bool, device=self.device)
-        mask[:, :n_pre] = torch.tril(torch.ones(total, n_pre, dtype=torch.bool, device=self.device))
-        positions = list(range(n_pre))
-        last, start = [], n_pre
-        for k in lens:
-            mask[start:start + k, start:start + k] = torch.tril(torch.ones(k, k, dtype=torch.bool,
-                                                                           device=self.device))
-            positions.extend(range(n_pre, n_pre + k))
-            start += k
-            last.append(start - 1)
-        seq = torch.cat([prefix] + suffixes)[None]
+        return self.score_packed([instruction], caps, None if priors is None else priors[None])[0]
+
+    def score_packed(self, instructions: Sequence[str], caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
+        """(n, B) scores of n instructions with the same B capabilities, fast orders, in ONE forward of the packed
+        sequence [prefix_1, suffix_1,1 .. suffix_1,B, prefix_2, ...]. The block mask lets each suffix see its own
+        instruction's prefix and itself only, and positions continue the prefix in every block: the scores of
+        n·B separate sequences, but φ's weights are read once (on a CPU a forward of few tokens costs about as
+        much as reading the weights, so one pass per instruction, or a second pass for the suffixes, would
+        cost nearly a whole forward each). `priors`: (n, B) or None."""
+        dev = self.device
+        pieces, positions, last, blocks = [], [], [], []    # blocks: (start, length, attends-from)
+        start = 0
+        for i, x in enumerate(instructions):
+            prefix = self._embed(self._prefix_ids(x))
+            n_pre = prefix.shape[0]
+            pieces.append(prefix)
+            positions.extend(range(n_pre))
+            blocks.append((start, n_pre, None))
+            pre_start = start
+            start += n_pre
+            for j, c in enumerate(caps):
+                suf = self._suffix(c, None if priors is None else float(priors[i, j]))
+                k = suf.shape[0]
+                pieces.append(suf)
+                positions.extend(range(n_pre, n_pre + k))
+                blocks.append((start, k, (pre_start, n_pre)))
+                start += k
+                last.append(start - 1)
+        total = start
+        mask = torch.zeros(total, total, dtype=torch.bool, device=dev)
+        for b0, k, pre in blocks:
+            mask[b0:b0 + k, b0:b0 + k] = torch.tril(torch.ones(k, k, dtype=torch.bool, device=dev))
+            if pre is not None:
+                mask[b0:b0 + k, pre[0]:pre[0] + pre[1]] = True
+        seq = torch.cat(pieces)[None]
         h = self.lm.model(inputs_embeds=seq, attention_mask=mask[None, None],
-                          position_ids=torch.tensor([positions], device=self.device), use_cache=False).last_hidden_state
-        return self.combine(self._log_odds(h[0, last]), priors)
+                          position_ids=torch.tensor([positions], device=dev), use_cache=False).last_hidden_state
+        scores = self.combine(self._log_odds(h[0, last]), None if priors is None else priors.reshape(-1))
+        return scores.view(len(instructions), len(caps))
 
     @torch.no_grad()
     def score_matrix(self, instructions: Sequence[str], candidates: Sequence[Profile], priors: np.ndarray | None,
@@ -391,12 +407,22 @@ class ModelSAT(nn.Module):
         out = np.zeros((len(instructions), len(candidates)))
         for seed in seeds:
             caps = [self._cached_capability(c, seed) for c in candidates]
-            for i, x in enumerate(instructions):
-                pr = None if priors is None else torch.as_tensor(priors[i], dtype=torch.float32, device=self.device)
-                for s in range(0, len(caps), batch):
-                    sl = slice(s, s + batch)
-                    p = None if pr is None else pr[sl]
-                    out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
+            for s in range(0, len(caps), batch):
+                sl = slice(s, s + batch)
+                if self.cfg.order == "paper":
+                    for i, x in enumerate(instructions):
+                        p = None if priors is None else torch.as_tensor(priors[i, sl], dtype=torch.float32,
+                                                                         device=self.device)
+                        out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
+                    continue
+                # pack as many instructions per forward as keep the sequence near `pack_tokens`
+                per_instr = max(1, self.pack_tokens // (self.cfg.max_instruction_tokens + 40
+                                                        + len(caps[sl]) * max(1, int(caps[0].shape[0]) + 8)))
+                for i0 in range(0, len(instructions), per_instr):
+                    rows = slice(i0, i0 + per_instr)
+                    p = None if priors is None else torch.as_tensor(priors[rows, sl], dtype=torch.float32,
+                                                                     device=self.device)
+                    out[rows, sl] += self.score_packed(instructions[rows], caps[sl], p).double().cpu().numpy()
         if was_training:
             self.train(True)
         return out / len(seeds)
