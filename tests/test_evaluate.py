@@ -161,3 +161,20 @@ def test_real_routerdc_splits_keep_test_files_apart():
     assert (split.loc["routerdc/humaneval", "eval_split"] == "test").sum() == 49
     zd = H.build_zoo_data(fam, zoo)
     assert len(zd.prompts) == 49 + 164
+
+
+def test_shared_scores_slice_the_family_matrix_into_each_zoos_row():
+    fam = _family()
+    small = zoo_from_dict({"name": "pair", "family": "toy", "models": ["mid", "code"]})
+    zds = [H.build_zoo_data(fam, ZOO), H.build_zoo_data(fam, small)]
+    router = _BenchmarkOracle()
+    assert H.shared_scores(router, zds, fam.profiles) is None          # not declared independent
+    router.columns_independent = True
+    shared = H.shared_scores(router, zds, fam.profiles)
+    assert shared.scores.shape == (len(set(zds[0].prompts) | set(zds[1].prompts)), 3)
+    for zd in zds:
+        alone, _ = H.router_row("r", router, zd, fam.profiles, fam, 0)
+        sliced, s = H.router_row("r", router, zd, fam.profiles, fam, 0, shared)
+        assert s.shape == (len(zd.prompts), len(zd.models))
+        assert {k: v for k, v in sliced.items() if k != "ms_per_instruction"} == \
+               {k: v for k, v in alone.items() if k != "ms_per_instruction"}

@@ -164,10 +164,12 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                                                             "split_counts": fam.split_counts()}})
                     except Exception as exc:  # saving is a convenience; say so and go on
                         fam_out["fit"][name]["save_error"] = f"{type(exc).__name__}: {exc}"
+                progress.update(task, description=f"{fam.name}: {name} scoring")
+                shared = H.shared_scores(router, zoo_data, fam.profiles)
                 for zd in zoo_data:
                     progress.update(task, description=f"{fam.name}: {name} on {zd.name}")
                     try:
-                        row, s = H.router_row(name, router, zd, fam.profiles, fam, seed)
+                        row, s = H.router_row(name, router, zd, fam.profiles, fam, seed, shared)
                     except Exception as exc:
                         row, s = {"method": name, "kind": "router", "status": "failed",
                                   "reason": f"{type(exc).__name__}: {exc}"}, None

@@ -363,14 +363,51 @@ def router_scores(router: Router, zd: ZooData, profiles: dict[str, Profile], fam
     return s, seconds
 
 
+@dataclass
+class SharedScores:
+    """One router's scores on the union of a family's zoos (prompts × models), sliced per zoo."""
+
+    prompts: dict[str, int]
+    models: dict[str, int]
+    scores: np.ndarray
+    seconds_per_prompt: float
+
+    def for_zoo(self, zd: ZooData) -> tuple[np.ndarray, float]:
+        rows = [self.prompts[p] for p in zd.prompts]
+        cols = [self.models[m] for m in zd.models]
+        return self.scores[np.ix_(rows, cols)], self.seconds_per_prompt * len(zd.prompts)
+
+
+def shared_scores(router: Router, zoo_data: Sequence[ZooData], profiles: dict[str, Profile]) -> SharedScores | None:
+    """Scores every prompt of the zoos once with every model of the zoos, for a router whose candidates' scores
+    are independent of each other (`columns_independent`); None when that does not apply or fails (the zoos
+    are then scored one by one, where each failure is reported)."""
+    if not getattr(router, "columns_independent", False) or getattr(router, "needs_responses", False) \
+            or len(zoo_data) < 2:
+        return None
+    prompts = list(dict.fromkeys(p for zd in zoo_data for p in zd.prompts))
+    models = sorted({m for zd in zoo_data for m in zd.models})
+    start = time.perf_counter()
+    try:
+        s = np.asarray(router.score(prompts, [profiles[m] for m in models]), dtype=float)
+    except RouterError:
+        return None
+    if s.shape != (len(prompts), len(models)):
+        return None
+    return SharedScores({p: i for i, p in enumerate(prompts)}, {m: j for j, m in enumerate(models)}, s,
+                        (time.perf_counter() - start) / max(len(prompts), 1))
+
+
 def router_row(name: str, router: Router, zd: ZooData, profiles: dict[str, Profile], family: Family,
-               seed: int) -> tuple[dict, np.ndarray | None]:
-    """The router's row on one zoo (or an n/a row saying why), and its score matrix."""
+               seed: int, shared: SharedScores | None = None) -> tuple[dict, np.ndarray | None]:
+    """The router's row on one zoo (or an n/a row saying why), and its score matrix. With `shared`, the scores
+    are sliced from the family-wide matrix and ms/instruction is that run's (with every model of the family's
+    zoos as candidates, so an upper estimate for a smaller zoo)."""
     kind = "upper bound" if getattr(router, "is_upper_bound", False) else "router"
     if name in zd.references:   # the registered `random` / `oracle` routers beside the computed references
         name = f"{name} (router)"
     try:
-        s, seconds = router_scores(router, zd, profiles, family)
+        s, seconds = shared.for_zoo(zd) if shared is not None else router_scores(router, zd, profiles, family)
     except RouterError as exc:
         unseen = getattr(router, "needs_seen_models", False) and any(m not in family.train_models for m in zd.models)
         status = "n/a (unseen model)" if unseen else f"n/a ({exc})"

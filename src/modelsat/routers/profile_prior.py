@@ -77,6 +77,7 @@ class ProfilePrior(Router):
 
     name = "profile-prior"
     uses_embeddings = True
+    columns_independent = True
 
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
                  tasks: bool = True, C: float = 1.0, seed: int = 0):

@@ -47,6 +47,7 @@ class ModelSATRouter(Router):
 
     name = "modelsat"
     uses_embeddings = True
+    columns_independent = True
 
     def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
                  verbose: bool = False):
