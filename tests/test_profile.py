@@ -94,3 +94,24 @@ def test_mmlu_items_recorded_without_a_subject_get_the_nearest_one_and_are_marke
     assert prof.subjects["astronomy"].accuracy == 1.0 and prof.provenance["inferred_subjects"] == sorted(questions)
     with pytest.raises(ModelsatError, match="cannot be profiled"):   # without inference: no subject at all
         profile_from_records(pd.DataFrame(rows), "z", example_test())
+
+
+def test_profile_all_cli_gives_a_model_without_mmlu_items_a_per_benchmark_profile(tmp_path):
+    from typer.testing import CliRunner
+    from modelsat.cli import app
+    from modelsat.records import write_table
+    test_file = example_test().save(tmp_path / "test.json")
+    other = pd.DataFrame([{"model": "y", "benchmark": "gsm8k", "item_id": str(i), "prompt": f"q{i}",
+                           "subject": None, "score": float(i % 4 == 0), "cost": None, "response": None}
+                          for i in range(8)])
+    recs = tmp_path / "recs.parquet"
+    write_table(pd.concat([example_records(), other], ignore_index=True), recs)
+    args = ["profile", "--test", str(test_file), "--records", str(recs), "--all"]
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    y = Profile.load(tmp_path / "p" / "y.json")
+    assert y.test_version.startswith("per-benchmark") and y.subjects["gsm8k"].accuracy == 0.25
+    assert y.tasks["gsm8k"].n_items == 8
+    assert Profile.load(tmp_path / "p" / "m1.json").test_version == example_test().version
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "q"), "--no-per-benchmark-fallback"])
+    assert result.exit_code == 0 and not (tmp_path / "q" / "y.json").exists() and "not profiled" in result.output

@@ -59,6 +59,10 @@ def profile_cmd(
     price_out: Optional[float] = typer.Option(None, "--price-out", help="Expert note: USD per million output tokens."),
     notes_json: Optional[str] = typer.Option(None, "--notes", help="Further notes as a JSON object."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    per_benchmark: bool = typer.Option(True, "--per-benchmark-fallback/--no-per-benchmark-fallback",
+                                       help="With --all: a model with no MMLU item in the records (RouterBench) "
+                                       "gets a per-benchmark profile (accuracy per benchmark, test_version "
+                                       "'per-benchmark:...') instead of none."),
     infer_subjects: bool = typer.Option(True, "--infer-subjects/--no-infer-subjects",
                                         help="Records: give MMLU items recorded without a subject (LLMRouter) the "
                                         "nearest subject by the shipped subject map; such subjects are marked "
@@ -94,9 +98,22 @@ def profile_cmd(
                               f"{sum(s.n_items for s in p.subjects.values())} items"
                               + (f" ({len(fb)} subjects by fallback" + (f", {len(inf)} of them inferred" if inf
                                                                         else "") + ")" if fb else ""))
+            fallback_written = 0
             for m, why in skipped.items():
-                console.print(f"[yellow]not profiled[/] {m}: {why}")
-            console.print(f"[green]wrote[/] {len(written)} profiles to {out}; {len(skipped)} models not profiled")
+                if per_benchmark:
+                    from modelsat.aptitude.from_records import profile_file_name
+                    from modelsat.evaluate.harness import benchmark_profile
+                    prof = benchmark_profile(df, m, label)
+                    prof.tasks = dict(prof.subjects)
+                    prof.save(out / profile_file_name(m))
+                    fallback_written += 1
+                    console.print(f"[yellow]{m}[/]: per-benchmark profile ({', '.join(prof.subjects)}) — not on "
+                                  f"the aptitude test: {why}")
+                else:
+                    console.print(f"[yellow]not profiled[/] {m}: {why}")
+            console.print(f"[green]wrote[/] {len(written)} aptitude-test profiles to {out}"
+                          + (f" and {fallback_written} per-benchmark profiles" if fallback_written else "")
+                          + (f"; {len(skipped)} models not profiled" if not per_benchmark and skipped else ""))
             return
         if not model:
             raise ModelsatError("--model NAME is needed (or --all)")
