@@ -178,3 +178,15 @@ def test_shared_scores_slice_the_family_matrix_into_each_zoos_row():
         assert s.shape == (len(zd.prompts), len(zd.models))
         assert {k: v for k, v in sliced.items() if k != "ms_per_instruction"} == \
                {k: v for k, v in alone.items() if k != "ms_per_instruction"}
+
+
+def test_an_item_rendered_differently_per_model_gets_one_prompt_text():
+    recs = _records()
+    recs.loc[(recs["model"] == "code") & (recs["item_id"] == "35"), "prompt"] += "  "   # a variant rendering
+    fam = H.prepare_family("toy", [ZOO], recs, seed=0, test_builder=lambda pool, train: None)
+    assert fam.records.groupby(["benchmark", "item_id"])["prompt"].nunique().max() == 1
+    from modelsat.routers import get
+    oracle = get("oracle")().fit(fam.records[fam.records["model"].isin(fam.train_models)]
+                                 .drop(columns=["eval_split"]), [])
+    row, _ = H.router_row("oracle", oracle, H.build_zoo_data(fam, ZOO), fam.profiles, fam, 0)
+    assert row.get("status", "ok") == "ok"

@@ -151,6 +151,9 @@ def prepare_family(name: str, zoos: Sequence[Zoo], records: pd.DataFrame, seed: 
                             f"({', '.join(sorted({b for z in zoos for b in (z.benchmarks or ['*'])}))}) "
                             f"is in the records (found: {', '.join(sorted(records['benchmark'].unique())[:20])})")
     recs = records[records["benchmark"].isin(benches)]
+    # one prompt text per item: a few sources render the same item slightly differently per model (MMLU-Pro: 17
+    # of 12,032 items), and routers that key by text (oracle, reranker's responses) must see one text
+    recs = recs.assign(prompt=recs.groupby(["benchmark", "item_id"], sort=False)["prompt"].transform("first"))
     splits = assign_splits(recs, seed=seed, exclude_from_test=contaminated_items(recs))
     recs = apply_splits(recs, splits)
     all_models = sorted(recs["model"].unique())
