@@ -146,7 +146,7 @@ def test_the_report_prints_losses_and_na_rows():
     d = rand["delta_vs_best_single"]
     cell = f"{100 * rand['mean']:.2f} ({100 * d['estimate']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}])"
     assert f"| random | {cell} | {cell} | {100 * rand['mean']:.2f} ({100 * d['estimate']:+.2f}) |" in summary
-    assert "| x | n/a (unseen model) | n/a (unseen model) |  |" in summary
+    assert "| x | n/a (see the zoo's table) | n/a (see the zoo's table) |  |" in summary
 
 
 @needs_data

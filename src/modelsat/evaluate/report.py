@@ -243,7 +243,7 @@ def _md_summary(entries: list[dict], title: str) -> list[str]:
             if row is None:
                 cells.append("")
             elif row.get("status", "ok") != "ok":
-                cells.append(row["status"])
+                cells.append(row["status"].split(" (")[0] + " (see the zoo's table)")
             else:
                 d = row.get("delta_vs_best_single")
                 show = d and m not in ("best single", "oracle") and row.get("kind") != "upper bound"
