@@ -104,7 +104,6 @@ def profile_cmd(
                     from modelsat.aptitude.from_records import profile_file_name
                     from modelsat.evaluate.harness import benchmark_profile
                     prof = benchmark_profile(df, m, label)
-                    prof.tasks = dict(prof.subjects)
                     prof.save(out / profile_file_name(m))
                     fallback_written += 1
                     console.print(f"[yellow]{m}[/]: per-benchmark profile ({', '.join(prof.subjects)}) — not on "

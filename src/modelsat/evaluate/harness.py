@@ -91,11 +91,12 @@ def release_order(dates_csv: Path, dataset: str, models: Sequence[str]) -> list[
 
 
 def benchmark_profile(records: pd.DataFrame, model: str, family: str, key: str = "benchmark") -> Profile:
-    """A per-benchmark profile: accuracy on each benchmark's training items (used where no MMLU subject exists)."""
+    """A per-benchmark profile: accuracy on each benchmark's training items (used where no MMLU subject exists),
+    the same figures also as its `tasks` (what the profile prior's task classifier reads)."""
     r = records[records["model"] == model]
     g = r.groupby(key)["score"].agg(["mean", "size"])
-    return Profile(model=model, test_version=f"per-{key}:{family}",
-                   subjects={str(k): SubjectScore(float(v["mean"]), int(v["size"])) for k, v in g.iterrows()},
+    scores = {str(k): SubjectScore(float(v["mean"]), int(v["size"])) for k, v in g.iterrows()}
+    return Profile(model=model, test_version=f"per-{key}:{family}", subjects=scores, tasks=dict(scores),
                    provenance={"method": f"per-{key} accuracy on training items", "family": family})
 
 
@@ -126,9 +127,9 @@ def make_profiles(records: pd.DataFrame, models: Sequence[str], test, family: st
                 raise
             profiles[m] = benchmark_profile(records, m, family)
             method = "per-benchmark accuracy on training items (no MMLU subject in these records)"
-        if m not in core_only and records["benchmark"].nunique() > 1:
-            profiles[m].tasks = benchmark_profile(records, m, family).subjects
-    if any(p.tasks for p in profiles.values()):
+        if m not in core_only and records["benchmark"].nunique() > 1 and not profiles[m].tasks:
+            profiles[m].tasks = benchmark_profile(records, m, family).tasks
+    if records["benchmark"].nunique() > 1 and any(p.tasks for p in profiles.values()):
         method += "; with per-benchmark task accuracies on training items"
     return profiles, method
 

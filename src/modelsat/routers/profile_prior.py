@@ -42,6 +42,11 @@ DEFAULT_KAPPA = 100.0
 KAPPA_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 
 
+def shrink(n: int, accuracy: float, mean: float, kappa: float) -> float:
+    """An accuracy resting on n items, pulled toward the model's mean by kappa pseudo-items."""
+    return mean if n + kappa <= 0 else (n * accuracy + kappa * mean) / (n + kappa)
+
+
 def shrunk_accuracies(candidates: Sequence[Profile], subjects: Sequence[str], kappa: float) -> np.ndarray:
     """(S, m) per-subject accuracies, each shrunk toward the candidate's mean by its item count."""
     out = np.zeros((len(subjects), len(candidates)), dtype=np.float64)
@@ -50,7 +55,7 @@ def shrunk_accuracies(candidates: Sequence[Profile], subjects: Sequence[str], ka
         for i, s in enumerate(subjects):
             sc = c.subjects.get(s)
             n, acc = (sc.n_items, sc.accuracy) if sc is not None else (0, mean)
-            out[i, j] = mean if n + kappa <= 0 else (n * acc + kappa * mean) / (n + kappa)
+            out[i, j] = shrink(n, acc, mean, kappa)
     return out
 
 
@@ -188,9 +193,7 @@ class ProfilePrior(Router):
                 for j, c in enumerate(candidates):
                     sc = c.tasks.get(name) or (c.subjects.get(name) if name not in sm.subjects else None)
                     if sc is not None:
-                        mean = c.mean_accuracy
-                        a[:, j] = (sc.n_items * sc.accuracy + kappa * mean) / (sc.n_items + kappa) \
-                            if sc.n_items + kappa > 0 else mean
+                        a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, kappa)
             out += probs[:, [t]] * a
         return out
 
