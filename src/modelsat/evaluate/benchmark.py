@@ -22,7 +22,7 @@ from modelsat.evaluate.zoos import Zoo
 from modelsat.paths import data_dir as resolve_data_dir
 
 QUICK_MAX_TEST_ITEMS = 600      # per benchmark and zoo, seeded sample
-QUICK_MAX_TRAIN_ITEMS = 2000    # per benchmark, seeded sample (profiles still use every training item)
+QUICK_MAX_TRAIN_ITEMS = 1000    # per benchmark, seeded sample (profiles still use every training item)
 
 
 class AptitudeTests:

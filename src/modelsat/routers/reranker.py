@@ -6,7 +6,8 @@ raises a RouterError saying so. The scorer is a logistic regression on
 [emb(instruction), emb(response), emb(instruction) ⊙ emb(response)] (MiniLM, `modelsat.embeddings`), trained
 on a seeded sample of training (item, model) pairs that have a response, label = score ≥ 0.5. Only the last
 `response_chars` characters of a response are embedded: long chain-of-thought answers end with the answer, and
-MiniLM reads at most 256 tokens. Model names are not features, so any model with responses can be scored.
+MiniLM reads at most 128 tokens (`embeddings.MAX_TOKENS`). Model names are not features, so any model with
+responses can be scored.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class RerankerRouter(Router):
     uses_embeddings = True
     needs_responses = True
     # `modelsat benchmark --quick`: every test response of every candidate is embedded, so keep them short
-    quick_params = {"max_pairs": 2000, "response_chars": 400}
+    quick_params = {"max_pairs": 2000, "response_chars": 200}
 
     def __init__(self, C: float = 1.0, max_pairs: int | None = 6000, response_chars: int = 1000, seed: int = 0):
         self.C = C

@@ -70,6 +70,9 @@ class TrainConfig:
     groups_per_step: int = 2
     model_contrastive_frac: float = 0.75   # share of groups "one instruction, k candidates"; the rest are the
     #                                        paper's item-contrastive groups "one model, k instructions"
+    model_group: str = "k"           # a model-contrastive group holds "k" candidates (1 right, k−1 wrong) or "all"
+    #                                  training models with a result on the instruction (one packed forward scores
+    #                                  them all: every model's label for the price of about two k-groups)
     loss: str = "group+bce"          # "group" (eq. 5 cross-entropy over the group), "bce" (pointwise), or both
     bce_weight: float = 0.5
     strong_model_weight: float = 1.0  # sampling weight ∝ accuracy^this (the paper favours stronger models)
@@ -89,6 +92,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _choice("loss", self.loss, ("group", "bce", "group+bce"))
+        _choice("model_group", self.model_group, ("k", "all"))
         if self.group_size < 2:
             raise ModelsatError(f"train.group_size must be >= 2, got {self.group_size}")
         if not 0.0 <= self.model_contrastive_frac <= 1.0:

@@ -3,11 +3,13 @@
 1. Items × models table from the records; each training model's profile; the prior for every pair.
 2. Groups, by configuration:
    - model-contrastive (share `model_contrastive_frac`): one instruction, one candidate that answered it,
-     k−1 that failed. This is what teaches the router to tell models apart (issue 13's measurement).
+     k−1 that failed. This is what teaches the router to tell models apart (issue 13's measurement). With
+     `model_group: all` the group is every training model with a result on the instruction (one packed forward).
    - item-contrastive (the paper's homogeneous in-batch negatives): one model, 1 item it answered, k−1 it failed.
    Stronger models are sampled more (weight ∝ accuracy^strong_model_weight), and distinguishing items more
    (weight ∝ (p(1−p))^distinguishing_weight, p = share of models right on the item).
-3. Loss: cross-entropy over the group's k scores with the positive's index (eq. 5), and/or pointwise BCE.
+3. Loss: cross-entropy over the group's scores with the positive's index (eq. 5; several positives: −log of
+   their softmax mass), and/or pointwise BCE.
 4. Stage 1 trains the connector and the head; stage 2 adds φ's LoRA adapters (or all of φ), with a larger
    learning rate on W (and ψ when trained).
 5. Atomic checkpoints every `checkpoint_every` steps; `resume=True` continues a stopped run from the last one
@@ -86,9 +88,13 @@ class GroupSampler:
         return self.rng.choice(idx, size=min(n, len(idx)), replace=False, p=w / w.sum())
 
     def model_contrastive(self):
-        """One instruction; one candidate that answered it (stronger favoured), k−1 that failed."""
+        """One instruction; one candidate that answered it (stronger favoured), k−1 that failed; or, with
+        model_group "all", every model with a result on it (right ones first)."""
         k = self.cfg.group_size
         i = int(self._pick(self.mixed_items, self.item_w, 1)[0])
+        if self.cfg.model_group == "all":
+            models = np.concatenate([np.flatnonzero(self.right[i]), np.flatnonzero(self.wrong[i])])
+            return "model", np.full(len(models), i), models, self.right[i, models].astype(np.float32)
         pos = self._pick(np.flatnonzero(self.right[i]), self.model_w, 1)
         neg = self._pick(np.flatnonzero(self.wrong[i]), np.ones_like(self.model_w), k - 1)
         models = np.concatenate([pos, neg])
@@ -120,10 +126,13 @@ def group_scores(model: ModelSAT, data: TrainingData, kind: str, items: np.ndarr
 
 
 def group_loss(scores: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Eq. 5 (cross-entropy with the positive at index 0) and/or pointwise BCE on the same scores."""
+    """Eq. 5 and/or pointwise BCE on the same scores. Eq. 5 is the cross-entropy of the softmax over the group
+    with the positive's index; with several positives (model_group "all") it is −log of the softmax mass on them,
+    which is eq. 5 exactly when there is one."""
     loss = scores.new_zeros(())
     if cfg.loss in ("group", "group+bce"):
-        loss = loss + torch.nn.functional.cross_entropy(scores[None], scores.new_zeros(1, dtype=torch.long))
+        pos = labels >= 0.5
+        loss = loss + torch.logsumexp(scores, 0) - torch.logsumexp(scores[pos], 0)
     if cfg.loss in ("bce", "group+bce"):
         w = 1.0 if cfg.loss == "bce" else cfg.bce_weight
         loss = loss + w * torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
