@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -17,6 +18,20 @@ DIM = 384
 MAX_TOKENS = 128
 _lock = threading.Lock()
 _model = None
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def transient():
+    """Inside this block (in this thread), vectors `embed` computes are used and forgotten, never written to the
+    on-disk cache; vectors already cached (training prompts) are still read. The proxy and `modelsat route` embed
+    live instructions this way, so serving never grows a file on disk or leaves a trace of what users asked."""
+    before = getattr(_local, "transient", False)
+    _local.transient = True
+    try:
+        yield
+    finally:
+        _local.transient = before
 
 
 def _encoder():
@@ -83,9 +98,10 @@ def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) ->
                 iterator = track(iterator, description=f"embedding {len(todo_texts)} texts")
             for start in iterator:
                 vecs = encode(todo_texts[start:start + step], batch_size=batch_size)
-                rows = [(k, v.tobytes()) for k, v in zip(todo[start:start + step], vecs)]
-                db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
-                db.commit()
+                if not getattr(_local, "transient", False):
+                    rows = [(k, v.tobytes()) for k, v in zip(todo[start:start + step], vecs)]
+                    db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
+                    db.commit()
                 found.update({k: v for k, v in zip(todo[start:start + step], vecs)})
     finally:
         db.close()

@@ -121,20 +121,22 @@ def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weig
     if not instruction or not instruction.strip():
         raise ModelsatError("the instruction is empty; pass the text to route, e.g. "
                             "modelsat route \"Solve x^2 - 5x + 6 = 0\"")
-    start = time.perf_counter()
-    scores = np.asarray(router.score([instruction], list(candidates)), dtype=float)[0]
-    adjusted = scores - cost_weight * relative_costs(candidates)
-    chosen = int(np.argmax(adjusted))
-    elapsed = time.perf_counter() - start
-    out = {"instruction": instruction, "chosen": candidates[chosen].model,
-           "scores": {c.model: float(s) for c, s in zip(candidates, scores)},
-           "cost_weight": cost_weight, "seconds": elapsed}
-    if cost_weight:
-        out["adjusted_scores"] = {c.model: float(s) for c, s in zip(candidates, adjusted)}
-    sm = getattr(router, "subject_map_", None)
-    if sm is not None:
-        w = sm.weights([instruction])[0]
-        out["subjects"] = {sm.subjects[i]: float(w[i]) for i in np.argsort(-w)[:3]}
+    from modelsat.embeddings import transient
+    with transient():   # the instruction is embedded in memory only, never written to the cache
+        start = time.perf_counter()
+        scores = np.asarray(router.score([instruction], list(candidates)), dtype=float)[0]
+        adjusted = scores - cost_weight * relative_costs(candidates)
+        chosen = int(np.argmax(adjusted))
+        elapsed = time.perf_counter() - start
+        out = {"instruction": instruction, "chosen": candidates[chosen].model,
+               "scores": {c.model: float(s) for c, s in zip(candidates, scores)},
+               "cost_weight": cost_weight, "seconds": elapsed}
+        if cost_weight:
+            out["adjusted_scores"] = {c.model: float(s) for c, s in zip(candidates, adjusted)}
+        sm = getattr(router, "subject_map_", None)
+        if sm is not None:
+            w = sm.weights([instruction])[0]
+            out["subjects"] = {sm.subjects[i]: float(w[i]) for i in np.argsort(-w)[:3]}
     return out
 
 

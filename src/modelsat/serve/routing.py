@@ -85,7 +85,9 @@ class RoutingService:
                     fut.set_result(scores[i])
 
     def _score(self, texts: list[str]) -> np.ndarray:
-        s = np.asarray(self.router.score(texts, self.profiles), dtype=np.float64)
+        from modelsat.embeddings import transient
+        with transient():   # users' instructions are embedded in memory only: no disk growth, no trace
+            s = np.asarray(self.router.score(texts, self.profiles), dtype=np.float64)
         if s.shape != (len(texts), len(self.profiles)):
             raise RouterError(f"router {self.router.name!r}: score returned shape {s.shape}, "
                               f"expected ({len(texts)}, {len(self.profiles)})")
