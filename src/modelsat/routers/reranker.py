@@ -35,7 +35,7 @@ class RerankerRouter(Router):
     uses_embeddings = True
     needs_responses = True
     # `modelsat benchmark --quick`: every test response of every candidate is embedded, so keep them short
-    quick_params = {"max_pairs": 2000, "response_chars": 200}
+    quick_params = {"max_pairs": 1000, "response_chars": 100}
 
     def __init__(self, C: float = 1.0, max_pairs: int | None = 6000, response_chars: int = 1000, seed: int = 0):
         self.C = C
