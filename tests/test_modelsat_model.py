@@ -44,16 +44,20 @@ def synthetic_records(n_per_subject=6):
     return pd.DataFrame(rows)
 
 
+def trained_scores_and_truth(preset, records, profiles):
+    """(scores, truth), both (items, models), of a router trained with `preset` on `records`, on its own items."""
+    router = ModelSATRouter(preset=preset.to_dict()).fit(records, profiles)
+    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
+    truth = records.pivot_table(index="prompt", columns="model", values="score").reindex(prompts)
+    return router.score(prompts, profiles), truth[[p.model for p in profiles]].to_numpy()
+
+
 def test_overfit_ranks_positives_and_the_right_model():
     records = synthetic_records()
     preset = tiny_preset()
     preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=80, group_size=2,
                                                                    model_contrastive_frac=0.5, loss="group"))
-    router = ModelSATRouter(preset=preset.to_dict()).fit(records, PROFILES)
-    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
-    truth = records.pivot_table(index="prompt", columns="model", values="score").reindex(prompts)
-    truth = truth[[p.model for p in PROFILES]].to_numpy()
-    s = router.score(prompts, PROFILES)
+    s, truth = trained_scores_and_truth(preset, records, PROFILES)
     # the right model above the wrong one on the same item
     assert (s.argmax(1) == truth.argmax(1)).all()
     # within one model, its positives above its negatives
@@ -222,9 +226,5 @@ def test_overfit_with_all_model_groups_ranks_the_right_model():
     preset = tiny_preset()
     preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=60, model_group="all",
                                                                    model_contrastive_frac=1.0, loss="group+bce"))
-    router = ModelSATRouter(preset=preset.to_dict()).fit(records, profiles)
-    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
-    truth = records.pivot_table(index="prompt", columns="model", values="score").reindex(prompts)
-    truth = truth[[p.model for p in profiles]].to_numpy()
-    s = router.score(prompts, profiles)
+    s, truth = trained_scores_and_truth(preset, records, profiles)
     assert (s.argmax(1) == truth.argmax(1)).all()
