@@ -25,7 +25,7 @@ def benchmark_cmd(
     out: Path = typer.Option(Path("benchmark-results"), "--out", help="Folder for results.json, results.md, "
                              "plots/, splits/ and the fitted routers."),
     quick: bool = typer.Option(False, "--quick", help="Quick presets and at most 600 test items per benchmark "
-                               "(seeded): about 30 minutes on a 2-core CPU."),
+                               "(seeded): 20-30 minutes on a 2-core CPU, cold cache included."),
     routers: Optional[str] = typer.Option(None, "--routers", help="Comma list of registered routers "
                                           "(default: all; see `modelsat benchmark --list`)."),
     zoos: Optional[str] = typer.Option(None, "--zoos", help="Comma list of built-in zoo names or YAML files "
