@@ -51,3 +51,23 @@ def test_the_proxy_and_route_never_write_a_users_instruction_to_disk(tmp_path, m
     assert embeddings._key(secret) not in keys and embeddings._key(other) not in keys
     embeddings.embed([secret])   # outside a live request the same text is cached: the check above can fail
     assert embeddings._key(secret) in cached_keys(cache)
+
+
+def test_inside_one_transient_block_a_text_is_encoded_once_and_forgotten_after(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path))
+    encoded: list[str] = []
+    real = embeddings.encode
+
+    def counting(texts, **kw):
+        encoded.extend(texts)
+        return real(texts, **kw)
+
+    monkeypatch.setattr(embeddings, "encode", counting)
+    text = "Route this live request once, however many parts of the router read it (cache test 4)"
+    with embeddings.transient():
+        first = embeddings.embed([text])
+        np.testing.assert_array_equal(embeddings.embed([text, text]), np.vstack([first, first]))
+    assert encoded == [text]
+    with embeddings.transient():   # a new block remembers nothing of the last one
+        embeddings.embed([text])
+    assert encoded == [text, text] and embeddings._key(text) not in cached_keys(tmp_path)

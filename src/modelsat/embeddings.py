@@ -23,15 +23,18 @@ _local = threading.local()
 
 @contextlib.contextmanager
 def transient():
-    """Inside this block (in this thread), vectors `embed` computes are used and forgotten, never written to the
-    on-disk cache; vectors already cached (training prompts) are still read. The proxy and `modelsat route` embed
-    live instructions this way, so serving never grows a file on disk or leaves a trace of what users asked."""
-    before = getattr(_local, "transient", False)
-    _local.transient = True
+    """Inside this block (in this thread), vectors `embed` computes are kept in memory for the block only, never
+    written to the on-disk cache; vectors already cached (training prompts) are still read. The proxy and
+    `modelsat route` embed live instructions this way, so serving never grows a file on disk or leaves a trace of
+    what users asked, and a request that embeds its instruction twice (prior, subject display) encodes it once."""
+    outer = getattr(_local, "memo", None)
+    if outer is None:
+        _local.memo = {}
     try:
         yield
     finally:
-        _local.transient = before
+        if outer is None:
+            _local.memo = None
 
 
 def _encoder():
@@ -80,8 +83,9 @@ def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) ->
     db = sqlite3.connect(cache_file(), timeout=60)
     try:
         db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
-        found: dict[str, np.ndarray] = {}
-        uniq = list(dict.fromkeys(keys))
+        memo = getattr(_local, "memo", None)    # a dict inside transient(), else None
+        found: dict[str, np.ndarray] = {k: memo[k] for k in keys if k in memo} if memo is not None else {}
+        uniq = [k for k in dict.fromkeys(keys) if k not in found]
         for start in range(0, len(uniq), 500):
             chunk = uniq[start:start + 500]
             q = f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})"
@@ -98,7 +102,9 @@ def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) ->
                 iterator = track(iterator, description=f"embedding {len(todo_texts)} texts")
             for start in iterator:
                 vecs = encode(todo_texts[start:start + step], batch_size=batch_size)
-                if not getattr(_local, "transient", False):
+                if memo is not None:
+                    memo.update(zip(todo[start:start + step], vecs))
+                else:
                     rows = [(k, v.tobytes()) for k, v in zip(todo[start:start + step], vecs)]
                     db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?)", rows)
                     db.commit()
