@@ -3,17 +3,21 @@
     python scripts/build_default_zoo.py [--data-dir DIR] [--zoo middle-mixed]
 
 Writes (package data, small):
-  src/modelsat/shipped/subject_map/   57 x 384 anchors (float16) + temperature (routers/subject_map.py)
+  src/modelsat/shipped/subject_map/   57 x 384 classifier rows (float16) + intercepts + temperature
+                                      (routers/subject_map.py)
   src/modelsat/shipped/default_zoo/   zoo.yaml + one profile JSON per model, built from MMLU-Pro TRAINING items
                                       only (aptitude test chosen on training items, then each model's score on
                                       its 20 core items per subject)
 
 Splits: the evaluation harness's (`modelsat.evaluate.splits.assign_splits`, seed 0, 70/10/20 train/val/test
 per item), so the default zoo's profiles never saw an item the benchmark tests on.
-Anchors: official MMLU dev+test questions minus every MMLU-Pro item (same normalised question text), so no
-MMLU-Pro item, train or test, is an anchor; at most 40 per subject (seed 0) to keep the build cheap.
-Temperature: maximum likelihood of the true subject on 1,000 MMLU-Pro training items of `ori_mmlu` origin;
-keyword blend weight chosen on validation items. Prints subject top-1 accuracy on val and test.
+Subject map (`--subject-map linear`, the default): a logistic regression of the subject on static MiniLM
+features (`embeddings.static_encode`), trained on every official MMLU dev+test question that is not an MMLU-Pro
+item (same normalised question text), so no MMLU-Pro item, train or test, is seen; C chosen on validation items.
+`--subject-map centroid` builds the earlier map instead (cosine to centroids of full MiniLM embeddings, at most
+40 questions a subject, keyword blend chosen on validation items). Either way the temperature is the maximum
+likelihood of the true subject on 1,000 MMLU-Pro training items of `ori_mmlu` origin, and the script prints
+subject top-1 / top-3 accuracy on train, val and test.
 """
 
 from __future__ import annotations
@@ -75,8 +79,66 @@ def anchor_questions(q: pd.DataFrame, rec: pd.DataFrame, per_subject: int = 40, 
     return fresh.loc[picked.index]   # pandas >= 2.2 drops the grouping column inside apply
 
 
+def _mmlu_items_by_split(items: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """MMLU-Pro items of ori_mmlu origin per harness split; 1,000 training items (they fit one number, T)."""
+    mmlu_items = items[items["source"].fillna("").str.startswith("ori_mmlu-")]
+    by_split = {s: mmlu_items[mmlu_items["split"] == s] for s in ("train", "val", "test")}
+    by_split["train"] = by_split["train"].sample(frac=1, random_state=0).iloc[:1000]
+    return by_split
+
+
+def subject_report(sm, by_split: dict[str, pd.DataFrame]) -> dict:
+    """{split: {top1, top3, n_items}} of the map's heaviest subjects against the items' true subject."""
+    report = {}
+    for s, df in by_split.items():
+        feats = sm.featurize(df["prompt"].tolist())
+        acc, n = sm.top1_accuracy(feats, df["subject"].tolist())
+        w = sm.weights_from_embeddings(feats)
+        idx = {x: i for i, x in enumerate(sm.subjects)}
+        y = np.array([idx[x] for x in df["subject"]])
+        top3 = float(np.mean([yy in np.argsort(-ww)[:3] for ww, yy in zip(w, y)]))
+        report[s] = {"top1": acc, "top3": top3, "n_items": n}
+    return report
+
+
+def build_linear_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
+    """The shipped subject map: logistic regression on static MiniLM features, C picked on val, T on train."""
+    from modelsat.embeddings import static_encode
+    from modelsat.routers.subject_map import SubjectMap
+
+    items = rec.drop_duplicates("item_id").reset_index(drop=True)
+    questions = anchor_questions(q, items, per_subject=10 ** 9)
+    x = static_encode(questions["prompt"].tolist())
+    by_split = _mmlu_items_by_split(items)
+    tried, best = {}, None
+    for C in (1.0, 10.0, 100.0):
+        sm = SubjectMap.from_classifier(x, questions["subject"].to_numpy(), C=C, feature_kind="static")
+        sm.fit_temperature(sm.featurize(by_split["train"]["prompt"].tolist()), by_split["train"]["subject"].tolist())
+        acc, n = sm.top1_accuracy(sm.featurize(by_split["val"]["prompt"].tolist()), by_split["val"]["subject"].tolist())
+        tried[C] = acc
+        if verbose:
+            print(f"  C={C:g}: T={sm.temperature:.3f}  val top-1 {acc:.3f} (n={n})")
+        if best is None or acc > best[1]:
+            best = (C, acc, sm)
+    C, _, sm = best
+    report = subject_report(sm, by_split)
+    sm.provenance.update({
+        "method": "linear: logistic regression on static MiniLM features (embeddings.static_encode)",
+        "training_questions": "official MMLU dev+test questions (prompt = question + options), minus every "
+                              "MMLU-Pro item (same question text); no model results",
+        "n_training_questions": int(len(questions)), "C": C, "C_val_top1": {str(k): v for k, v in tried.items()},
+        "temperature_fitted_on": "1,000 MMLU-Pro ori_mmlu training items (harness split, seed 0, 70/10/20)",
+        "subject_accuracy": report})
+    if verbose:
+        print(f"chosen C={C:g}; T={sm.temperature:.3f}; trained on {len(questions)} MMLU questions that are not "
+              "MMLU-Pro items")
+        for s, r in report.items():
+            print(f"  {s:5s}: subject top-1 {r['top1']:.3f}, top-3 {r['top3']:.3f} (n={r['n_items']})")
+    return sm
+
+
 def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
-    """The subject map (anchors from de-duplicated MMLU, keyword blend picked on val, T fitted on train)."""
+    """The earlier centroid map (anchors from de-duplicated MMLU, keyword blend picked on val, T fitted on train)."""
     import torch
     torch.set_num_threads(1)
     from modelsat.aptitude.core_items import subject_keywords
@@ -89,10 +151,7 @@ def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
     kw = subject_keywords()
     kw_names = sorted(kw)
     kw_emb = dict(zip(kw_names, embed([", ".join(kw[s]) for s in kw_names])))
-    mmlu_items = items[items["source"].fillna("").str.startswith("ori_mmlu-")]
-    by_split = {s: mmlu_items[mmlu_items["split"] == s] for s in ("train", "val", "test")}
-    # the temperature is one number: 1,000 training items fit it as well as 4,800 at a fifth of the cost
-    by_split["train"] = by_split["train"].sample(frac=1, random_state=0).iloc[:1000]
+    by_split = _mmlu_items_by_split(items)
 
     def E(df):
         return embed(df["prompt"].tolist(), progress=verbose)
@@ -109,15 +168,9 @@ def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
         if best is None or acc > best[1]:
             best = (kw_weight, acc, sm)
     kw_weight, _, sm = best
-    report = {}
-    for s in ("train", "val", "test"):
-        acc, n = sm.top1_accuracy(E(by_split[s]), by_split[s]["subject"].tolist())
-        w = sm.weights_from_embeddings(E(by_split[s]))
-        idx = {x: i for i, x in enumerate(sm.subjects)}
-        y = np.array([idx[x] for x in by_split[s]["subject"]])
-        top3 = float(np.mean([yy in np.argsort(-ww)[:3] for ww, yy in zip(w, y)]))
-        report[s] = {"top1": acc, "top3": top3, "n_items": n}
+    report = subject_report(sm, by_split)
     sm.provenance.update({
+        "method": "centroid: cosine to MMLU question centroids of all-MiniLM-L6-v2 embeddings",
         "anchors": "official MMLU dev+test questions (prompt = question + options; all-MiniLM-L6-v2), minus "
                    "every MMLU-Pro item (same question text), <= 40 per subject (seed 0); no model results",
         "n_anchor_questions": int(len(anchors)),
@@ -165,11 +218,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--zoo", default="middle-mixed", choices=MMLU_PRO_ZOOS)
+    ap.add_argument("--subject-map", default="linear", choices=("linear", "centroid"),
+                    help="linear: logistic regression on static MiniLM features (shipped); centroid: the earlier "
+                         "map on full MiniLM embeddings (minutes of embedding on a CPU)")
     args = ap.parse_args(argv)
     rec, q = load_data(args.data_dir)
     print(f"MMLU-Pro: {len(rec)} records, {rec['item_id'].nunique()} items; "
           f"split {rec.drop_duplicates('item_id')['split'].value_counts().to_dict()}")
-    sm = build_subject_map(rec, q)
+    sm = (build_linear_subject_map if args.subject_map == "linear" else build_subject_map)(rec, q)
     sm.save(SHIPPED / "subject_map")
     test, profiles = build_profiles(rec, mmlu_pro_zoos()[args.zoo], label="mmlu_pro (shared/data), training split")
     write_default_zoo(profiles, args.zoo, test.version, SHIPPED / "default_zoo")

@@ -26,7 +26,6 @@ from build_default_zoo import build_profiles, load_data, mmlu_pro_zoos  # noqa: 
 def main(argv=None) -> None:
     import torch
     torch.set_num_threads(1)
-    from modelsat.embeddings import embed
     from modelsat.evaluate import metrics
     from modelsat.routers.profile_prior import ProfilePrior, prior_scores, profile_from_records
     from modelsat.routers.subject_map import shipped
@@ -48,7 +47,7 @@ def main(argv=None) -> None:
                for m in models}
     sm = shipped()
     test_items = test.drop_duplicates("item_id")[["item_id", "prompt", "category", "source"]].reset_index(drop=True)
-    w_test = sm.weights_from_embeddings(embed(test_items["prompt"].tolist(), progress=True))
+    w_test = sm.weights(test_items["prompt"].tolist())
 
     out = {"subject_map": sm.provenance, "aptitude_test": apt_test.version, "zoos": {}}
     for kind, profiles in (("aptitude-test profile", apt_profiles), ("all-train-items stand-in", standin)):

@@ -71,3 +71,18 @@ def test_inside_one_transient_block_a_text_is_encoded_once_and_forgotten_after(t
     with embeddings.transient():   # a new block remembers nothing of the last one
         embeddings.embed([text])
     assert encoded == [text, text] and embeddings._key(text) not in cached_keys(tmp_path)
+
+
+def test_static_features_are_unit_norm_bags_of_minilm_token_vectors_and_never_touch_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path))
+    texts = ["Solve 3x + 5 = 20 for x.", "Which enzyme digests starch in the mouth?", ""]
+    x = embeddings.static_encode(texts)
+    assert x.shape == (3, embeddings.DIM) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x[:2], axis=1), 1.0, atol=1e-5)
+    assert not x[2].any()                                   # no token: the zero vector
+    np.testing.assert_array_equal(embeddings.static_encode(texts[:1])[0], x[0])   # batch-independent
+    # a bag of words: word order does not matter, words do
+    a, b, c = embeddings.static_encode(["the dog bit the man", "the man bit the dog", "photosynthesis in plants"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert float(a @ c) < 0.99
+    assert not cached_keys(tmp_path)

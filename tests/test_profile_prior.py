@@ -160,3 +160,47 @@ def test_profile_tasks_round_trip_and_are_validated(tmp_path):
     bad["tasks"]["toy/arith"]["accuracy"] = 1.5
     with pytest.raises(ModelsatError, match="task 'toy/arith' accuracy 1.5"):
         Profile.from_dict(bad)
+
+
+def test_shipped_map_reads_static_features_so_the_prior_runs_no_encoder(monkeypatch):
+    from modelsat import embeddings
+    sm = shipped()
+    assert (sm.kind, sm.features) == ("linear", "static")
+    assert sm.provenance["subject_accuracy"]["test"]["top1"] > 0.6     # as written by the build script
+
+    def no_encoder(*a, **k):
+        raise AssertionError("the full MiniLM encoder ran")
+
+    monkeypatch.setattr(embeddings, "encode", no_encoder)
+    cands = [profile("mathy", MATH, LAW), profile("lawyer", LAW, MATH)]
+    assert ProfilePrior(kappa=3.0).route([MATH_Q, LAW_Q], cands) == ["mathy", "lawyer"]
+
+
+def test_a_linear_map_learns_subjects_from_questions_and_round_trips(tmp_path):
+    from router_data import prompts_of
+    from modelsat.embeddings import static_encode
+    subjects = {"math": "high_school_mathematics", "history": "high_school_world_history", "biology": "anatomy"}
+    qs = {s: prompts_of(s) for s in subjects}
+    train = [(q, subjects[s]) for s in qs for q in qs[s][:15]]
+    held = [(q, subjects[s]) for s in qs for q in qs[s][15:]]
+    sm = SubjectMap.from_classifier(static_encode([q for q, _ in train]), [s for _, s in train], C=10.0)
+    assert sm.kind == "linear" and sm.features == "static" and sm.bias.shape == (3,)
+    acc, n = sm.top1_accuracy(sm.featurize([q for q, _ in held]), [s for _, s in held])
+    assert n == 15 and acc == 1.0
+    sm.fit_temperature(sm.featurize([q for q, _ in train]), [s for _, s in train])
+    again = SubjectMap.load(sm.save(tmp_path / "linear"))
+    assert (again.kind, again.features, again.temperature) == ("linear", "static", sm.temperature)
+    # anchors are stored in float16; the weights agree to that precision
+    np.testing.assert_allclose(again.weights([q for q, _ in held]), sm.weights([q for q, _ in held]), atol=2e-3)
+    (tmp_path / "linear" / "anchors.safetensors").write_bytes(b"")    # a damaged folder is a clear error
+    with pytest.raises(ModelsatError, match="not a subject map folder"):
+        SubjectMap.load(tmp_path / "linear")
+
+
+def test_a_centroid_map_on_full_minilm_embeddings_still_works(tmp_path):
+    from modelsat.embeddings import embed
+    sm = SubjectMap.from_questions(embed([MATH_Q, LAW_Q]), ["high_school_mathematics", "professional_law"])
+    assert (sm.kind, sm.features) == ("centroid", "minilm")
+    again = SubjectMap.load(sm.save(tmp_path / "centroid"))
+    assert again.kind == "centroid" and again.bias is None
+    assert [again.subjects[i] for i in again.weights([MATH_Q, LAW_Q]).argmax(1)] == sm.subjects

@@ -2,7 +2,7 @@
 
     prior(x, c) = sum_s w_s(x) * acc~_c(s),   acc~_c(s) = (n_cs * acc_cs + kappa * mean_c) / (n_cs + kappa)
 
-w(x) comes from the subject map (softmax of MiniLM similarity to per-subject anchors, `subject_map.py`);
+w(x) comes from the subject map (a softmax over per-subject scores of the instruction's features, `subject_map.py`);
 acc~ shrinks each per-subject accuracy toward the model's mean accuracy by the number of items it rests on, and
 a subject the profile lacks (n = 0) falls back to the mean. Nothing is learned per model, so a model known only
 by its aptitude-test profile is scored like any other (design.md, "Where we depart from the paper": the
@@ -14,8 +14,8 @@ as a registered router (`profile-prior`) whose `fit` learns only the temperature
 Tasks beyond MMLU. The aptitude test measures MMLU subjects; a zoo of specialists (RouterDC's: math, code,
 Chinese) differs on what MMLU does not test. When the training records span several benchmarks and the
 candidates' profiles carry per-task accuracies (`Profile.tasks`, or per-benchmark profiles), `fit` also learns
-a task classifier (multinomial logistic regression of the benchmark on the MiniLM embedding; text only, no
-score) and the prior becomes
+a task classifier (multinomial logistic regression of the benchmark on the subject map's features; text only,
+no score) and the prior becomes
 
     prior(x, c) = sum_t P(t | x) * a_c(t, x),   a_c(t, x) = the subject prior above  if t is MMLU-like,
                                                              the shrunk task accuracy of c on t  otherwise,
@@ -113,14 +113,13 @@ class ProfilePrior(Router):
         that have a profile. Give it records the profiles were *not* built from (e.g. validation items): on
         the profiles' own items the per-subject accuracies look better than they are and kappa comes out low.
         """
-        from modelsat.embeddings import embed
         sm = self._map()
         key_cols = [c for c in ("benchmark", "item_id") if c in records]
         items = records.drop_duplicates(key_cols).reset_index(drop=True)
         known = items[items["subject"].isin(sm.subjects)] if "subject" in items else items.iloc[:0]
         emb = None
         if len(items):
-            emb = embed(items["prompt"].tolist())
+            emb = sm.featurize(items["prompt"].tolist())
             if self.fit_temperature and self.temperature is None and len(known) >= 10:
                 pos = np.flatnonzero(items["subject"].isin(sm.subjects).to_numpy())
                 sm.fit_temperature(emb[pos], items["subject"].iloc[pos].tolist())
@@ -199,18 +198,20 @@ class ProfilePrior(Router):
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) prior: the candidate's shrunk profile accuracy at the instruction's subjects (and tasks)."""
-        from modelsat.embeddings import embed
         if not candidates:
             raise RouterError("profile-prior: no candidates")
-        return self._prior(embed(list(instructions)), candidates, self._kappa())
+        return self._prior(self._map().featurize(list(instructions)), candidates, self._kappa())
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         sm = self._map()
         arrays = {"anchors": sm.anchors}
+        if sm.bias is not None:
+            arrays["subject_bias"] = sm.bias
         if getattr(self, "task_names_", None):
             arrays |= {"task_coef": self.task_coef_, "task_intercept": self.task_intercept_}
         return (arrays,
                 {"subjects": sm.subjects, "temperature": sm.temperature, "kappa": self._kappa(),
+                 "subject_features": sm.features,
                  "subject_map_provenance": sm.provenance, "task_names": list(getattr(self, "task_names_", [])),
                  "mmlu_like": list(getattr(self, "mmlu_like_", []))})
 
@@ -219,7 +220,9 @@ class ProfilePrior(Router):
             return
         self.subject_map_ = SubjectMap(subjects=list(extra["subjects"]), anchors=arrays["anchors"],
                                        temperature=float(extra["temperature"]),
-                                       provenance=dict(extra.get("subject_map_provenance") or {}))
+                                       provenance=dict(extra.get("subject_map_provenance") or {}),
+                                       bias=arrays.get("subject_bias"),
+                                       features=extra.get("subject_features", "minilm"))
         self.kappa_ = float(extra["kappa"])
         self.task_names_ = list(extra.get("task_names") or [])
         self.mmlu_like_ = list(extra.get("mmlu_like") or [])

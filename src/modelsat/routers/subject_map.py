@@ -1,20 +1,26 @@
-"""Instruction -> weights over the 57 MMLU subjects: softmax of cosine similarity to per-subject anchors.
+"""Instruction -> weights over the 57 MMLU subjects: a softmax over per-subject scores of the instruction's features.
 
 The profile prior (design.md, "Where we depart from the paper") reads a candidate's profile at the
-instruction's subjects; this module says which subjects those are. An anchor is the unit-norm centroid of the
-all-MiniLM-L6-v2 embeddings of one subject's official MMLU questions (question + options, as records render
-them), optionally blended with the embedding of the subject's five aptitude-test keywords. Weights are
-`softmax(cos(x, anchor_s) / temperature)`; the temperature is fitted by maximum likelihood of the true subject
-on MMLU-Pro *training* items whose MMLU subject is known (`fit_temperature`).
+instruction's subjects; this module says which subjects those are. Two kinds of map:
 
-Leakage: anchors use question text only, never a model's result, so no score leaks into a router through
-them. But MMLU test questions reappear in other evaluation sets (MMLU-Pro's `ori_mmlu` items, RouterDC's and
-RouteLLM's MMLU files), so the shipped map is built from MMLU questions with every MMLU-Pro item removed
-(same normalised question text; scripts/build_default_zoo.py); its subject accuracy on MMLU-Pro is then not
-inflated by the anchors having seen the question. On RouterDC/RouteLLM MMLU items the anchors *do* contain the
-question text: subject identification there is easier than on unseen text (scores still do not leak).
+- **linear** (the shipped one since session 4): features are `embeddings.static_encode` (the mean of
+  all-MiniLM-L6-v2's input token vectors, no transformer layers, ~0.1 ms a text), scores a multinomial logistic
+  regression trained on the official MMLU questions (question + options, as records render them) with every
+  MMLU-Pro item removed. On MMLU-Pro's ori_mmlu items it names the right subject as often as the centroid map
+  on full MiniLM embeddings (top-1 val 0.68 / test 0.71 vs 0.64 / 0.69) and costs nothing at routing time:
+  the full encoder took 27-35 ms of a ~140 ms route (scripts/bench_routing.py).
+- **centroid**: features are full MiniLM embeddings (disk-cached), scores the cosine to each subject's anchor
+  (the unit-norm centroid of its questions' embeddings, optionally blended with its five aptitude keywords).
 
-Routing one instruction costs one MiniLM embedding (disk-cached) and a (1 x 384) @ (384 x 57) product.
+Weights are `softmax(score / temperature)`; the temperature is fitted by maximum likelihood of the true
+subject on MMLU-Pro *training* items whose MMLU subject is known (`fit_temperature`).
+
+Leakage: the map is trained on question text only, never a model's result, so no score leaks into a router
+through it. MMLU test questions reappear in other evaluation sets (MMLU-Pro's `ori_mmlu` items, RouterDC's and
+RouteLLM's MMLU files), so the shipped map leaves out every MMLU-Pro item (same normalised question text;
+scripts/build_default_zoo.py); its subject accuracy on MMLU-Pro is then not inflated by having seen the
+question. On RouterDC/RouteLLM MMLU items it *has* seen the question text: subject identification there is
+easier than on unseen text (scores still do not leak).
 """
 
 from __future__ import annotations
@@ -33,36 +39,59 @@ from modelsat.errors import ModelsatError
 SHIPPED_DIR_NAME = "subject_map"
 
 
+FEATURES = ("minilm", "static")
+
+
 @dataclass
 class SubjectMap:
-    """Per-subject anchor vectors (unit norm, (S, 384)) and the softmax temperature over cosine similarities."""
+    """Per-subject vectors ((S, 384): unit-norm anchors, or a linear classifier's rows with `bias`), the features
+    they read ("minilm": full MiniLM embeddings; "static": `embeddings.static_encode`) and the softmax
+    temperature over their scores."""
 
     subjects: list[str]
     anchors: np.ndarray
     temperature: float = 0.05
     provenance: dict = field(default_factory=dict)
+    bias: np.ndarray | None = None       # None: a centroid map (cosine scores); else (S,) intercepts
+    features: str = "minilm"
 
     def __post_init__(self) -> None:
         self.anchors = np.asarray(self.anchors, dtype=np.float32)
         if self.anchors.shape != (len(self.subjects), self.anchors.shape[1] if self.anchors.ndim == 2 else -1):
             raise ModelsatError(f"subject map: {len(self.subjects)} subjects but anchors of shape "
                                 f"{self.anchors.shape}")
+        if self.bias is not None:
+            self.bias = np.asarray(self.bias, dtype=np.float32).reshape(-1)
+            if len(self.bias) != len(self.subjects):
+                raise ModelsatError(f"subject map: {len(self.subjects)} subjects but {len(self.bias)} intercepts")
         if not self.temperature > 0:
             raise ModelsatError(f"subject map: temperature must be > 0, got {self.temperature}")
+        if self.features not in FEATURES:
+            raise ModelsatError(f"subject map: unknown features {self.features!r}; expected one of {FEATURES}")
+
+    @property
+    def kind(self) -> str:
+        return "centroid" if self.bias is None else "linear"
 
     # ---- scoring ------------------------------------------------------------------------------------------
+    def featurize(self, instructions: Sequence[str]) -> np.ndarray:
+        """(n, 384) the features this map reads: MiniLM embeddings (disk-cached) or static token-vector means."""
+        from modelsat.embeddings import embed, static_encode
+        texts = list(instructions)
+        return static_encode(texts) if self.features == "static" else embed(texts)
+
     def similarities(self, embeddings: np.ndarray) -> np.ndarray:
-        """(n, S) cosine similarities of unit-norm instruction embeddings to the subject anchors."""
-        return np.asarray(embeddings, dtype=np.float32) @ self.anchors.T
+        """(n, S) per-subject scores of instruction features: cosine to the anchors, or the classifier's logits."""
+        s = np.asarray(embeddings, dtype=np.float32) @ self.anchors.T
+        return s if self.bias is None else s + self.bias
 
     def weights_from_embeddings(self, embeddings: np.ndarray, temperature: float | None = None) -> np.ndarray:
         """(n, S) subject weights (rows sum to 1) from instruction embeddings."""
         return softmax(self.similarities(embeddings), temperature or self.temperature)
 
     def weights(self, instructions: Sequence[str]) -> np.ndarray:
-        """(n, S) subject weights (rows sum to 1) of each instruction; embeds with MiniLM (cached)."""
-        from modelsat.embeddings import embed
-        return self.weights_from_embeddings(embed(list(instructions)))
+        """(n, S) subject weights (rows sum to 1) of each instruction."""
+        return self.weights_from_embeddings(self.featurize(instructions))
 
     def top_subjects(self, instruction: str, k: int = 3) -> list[tuple[str, float]]:
         """The k heaviest subjects of one instruction with their weights."""
@@ -89,7 +118,7 @@ class SubjectMap:
             z -= z.max(1, keepdims=True)
             return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
 
-        res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1.0)), method="bounded")
+        res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(100.0)), method="bounded")
         self.temperature = float(np.exp(res.x))
         self.provenance["temperature_fit"] = {"n_items": len(keep), "mean_nll": float(res.fun)}
         return self
@@ -132,35 +161,58 @@ class SubjectMap:
                 anchors[i] = _unit((1 - keyword_weight) * centroid + keyword_weight * kw)
         return cls(subjects=names, anchors=anchors, provenance=dict(provenance or {}))
 
+    @classmethod
+    def from_classifier(cls, features: np.ndarray, subjects: Sequence[str], C: float = 10.0,
+                        feature_kind: str = "static", seed: int = 0, provenance: dict | None = None) -> "SubjectMap":
+        """A linear map: multinomial logistic regression of each question's subject on its features."""
+        from modelsat.routers.per_category import fit_logistic
+        subjects = np.asarray(subjects)
+        names = sorted(set(subjects.tolist()))
+        y = np.searchsorted(names, subjects)
+        coef, intercept = fit_logistic(np.asarray(features, dtype=np.float64), y, len(names), C, seed)
+        return cls(subjects=names, anchors=coef, bias=intercept, temperature=1.0, features=feature_kind,
+                   provenance=dict(provenance or {}))
+
     # ---- files --------------------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Writes anchors.safetensors + subject_map.json (subjects, temperature, provenance) into `directory`."""
+        """Writes anchors.safetensors (float16; + bias for a linear map) + subject_map.json (subjects, kind,
+        features, temperature, provenance) into `directory`."""
         from safetensors.numpy import save_file
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / ".anchors.safetensors.tmp"
-        save_file({"anchors": np.ascontiguousarray(self.anchors.astype(np.float16))}, str(tmp))
+        tensors = {"anchors": np.ascontiguousarray(self.anchors.astype(np.float16))}
+        if self.bias is not None:
+            tensors["bias"] = np.ascontiguousarray(self.bias.astype(np.float32))
+        save_file(tensors, str(tmp))
         tmp.chmod(0o644)
         tmp.replace(d / "anchors.safetensors")
-        write_json_atomic({"subjects": self.subjects, "temperature": self.temperature,
-                           "provenance": self.provenance}, d / "subject_map.json")
+        write_json_atomic({"subjects": self.subjects, "kind": self.kind, "features": self.features,
+                           "temperature": self.temperature, "provenance": self.provenance}, d / "subject_map.json")
         return d
 
     @classmethod
     def load(cls, directory: str | Path) -> "SubjectMap":
         """The subject map stored in `directory` by `save`."""
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
         d = Path(directory)
         try:
             meta = json.loads((d / "subject_map.json").read_text())
-            anchors = load_file(str(d / "anchors.safetensors"))["anchors"].astype(np.float32)
-        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            tensors = load_file(str(d / "anchors.safetensors"))
+            anchors = tensors["anchors"].astype(np.float32)
+        except (OSError, json.JSONDecodeError, KeyError, SafetensorError) as exc:
             raise ModelsatError(f"{d}: not a subject map folder (expected subject_map.json and "
                                 f"anchors.safetensors): {exc}") from exc
-        # stored in float16: renormalise so cosines stay exact to ~1e-3
-        anchors /= np.linalg.norm(anchors, axis=1, keepdims=True).clip(1e-12)
+        kind = meta.get("kind", "centroid")
+        if kind == "linear" and "bias" not in tensors:
+            raise ModelsatError(f"{d}: a linear subject map without its bias tensor")
+        if kind == "centroid":   # stored in float16: renormalise so cosines stay exact to ~1e-3
+            anchors /= np.linalg.norm(anchors, axis=1, keepdims=True).clip(1e-12)
         return cls(subjects=list(meta["subjects"]), anchors=anchors, temperature=float(meta["temperature"]),
-                   provenance=dict(meta.get("provenance") or {}))
+                   provenance=dict(meta.get("provenance") or {}),
+                   bias=tensors.get("bias") if kind == "linear" else None,
+                   features=meta.get("features", "minilm"))
 
 
 def shipped_dir() -> Path:
