@@ -8,6 +8,11 @@ best single model. Prints the summary tables and writes the usual results folder
     python scripts/compare_modelsat.py --out runs/compare \
         --variant k='{}' --variant all='{"train": {"model_group": "all"}}' \
         --zoos smaller-scale,smaller-mixed,middle-mixed,larger-mixed,high-performance
+
+With `--seeds 0,1,2` the whole comparison runs once per seed (each seed draws its own item split, test sample
+and training seed; results in OUT/seed-N) and ends with one table: each method's Δ vs the best single model per
+seed and their mean, for the mean of the MMLU-Pro zoos and for every other zoo, and how many seeds put the Δ
+significantly above (+) or below (−) zero. One seed cannot rank routers: the split alone moves them by points.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+import numpy as np
 
 from rich.console import Console
 
@@ -25,6 +32,7 @@ from modelsat.routers.base import register
 from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
 
 BASELINES = "best-single,random,oracle,profile-prior,per-category,knn"
+MMLU_PRO_ZOOS = ("smaller-scale", "smaller-mixed", "middle-mixed", "larger-mixed", "high-performance")
 
 
 def variant_router(name: str, preset: str, overrides: dict) -> type:
@@ -33,6 +41,50 @@ def variant_router(name: str, preset: str, overrides: dict) -> type:
     cls = type(f"ModelSAT_{name}", (ModelSATRouter,), {"name": f"modelsat:{name}",
                                                          "quick_params": {"preset": preset, "overrides": overrides}})
     return register(cls)
+
+
+def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int]]]:
+    """{method: {column: (Δ in points, +1 / -1 / 0 as its 95 % CI lies above / below / across zero)}}; columns
+    are "MMLU-Pro (mean of N)" over the MMLU-Pro zoos present and every other zoo by name."""
+    per: dict[str, dict[str, tuple[float, int]]] = {}
+    for entry in results["zoos"]:
+        for row in entry["rows"]:
+            d = row.get("delta_vs_best_single")
+            if row.get("status", "ok") != "ok" or not d or row.get("kind") == "upper bound":
+                continue
+            sig = 1 if d["low"] > 0 else -1 if d["high"] < 0 else 0
+            per.setdefault(row["method"], {})[entry["zoo"]["name"]] = (100 * d["estimate"], sig)
+    out: dict[str, dict[str, tuple[float, int]]] = {}
+    for method, cells in per.items():
+        pro = [cells[z][0] for z in MMLU_PRO_ZOOS if z in cells]
+        row = {f"MMLU-Pro (mean of {len(pro)})": (float(np.mean(pro)), 0)} if pro else {}
+        row |= {z: v for z, v in cells.items() if z not in MMLU_PRO_ZOOS}
+        out[method] = row
+    return out
+
+
+def seeds_table(by_seed: dict[int, dict]) -> str:
+    """Markdown: rows = methods, columns = zoo groups; each cell the Δ per seed, then their mean and the count of
+    seeds whose CI is above / below zero (MMLU-Pro means have no CI)."""
+    deltas = {seed: seed_deltas(r) for seed, r in by_seed.items()}
+    methods = list(dict.fromkeys(m for d in deltas.values() for m in d))
+    columns = list(dict.fromkeys(c for d in deltas.values() for m in d.values() for c in m))
+    seeds = list(by_seed)
+    lines = [f"Δ vs best single (points) per seed {seeds}, then the mean; [n+ / n−] = seeds significantly "
+             "above / below zero", "", "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for m in methods:
+        cells = []
+        for c in columns:
+            vals = [deltas[s].get(m, {}).get(c) for s in seeds]
+            if any(v is None for v in vals):
+                cells.append("")
+                continue
+            est = " / ".join(f"{v[0]:+.2f}" for v in vals)
+            up, down = sum(v[1] > 0 for v in vals), sum(v[1] < 0 for v in vals)
+            sig = f" [{up}+ / {down}−]" if not c.startswith("MMLU-Pro (") else ""
+            cells.append(f"{est} → **{np.mean([v[0] for v in vals]):+.2f}**{sig}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -45,6 +97,8 @@ def main() -> None:
     ap.add_argument("--baselines", default=BASELINES)
     ap.add_argument("--out", type=Path, default=Path("runs/compare-modelsat"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds: run once per seed and print the table "
+                                                   "of Δ per seed and their mean (overrides --seed)")
     args = ap.parse_args()
     names = []
     for spec in args.variant:
@@ -58,10 +112,26 @@ def main() -> None:
         names.append(variant_router(name, args.preset, overrides).name)
     zoos = resolve_zoos(args.zoos)
     console = Console()
-    results = run_benchmark(zoos, args.baselines.split(",") + names, args.out, seed=args.seed, quick=True,
-                            console=console, save_routers=False)
-    print_report(results, console)
-    write_report(results, args.out)
+    if args.seeds is None:
+        results = run_benchmark(zoos, args.baselines.split(",") + names, args.out, seed=args.seed, quick=True,
+                                console=console, save_routers=False)
+        print_report(results, console)
+        write_report(results, args.out)
+        return
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--seeds wants integers separated by commas, got {args.seeds!r}")
+    by_seed = {}
+    for seed in seeds:
+        out = args.out / f"seed-{seed}"
+        by_seed[seed] = run_benchmark(zoos, args.baselines.split(",") + names, out, seed=seed, quick=True,
+                                      console=console, save_routers=False)
+        write_report(by_seed[seed], out)
+        table = seeds_table(by_seed)     # rewritten after every seed, so a stopped run keeps what it measured
+        (args.out / "seeds.md").write_text(table)
+        console.print(f"[green]seed {seed} done[/]: {out}")
+    print(table)
 
 
 if __name__ == "__main__":
