@@ -8,6 +8,10 @@ run (issue 13 targets: <= 1.5x at 5 candidates, <= 3x at 60). Latency does not d
 untrained router of the preset is timed unless --router points to a trained one.
 
     python scripts/bench_routing.py [--preset cpu-default] [--router DIR] [--reps 15] [--threads 2]
+                                    [--prior-features minilm|static]
+
+`--prior-features` swaps the subject map the prior reads (timing only: the scores are then not the trained
+router's): "minilm" pays one MiniLM forward per instruction, "static" none.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="5,20,60")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prior-features", choices=("minilm", "static"), default=None,
+                    help="time the prior with this shipped subject map instead of the router's own")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from modelsat.embeddings import transient
@@ -61,6 +67,15 @@ def main() -> None:
         if base.preset_.model.prior_source == "fitted":   # an unfitted profile prior costs the same to run
             from modelsat.routers.profile_prior import ProfilePrior
             base.prior_router_ = ProfilePrior()
+    if args.prior_features:
+        from modelsat.routers.profile_prior import ProfilePrior
+        from modelsat.routers.subject_map import shipped
+        model_cfg = dataclasses.replace(base.preset_.model, prior_features=args.prior_features)
+        base.preset_ = dataclasses.replace(base.preset_, model=model_cfg)
+        if model_cfg.prior_source == "fitted":
+            prior = getattr(base, "prior_router_", None) or ProfilePrior()
+            prior.features, prior.subject_map_ = args.prior_features, shipped(args.prior_features)
+            base.prior_router_ = prior
     routers = {}
     orders = ("fast", "fastest", "paper")
     for order in orders:
@@ -72,8 +87,9 @@ def main() -> None:
     model = base.model_
     ids = model.instruction_ids(INSTRUCTION)
     print(f"preset {base.preset_.name}: LM {base.preset_.model.lm} ({model.lm.config.num_hidden_layers} layers), "
-          f"encoder {base.preset_.model.encoder}, instruction {len(ids)} tokens, {args.threads} threads, "
-          f"{args.reps} reps")
+          f"encoder {base.preset_.model.encoder}, prior map {base.preset_.model.prior_features}, "
+          f"{base.preset_.model.n_soft_tokens + base.preset_.model.profile_tokens} tokens a candidate, "
+          f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps")
 
     def instruction(rep: int) -> str:
         # a new text every repeat (same length in tokens), so the instruction's MiniLM embedding is paid each

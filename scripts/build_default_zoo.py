@@ -3,21 +3,23 @@
     python scripts/build_default_zoo.py [--data-dir DIR] [--zoo middle-mixed]
 
 Writes (package data, small):
-  src/modelsat/shipped/subject_map/   57 x 384 classifier rows (float16) + intercepts + temperature
-                                      (routers/subject_map.py)
+  src/modelsat/shipped/subject_map/         57 x 384 anchors (float16) + temperature (centroid map on MiniLM,
+                                            the default; routers/subject_map.py)
+  src/modelsat/shipped/subject_map_static/  57 x 384 classifier rows (float16) + intercepts + temperature
+                                            (linear map on static MiniLM features)
   src/modelsat/shipped/default_zoo/   zoo.yaml + one profile JSON per model, built from MMLU-Pro TRAINING items
                                       only (aptitude test chosen on training items, then each model's score on
                                       its 20 core items per subject)
 
 Splits: the evaluation harness's (`modelsat.evaluate.splits.assign_splits`, seed 0, 70/10/20 train/val/test
 per item), so the default zoo's profiles never saw an item the benchmark tests on.
-Subject map (`--subject-map linear`, the default): a logistic regression of the subject on static MiniLM
-features (`embeddings.static_encode`), trained on every official MMLU dev+test question that is not an MMLU-Pro
-item (same normalised question text), so no MMLU-Pro item, train or test, is seen; C chosen on validation items.
-`--subject-map centroid` builds the earlier map instead (cosine to centroids of full MiniLM embeddings, at most
-40 questions a subject, keyword blend chosen on validation items). Either way the temperature is the maximum
-likelihood of the true subject on 1,000 MMLU-Pro training items of `ori_mmlu` origin, and the script prints
-subject top-1 / top-3 accuracy on train, val and test.
+Subject maps (`--subject-map both`, the default, or one of them): the centroid map is the cosine to centroids of
+full MiniLM embeddings of official MMLU dev+test questions that are not MMLU-Pro items (same normalised question
+text, so no MMLU-Pro item, train or test, is seen), at most 40 a subject, keyword blend chosen on validation
+items; the linear map is a logistic regression of the subject on static MiniLM features
+(`embeddings.static_encode`) of all those questions, C chosen on validation items. Either way the temperature is
+the maximum likelihood of the true subject on 1,000 MMLU-Pro training items of `ori_mmlu` origin, and the script
+prints subject top-1 / top-3 accuracy on train, val and test.
 """
 
 from __future__ import annotations
@@ -218,20 +220,23 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--zoo", default="middle-mixed", choices=MMLU_PRO_ZOOS)
-    ap.add_argument("--subject-map", default="linear", choices=("linear", "centroid"),
-                    help="linear: logistic regression on static MiniLM features (shipped); centroid: the earlier "
-                         "map on full MiniLM embeddings (minutes of embedding on a CPU)")
+    ap.add_argument("--subject-map", default="both", choices=("both", "centroid", "linear"),
+                    help="which shipped map(s) to rebuild: centroid (on MiniLM embeddings, the default map; "
+                         "minutes of embedding on a CPU when the cache is cold), linear (on static features)")
     args = ap.parse_args(argv)
     rec, q = load_data(args.data_dir)
     print(f"MMLU-Pro: {len(rec)} records, {rec['item_id'].nunique()} items; "
           f"split {rec.drop_duplicates('item_id')['split'].value_counts().to_dict()}")
-    sm = (build_linear_subject_map if args.subject_map == "linear" else build_subject_map)(rec, q)
-    sm.save(SHIPPED / "subject_map")
+    from modelsat.routers.subject_map import SHIPPED_DIRS
+    if args.subject_map in ("both", "centroid"):
+        build_subject_map(rec, q).save(SHIPPED / SHIPPED_DIRS["minilm"])
+    if args.subject_map in ("both", "linear"):
+        build_linear_subject_map(rec, q).save(SHIPPED / SHIPPED_DIRS["static"])
     test, profiles = build_profiles(rec, mmlu_pro_zoos()[args.zoo], label="mmlu_pro (shared/data), training split")
     write_default_zoo(profiles, args.zoo, test.version, SHIPPED / "default_zoo")
     size = sum(f.stat().st_size for f in SHIPPED.rglob("*") if f.is_file()
-               and ("subject_map" in f.parts or "default_zoo" in f.parts))
-    print(f"wrote {SHIPPED / 'subject_map'} and {SHIPPED / 'default_zoo'} ({size / 1024:.0f} KB); "
+               and (f.parent.name.startswith("subject_map") or "default_zoo" in f.parts))
+    print(f"wrote the subject map(s) and {SHIPPED / 'default_zoo'} ({size / 1024:.0f} KB in all); "
           f"test {test.version}, {len(test.subjects)} subjects")
     print(json.dumps({m: round(p.mean_accuracy, 3) for m, p in profiles.items()}, indent=1))
 

@@ -5,7 +5,8 @@
 Same items and splits as scripts/build_default_zoo.py (the harness's assign_splits, seed 0, 70/10/20):
 - profiles from TRAINING items only, two kinds: the aptitude test (50 subjects x 20 core items chosen on
   training items; the paper's profile) and a stand-in that uses every training item of each ori_mmlu subject;
-- kappa fitted on VALIDATION items; the subject map is the shipped one (temperature fitted on training items);
+- kappa fitted on VALIDATION items; the subject map is a shipped one (`--features`; temperature fitted on
+  training items);
 - routed accuracy on TEST items (all 14 categories) vs best single (chosen on training), per-category best
   (chosen on training) and the oracle; paired bootstrap 95 % CIs of each difference to the best single model.
 """
@@ -33,6 +34,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="results/profile_prior.json")
+    ap.add_argument("--features", default="minilm", choices=("minilm", "static"),
+                    help="the shipped subject map: centroid on MiniLM (default) or linear on static features")
     args = ap.parse_args(argv)
 
     rec, _ = load_data(args.data_dir)
@@ -45,7 +48,7 @@ def main(argv=None) -> None:
     mmlu_subjects = sorted(train.loc[train["source"].fillna("").str.startswith("ori_mmlu-"), "subject"].unique())
     standin = {m: profile_from_records(train, m, mmlu_subjects, test_version="train-items-stand-in")
                for m in models}
-    sm = shipped()
+    sm = shipped(args.features)
     test_items = test.drop_duplicates("item_id")[["item_id", "prompt", "category", "source"]].reset_index(drop=True)
     w_test = sm.weights(test_items["prompt"].tolist())
 

@@ -159,6 +159,9 @@ def test_presets_load_and_unknown_keys_are_refused(tmp_path):
     bad.write_text("model:\n  n_soft_tokenz: 3\n")
     with pytest.raises(ModelsatError, match="n_soft_tokenz"):
         load_preset(bad)
+    bad.write_text("model:\n  prior_features: bag-of-letters\n")
+    with pytest.raises(ModelsatError, match="prior_features"):
+        load_preset(bad)
 
 
 def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
@@ -169,6 +172,7 @@ def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
     router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_source": "fitted", "prior": True}})
     router.fit(records, PROFILES)
     assert router.prior_router_.task_names_ == []        # the profiles measure no task named toy/toy2
+    assert router.prior_router_._map().features == "minilm"
     xs = ["What is 4 plus 4?", "Who founded temple 9?"]
     np.testing.assert_allclose(router.prior(xs, PROFILES), router.prior_router_.score(xs, PROFILES))
     router.save(tmp_path / "r")
@@ -179,6 +183,13 @@ def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
     shutil.rmtree(tmp_path / "r" / "prior")
     with pytest.raises(RouterError, match="prior.*is missing"):
         ModelSATRouter.load(tmp_path / "r")
+    # prior_features: static fits the prior on the static-feature map, and it survives save/load
+    fast = ModelSATRouter(preset="tiny", overrides={"model": {"prior_source": "fitted", "prior": True,
+                                                             "prior_features": "static"}}).fit(records, PROFILES)
+    assert fast.prior_router_._map().features == "static"
+    again = ModelSATRouter.load(fast.save(tmp_path / "fast"))
+    assert again.prior_router_._map().features == "static"
+    np.testing.assert_array_equal(fast.score(xs, PROFILES), again.score(xs, PROFILES))
 
 
 @pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fastest")])

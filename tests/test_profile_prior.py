@@ -162,10 +162,11 @@ def test_profile_tasks_round_trip_and_are_validated(tmp_path):
         Profile.from_dict(bad)
 
 
-def test_shipped_map_reads_static_features_so_the_prior_runs_no_encoder(monkeypatch):
+def test_the_static_map_lets_the_prior_route_without_the_encoder(monkeypatch, tmp_path):
     from modelsat import embeddings
-    sm = shipped()
-    assert (sm.kind, sm.features) == ("linear", "static")
+    assert (shipped().kind, shipped().features) == ("centroid", "minilm")     # the default
+    sm = shipped("static")
+    assert (sm.kind, sm.features) == ("linear", "static") and sm.subjects == shipped().subjects
     assert sm.provenance["subject_accuracy"]["test"]["top1"] > 0.6     # as written by the build script
 
     def no_encoder(*a, **k):
@@ -173,7 +174,13 @@ def test_shipped_map_reads_static_features_so_the_prior_runs_no_encoder(monkeypa
 
     monkeypatch.setattr(embeddings, "encode", no_encoder)
     cands = [profile("mathy", MATH, LAW), profile("lawyer", LAW, MATH)]
-    assert ProfilePrior(kappa=3.0).route([MATH_Q, LAW_Q], cands) == ["mathy", "lawyer"]
+    router = ProfilePrior(kappa=3.0, features="static")
+    assert router.route([MATH_Q, LAW_Q], cands) == ["mathy", "lawyer"]
+    loaded = Router.load(router.save(tmp_path / "static"))     # the map's kind and features travel with it
+    assert (loaded._map().kind, loaded._map().features) == ("linear", "static")
+    np.testing.assert_array_equal(loaded.score([MATH_Q], cands), router.score([MATH_Q], cands))
+    with pytest.raises(ModelsatError, match="no shipped subject map"):
+        shipped("bag-of-letters")
 
 
 def test_a_linear_map_learns_subjects_from_questions_and_round_trips(tmp_path):

@@ -85,18 +85,19 @@ class ProfilePrior(Router):
     columns_independent = True
 
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
-                 tasks: bool = True, C: float = 1.0, seed: int = 0):
+                 tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm"):
         self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
         self.tasks = tasks                    # learn the task classifier when records span several benchmarks
         self.C = C                            # its inverse regularisation
         self.seed = seed
+        self.features = features              # which shipped subject map: "minilm" (centroid) or "static"
 
     # the subject map is state, not a hyper-parameter: a fresh router starts from the shipped one
     def _map(self) -> SubjectMap:
         if getattr(self, "subject_map_", None) is None:
-            self.subject_map_ = shipped()
+            self.subject_map_ = shipped(self.features)
             if self.temperature is not None:
                 self.subject_map_.temperature = float(self.temperature)
         return self.subject_map_

@@ -1,26 +1,28 @@
 """Instruction -> weights over the 57 MMLU subjects: a softmax over per-subject scores of the instruction's features.
 
 The profile prior (design.md, "Where we depart from the paper") reads a candidate's profile at the
-instruction's subjects; this module says which subjects those are. Two kinds of map:
+instruction's subjects; this module says which subjects those are. Two maps ship (scripts/build_default_zoo.py):
 
-- **linear** (the shipped one since session 4): features are `embeddings.static_encode` (the mean of
-  all-MiniLM-L6-v2's input token vectors, no transformer layers, ~0.1 ms a text), scores a multinomial logistic
-  regression trained on the official MMLU questions (question + options, as records render them) with every
-  MMLU-Pro item removed. On MMLU-Pro's ori_mmlu items it names the right subject as often as the centroid map
-  on full MiniLM embeddings (top-1 val 0.68 / test 0.71 vs 0.64 / 0.69) and costs nothing at routing time:
-  the full encoder took 27-35 ms of a ~140 ms route (scripts/bench_routing.py).
-- **centroid**: features are full MiniLM embeddings (disk-cached), scores the cosine to each subject's anchor
-  (the unit-norm centroid of its questions' embeddings, optionally blended with its five aptitude keywords).
+- **centroid on MiniLM** (`shipped()`, the default): features are full all-MiniLM-L6-v2 embeddings (disk-cached;
+  a live instruction costs one encoder forward, 27-35 ms on 2 cores), scores the cosine to each subject's anchor
+  (the unit-norm centroid of its questions' embeddings, blended with its five aptitude keywords).
+- **linear on static features** (`shipped("static")`): features are `embeddings.static_encode` (the mean of
+  MiniLM's input token vectors, no transformer layers, ~0.1 ms a text), scores a multinomial logistic regression.
+  It names MMLU subjects as well (top-1 on MMLU-Pro ori_mmlu items val 0.66 / test 0.70 vs 0.64 / 0.69) and
+  makes routing fast enough for issue 13's latency targets, but as the prior's input it routes worse on the
+  high-performance zoo: on the 7,423 MMLU-Pro training items no profile reads (kappa fitted on validation items)
+  the profile prior is -2.81 [-3.67, -1.97] points vs the best single model there, against -0.46 [-1.05, +0.15]
+  with the centroid map; the other four zoos differ by less than 0.5.
 
 Weights are `softmax(score / temperature)`; the temperature is fitted by maximum likelihood of the true
 subject on MMLU-Pro *training* items whose MMLU subject is known (`fit_temperature`).
 
-Leakage: the map is trained on question text only, never a model's result, so no score leaks into a router
-through it. MMLU test questions reappear in other evaluation sets (MMLU-Pro's `ori_mmlu` items, RouterDC's and
-RouteLLM's MMLU files), so the shipped map leaves out every MMLU-Pro item (same normalised question text;
-scripts/build_default_zoo.py); its subject accuracy on MMLU-Pro is then not inflated by having seen the
-question. On RouterDC/RouteLLM MMLU items it *has* seen the question text: subject identification there is
-easier than on unseen text (scores still do not leak).
+Leakage: both maps are built from question text only, never a model's result, so no score leaks into a router
+through them. MMLU test questions reappear in other evaluation sets (MMLU-Pro's `ori_mmlu` items, RouterDC's
+and RouteLLM's MMLU files), so the shipped maps leave out every MMLU-Pro item (same normalised question text);
+their subject accuracy on MMLU-Pro is then not inflated by having seen the question. On RouterDC/RouteLLM MMLU
+items they *have* seen the question text: subject identification there is easier than on unseen text (scores
+still do not leak).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 from modelsat.aptitude.profile import write_json_atomic
 from modelsat.errors import ModelsatError
 
-SHIPPED_DIR_NAME = "subject_map"
+SHIPPED_DIRS = {"minilm": "subject_map", "static": "subject_map_static"}   # features -> package folder
 
 
 FEATURES = ("minilm", "static")
@@ -215,14 +217,18 @@ class SubjectMap:
                    features=meta.get("features", "minilm"))
 
 
-def shipped_dir() -> Path:
-    """The package folder of the shipped subject map (modelsat/shipped/subject_map)."""
-    return Path(str(resources.files("modelsat") / "shipped" / SHIPPED_DIR_NAME))
+def shipped_dir(features: str = "minilm") -> Path:
+    """The package folder of the shipped subject map reading `features` (modelsat/shipped/subject_map*)."""
+    if features not in SHIPPED_DIRS:
+        raise ModelsatError(f"no shipped subject map reads {features!r} features; choose one of "
+                            f"{sorted(SHIPPED_DIRS)}")
+    return Path(str(resources.files("modelsat") / "shipped" / SHIPPED_DIRS[features]))
 
 
-def shipped() -> SubjectMap:
-    """The subject map that ships with the package (built by scripts/build_default_zoo.py)."""
-    d = shipped_dir()
+def shipped(features: str = "minilm") -> SubjectMap:
+    """A subject map that ships with the package (built by scripts/build_default_zoo.py): "minilm" (centroid
+    map, the default) or "static" (linear map on static features, no encoder per instruction)."""
+    d = shipped_dir(features)
     if not (d / "subject_map.json").exists():
         raise ModelsatError(f"{d}: the shipped subject map is missing; rebuild it with "
                             "`python scripts/build_default_zoo.py` or reinstall modelsat")

@@ -40,6 +40,10 @@ class ModelConfig:
     prior_source: str = "profile"    # "profile" (instruction → subjects → profile accuracy, shipped map),
     #                                  "fitted" (the profile-prior router fitted on the training records: its
     #                                  temperature, kappa and task classifier, so tasks beyond MMLU count), "mean"
+    prior_features: str = "minilm"   # the subject map the prior reads: "minilm" (centroid on MiniLM embeddings:
+    #                                  one encoder forward per instruction) or "static" (linear on static
+    #                                  features: no encoder, faster, but a weaker prior on MMLU-Pro's
+    #                                  high-performance zoo; see routers/subject_map.py)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
@@ -57,6 +61,7 @@ class ModelConfig:
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
+        _choice("prior_features", self.prior_features, ("minilm", "static"))
         if self.n_soft_tokens < 1:
             raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
 

@@ -2,9 +2,9 @@
 subjects (design.md, "Where we depart from the paper"). Needs no training on any model's records, so it holds
 for a model known only by its profile.
 
-The subject weights come from the profile-prior router's subject map when it ships
-(`modelsat.routers.subject_map.shipped()`); until then, and in tests, from a stand-in built here: anchors are
-the MiniLM embeddings of each subject's five aptitude keywords.
+The subject weights come from a shipped subject map (`modelsat.routers.subject_map.shipped(features)`);
+without one, from a stand-in built here: anchors are the MiniLM embeddings of each subject's five aptitude
+keywords.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from modelsat.aptitude.profile import Profile
 PRIOR_FLOOR = 0.02   # logit(prior) stays finite for 0 % / 100 % subjects
 
 
-@lru_cache(maxsize=1)
-def _subject_map():
+@lru_cache(maxsize=2)
+def _subject_map(features: str = "minilm"):
     from modelsat.routers import subject_map as sm
     try:
-        return sm.shipped()
+        return sm.shipped(features)
     except Exception:   # noqa: BLE001 - no shipped map yet: fall back to the keyword stand-in below
         return _keyword_subject_map()
 
@@ -52,13 +52,14 @@ def prior_from_weights(subjects: list[str], weights: np.ndarray, candidates: Seq
     return np.asarray(weights, dtype=np.float64) @ acc.T
 
 
-def profile_prior(instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+def profile_prior(instructions: Sequence[str], candidates: Sequence[Profile], features: str = "minilm") -> np.ndarray:
     """(n, m) prior: each candidate's profile accuracy at each instruction's estimated subjects, in [0, 1]
-    (the profile-prior router's `prior_scores`, with this module's keyword map when no map is shipped)."""
+    (the profile-prior router's `prior_scores` with the shipped map reading `features`; this module's keyword
+    map when none is shipped)."""
     from modelsat.routers.profile_prior import prior_scores
     if not len(instructions) or not len(candidates):
         return np.zeros((len(instructions), len(candidates)))
-    return prior_scores(list(instructions), list(candidates), subject_map=_subject_map())
+    return prior_scores(list(instructions), list(candidates), subject_map=_subject_map(features))
 
 
 def prior_implementation() -> str:

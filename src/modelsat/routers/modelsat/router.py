@@ -75,9 +75,12 @@ class ModelSATRouter(Router):
     def prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) the explicit prior this router adds to its learned score."""
         from modelsat.routers.modelsat.prior import PRIORS
-        if self.preset_.model.prior_source == "fitted":
+        cfg = self.preset_.model
+        if cfg.prior_source == "fitted":
             return self.prior_router_.score(list(instructions), list(candidates))
-        return PRIORS[self.preset_.model.prior_source](list(instructions), list(candidates))
+        if cfg.prior_source == "profile":
+            return PRIORS["profile"](list(instructions), list(candidates), features=cfg.prior_features)
+        return PRIORS[cfg.prior_source](list(instructions), list(candidates))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -94,7 +97,8 @@ class ModelSATRouter(Router):
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
         if self.preset_.model.prior_source == "fitted":
             from modelsat.routers.profile_prior import ProfilePrior
-            self.prior_router_ = ProfilePrior(seed=self.seed).fit(records, profiles)
+            self.prior_router_ = ProfilePrior(seed=self.seed, features=self.preset_.model.prior_features).fit(
+                records, profiles)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
