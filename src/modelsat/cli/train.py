@@ -63,7 +63,7 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     if preset.train.eval_items and len(val_recs):
         val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
         diag = evaluate(router.model_, val)
-        console.print(format_diagnostics(diag))
+        console.print(format_diagnostics(diag), markup=False, highlight=False)
         metrics["validation"] = diag
     router.save(out / "router", card={"metrics": metrics})
     for p in profiles:

@@ -1,0 +1,40 @@
+"""scripts/compare_modelsat.py --seeds: the table that ranks routers over several seeds."""
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_modelsat.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("compare_modelsat", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def entry(zoo: str, rows: dict[str, tuple[float, float, float]]) -> dict:
+    return {"zoo": {"name": zoo}, "rows": [
+        {"method": m, "kind": "router", "mean": 0.5, "delta_vs_best_single": {"estimate": e, "low": lo, "high": hi}}
+        for m, (e, lo, hi) in rows.items()] + [{"method": "oracle", "kind": "upper bound", "mean": 0.9,
+                                                 "delta_vs_best_single": {"estimate": 0.3, "low": 0.2, "high": 0.4}}]}
+
+
+def test_seed_table_averages_each_methods_delta_and_counts_significant_seeds():
+    mod = load_script()
+    seed0 = {"zoos": [entry("middle-mixed", {"knn": (0.02, -0.01, 0.05), "modelsat:k": (-0.01, -0.03, 0.01)}),
+                      entry("high-performance", {"knn": (0.00, 0.0, 0.0), "modelsat:k": (-0.03, -0.05, -0.01)}),
+                      entry("routerdc-in-domain", {"knn": (0.03, 0.01, 0.05), "modelsat:k": (0.01, -0.01, 0.03)})]}
+    seed1 = {"zoos": [entry("middle-mixed", {"knn": (-0.02, -0.05, 0.01), "modelsat:k": (0.01, -0.01, 0.03)}),
+                      entry("high-performance", {"knn": (0.00, 0.0, 0.0), "modelsat:k": (0.01, -0.01, 0.03)}),
+                      entry("routerdc-in-domain", {"knn": (0.01, -0.01, 0.03), "modelsat:k": (0.05, 0.02, 0.08)})]}
+    d = mod.seed_deltas(seed0)
+    assert set(d) == {"knn", "modelsat:k"}                          # the upper bound is not a router
+    assert d["modelsat:k"]["MMLU-Pro (mean of 2)"][0] == -2.0        # (-1 - 3) / 2 points
+    assert d["knn"]["routerdc-in-domain"] == (3.0, 1)
+    table = mod.seeds_table({0: seed0, 1: seed1})
+    row = next(line for line in table.splitlines() if line.startswith("| modelsat:k |"))
+    assert "-2.00 / +1.00 → **-0.50**" in row                         # MMLU-Pro mean per seed, then their mean
+    assert "+1.00 / +5.00 → **+3.00** [1+ / 0−]" in row               # RouterDC: significant in one seed of two
+    knn = next(line for line in table.splitlines() if line.startswith("| knn |"))
+    assert "+3.00 / +1.00 → **+2.00** [1+ / 0−]" in knn
