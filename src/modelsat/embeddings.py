@@ -1,6 +1,6 @@
 """Instruction embeddings with all-MiniLM-L6-v2, cached on disk by text hash so each text is encoded once; and
-`static_encode`, the mean of MiniLM's input token vectors (no transformer layers), for the profile prior's
-subject map, where it classifies subjects as well as the full encoder at a thousandth of the cost."""
+`static_encode`, the mean of MiniLM's input token vectors (no transformer layers), which the static subject map
+reads (routers/subject_map.py): MMLU subjects named as well as from the full encoder at a fiftieth of the cost."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ STATIC_MAX_TOKENS = 512
 def static_encode(texts: Sequence[str]) -> np.ndarray:
     """(n, 384) float32 unit-norm means of MiniLM's input token vectors over each text's first 512 tokens.
 
-    A bag of word vectors: no attention, no layers, about 0.1 ms a text, so it is never cached (nothing of a
+    A bag of word vectors: no attention, no layers, about 0.5 ms a text, so it is never cached (nothing of a
     live instruction reaches the disk). A text with no token (empty) maps to the zero vector."""
     tok, table = _static_table()
     ids = tok([t if isinstance(t, str) else str(t) for t in texts], add_special_tokens=False, truncation=True,

@@ -7,7 +7,7 @@ instruction's subjects; this module says which subjects those are. Two maps ship
   a live instruction costs one encoder forward, 27-35 ms on 2 cores), scores the cosine to each subject's anchor
   (the unit-norm centroid of its questions' embeddings, blended with its five aptitude keywords).
 - **linear on static features** (`shipped("static")`): features are `embeddings.static_encode` (the mean of
-  MiniLM's input token vectors, no transformer layers, ~0.1 ms a text), scores a multinomial logistic regression.
+  MiniLM's input token vectors, no transformer layers, ~0.5 ms a text), scores a multinomial logistic regression.
   It names MMLU subjects as well (top-1 on MMLU-Pro ori_mmlu items val 0.66 / test 0.70 vs 0.64 / 0.69) and
   makes routing fast enough for issue 13's latency targets, but as the prior's input it routes worse on the
   high-performance zoo: on the 7,423 MMLU-Pro training items no profile reads (kappa fitted on validation items)
