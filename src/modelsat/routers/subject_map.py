@@ -120,7 +120,10 @@ class SubjectMap:
             z -= z.max(1, keepdims=True)
             return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
 
-        res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(100.0)), method="bounded")
+        # cosines (centroid map) need T in (1e-3, 1); a classifier's logits may need it above 1. The search
+        # bracket moves the optimum found at the 1e-5 level, so each kind keeps its own.
+        top = 1.0 if self.bias is None else 100.0
+        res = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(top)), method="bounded")
         self.temperature = float(np.exp(res.x))
         self.provenance["temperature_fit"] = {"n_items": len(keep), "mean_nll": float(res.fun)}
         return self
