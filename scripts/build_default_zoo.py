@@ -103,6 +103,21 @@ def subject_report(sm, by_split: dict[str, pd.DataFrame]) -> dict:
     return report
 
 
+def pick_on_validation(maps: dict, by_split: dict[str, pd.DataFrame], label: str, verbose: bool = True):
+    """(chosen key, {key: val top-1}, map) among candidate maps {key: SubjectMap}: each fits its temperature on
+    the training items, the one naming the most validation subjects right wins (the first on a tie)."""
+    tried, best = {}, None
+    for key, sm in maps.items():
+        sm.fit_temperature(sm.featurize(by_split["train"]["prompt"].tolist()), by_split["train"]["subject"].tolist())
+        acc, n = sm.top1_accuracy(sm.featurize(by_split["val"]["prompt"].tolist()), by_split["val"]["subject"].tolist())
+        tried[key] = acc
+        if verbose:
+            print(f"  {label} {key:g}: T={sm.temperature:.4f}  val top-1 {acc:.3f} (n={n})")
+        if best is None or acc > best[1]:
+            best = (key, acc, sm)
+    return best[0], tried, best[2]
+
+
 def build_linear_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
     """The shipped subject map: logistic regression on static MiniLM features, C picked on val, T on train."""
     from modelsat.embeddings import static_encode
@@ -112,17 +127,9 @@ def build_linear_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool =
     questions = anchor_questions(q, items, per_subject=10 ** 9)
     x = static_encode(questions["prompt"].tolist())
     by_split = _mmlu_items_by_split(items)
-    tried, best = {}, None
-    for C in (1.0, 10.0, 100.0):
-        sm = SubjectMap.from_classifier(x, questions["subject"].to_numpy(), C=C, feature_kind="static")
-        sm.fit_temperature(sm.featurize(by_split["train"]["prompt"].tolist()), by_split["train"]["subject"].tolist())
-        acc, n = sm.top1_accuracy(sm.featurize(by_split["val"]["prompt"].tolist()), by_split["val"]["subject"].tolist())
-        tried[C] = acc
-        if verbose:
-            print(f"  C={C:g}: T={sm.temperature:.3f}  val top-1 {acc:.3f} (n={n})")
-        if best is None or acc > best[1]:
-            best = (C, acc, sm)
-    C, _, sm = best
+    maps = {C: SubjectMap.from_classifier(x, questions["subject"].to_numpy(), C=C, feature_kind="static")
+            for C in (1.0, 10.0, 100.0)}
+    C, tried, sm = pick_on_validation(maps, by_split, "C", verbose)
     report = subject_report(sm, by_split)
     sm.provenance.update({
         "method": "linear: logistic regression on static MiniLM features (embeddings.static_encode)",
@@ -154,22 +161,9 @@ def build_subject_map(rec: pd.DataFrame, q: pd.DataFrame, verbose: bool = True):
     kw_names = sorted(kw)
     kw_emb = dict(zip(kw_names, embed([", ".join(kw[s]) for s in kw_names])))
     by_split = _mmlu_items_by_split(items)
-
-    def E(df):
-        return embed(df["prompt"].tolist(), progress=verbose)
-
-    results = {}
-    best = None
-    for kw_weight in (0.0, 0.1, 0.2, 0.3, 0.5):
-        sm = SubjectMap.from_questions(q_emb, anchors["subject"].to_numpy(), kw_emb, kw_weight)
-        sm.fit_temperature(E(by_split["train"]), by_split["train"]["subject"].tolist())
-        acc, n = sm.top1_accuracy(E(by_split["val"]), by_split["val"]["subject"].tolist())
-        results[kw_weight] = acc
-        if verbose:
-            print(f"  keyword weight {kw_weight:.1f}: T={sm.temperature:.4f}  val top-1 {acc:.3f} (n={n})")
-        if best is None or acc > best[1]:
-            best = (kw_weight, acc, sm)
-    kw_weight, _, sm = best
+    maps = {w: SubjectMap.from_questions(q_emb, anchors["subject"].to_numpy(), kw_emb, w)
+            for w in (0.0, 0.1, 0.2, 0.3, 0.5)}
+    kw_weight, results, sm = pick_on_validation(maps, by_split, "keyword weight", verbose)
     report = subject_report(sm, by_split)
     sm.provenance.update({
         "method": "centroid: cosine to MMLU question centroids of all-MiniLM-L6-v2 embeddings",
