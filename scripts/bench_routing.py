@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument("--candidates", default="5,20,60")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--prior-features", choices=("minilm", "static"), default=None,
+    from modelsat.routers.subject_map import FEATURES
+    ap.add_argument("--prior-features", choices=FEATURES, default=None,
                     help="time the prior with this shipped subject map instead of the router's own")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -27,6 +27,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     from modelsat.evaluate import metrics
     from modelsat.routers.profile_prior import ProfilePrior, prior_scores
+    from modelsat.routers.subject_map import FEATURES
 
     rec, _ = load_data(args.data_dir)
     zoos = mmlu_pro_zoos()
@@ -40,7 +41,7 @@ def main(argv=None) -> None:
     table = dev.pivot_table(index="item_id", columns="model", values="score").reindex(index=items["item_id"])
     print(f"{len(items)} development items (training split minus the {len(core)} aptitude-test items)")
     print(f"{'map':8s} {'kappa':>6s}  " + "  ".join(f"{z:>24s}" for z in zoos) + "  mean Δ")
-    for features in ("minilm", "static"):
+    for features in FEATURES:
         router = ProfilePrior(fit_temperature=False, features=features).fit(val, list(profiles.values()))
         sm = router._map()
         w = sm.weights(items["prompt"].tolist())

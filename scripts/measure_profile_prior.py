@@ -34,7 +34,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default="results/profile_prior.json")
-    ap.add_argument("--features", default="minilm", choices=("minilm", "static"),
+    from modelsat.routers.subject_map import FEATURES
+    ap.add_argument("--features", default="minilm", choices=FEATURES,
                     help="the shipped subject map: centroid on MiniLM (default) or linear on static features")
     args = ap.parse_args(argv)
 

@@ -39,9 +39,7 @@ from modelsat.aptitude.profile import write_json_atomic
 from modelsat.errors import ModelsatError
 
 SHIPPED_DIRS = {"minilm": "subject_map", "static": "subject_map_static"}   # features -> package folder
-
-
-FEATURES = ("minilm", "static")
+FEATURES = tuple(SHIPPED_DIRS)   # what a map can read: "minilm" (full encoder) or "static"
 
 
 @dataclass

@@ -61,7 +61,8 @@ class ModelConfig:
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
-        _choice("prior_features", self.prior_features, ("minilm", "static"))
+        from modelsat.routers.subject_map import FEATURES
+        _choice("prior_features", self.prior_features, FEATURES)
         if self.n_soft_tokens < 1:
             raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
 
