@@ -211,3 +211,44 @@ def test_a_centroid_map_on_full_minilm_embeddings_still_works(tmp_path):
     again = SubjectMap.load(sm.save(tmp_path / "centroid"))
     assert again.kind == "centroid" and again.bias is None
     assert [again.subjects[i] for i in again.weights([MATH_Q, LAW_Q]).argmax(1)] == sm.subjects
+
+
+# ---- the learned reading of profiles (ProfilePrior(learn_steps=N), routers/_prior_learning.py) ----------------
+def _misread_records() -> tuple[pd.DataFrame, list[Profile]]:
+    """Arithmetic items that `a` answers and `b` fails. Their profiles have the same mean, `a` strong at high
+    school and weak at elementary mathematics, `b` the other way round; the subject map reads an addition mostly
+    at elementary mathematics, so the fixed prior routes the items to `b`: the records say the profile should be
+    read at high school mathematics."""
+    from router_data import prompts_of
+    rows = [{"model": m, "benchmark": "toy", "item_id": str(i), "prompt": q, "subject": None,
+             "score": float(m == "a")} for i, q in enumerate(prompts_of("math")) for m in ("a", "b")]
+    hs, el = ["high_school_mathematics"], ["elementary_mathematics"]
+    return pd.DataFrame(rows), [profile("a", hs, el), profile("b", el, hs)]
+
+
+def test_the_learned_reading_starts_equal_to_the_fixed_prior():
+    from modelsat.routers._prior_learning import LearnedReading
+    for recs, profs in (_task_records(), _misread_records()):
+        router = ProfilePrior().fit(recs, profs)
+        questions = recs["prompt"].unique().tolist()[:12] + [MATH_Q, LAW_Q]
+        fixed = router.score(questions, profs)
+        d, S, T = 384, len(router._map().subjects), len(router.task_names_)
+        router.learned_ = LearnedReading(np.zeros((d, S)), np.zeros(S), np.zeros((d, T)), np.zeros(T),
+                                         np.array([1.0 if t in router.mmlu_like_ else 0.0 for t in router.task_names_]),
+                                         router.kappa_, {})
+        np.testing.assert_allclose(router.score(questions, profs), fixed, rtol=1e-6, atol=1e-9)
+
+
+def test_the_learned_reading_fixes_a_wrong_prior_and_carries_to_an_unseen_model(tmp_path):
+    recs, profs = _misread_records()
+    sums = ["What is 31 plus 58?", "What is 7 plus 90?"]
+    assert ProfilePrior().fit(recs, profs).route(sums, profs) == ["b", "b"]     # the fixed reading is wrong here
+    router = get("profile-prior-learned")().fit(recs, profs)
+    assert router.learned_.history["best"]["step"] > 0
+    assert router.route(sums, profs) == ["a", "a"]
+    # a model never in the records, with a profile of a's shape and stronger, is read the same way
+    newcomer = profile("newcomer", ["high_school_mathematics"], ["elementary_mathematics"], hi=0.95, lo=0.35)
+    assert router.route(sums, profs + [newcomer]) == ["newcomer", "newcomer"]
+    router.save(tmp_path / "r")
+    loaded = Router.load(tmp_path / "r")
+    np.testing.assert_array_equal(loaded.score(sums, profs + [newcomer]), router.score(sums, profs + [newcomer]))

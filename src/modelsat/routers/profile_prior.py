@@ -85,7 +85,9 @@ class ProfilePrior(Router):
     columns_independent = True
 
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
-                 tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm"):
+                 tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
+                 learn_steps: int = 0, learn_l2: float = 1e-3, learn_lr: float = 0.01,
+                 learn_validation_fraction: float = 0.2):
         self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
@@ -93,6 +95,10 @@ class ProfilePrior(Router):
         self.C = C                            # its inverse regularisation
         self.seed = seed
         self.features = features              # which shipped subject map: "minilm" (centroid) or "static"
+        self.learn_steps = learn_steps        # > 0: learn how to read profiles from the records (_prior_learning)
+        self.learn_l2 = learn_l2
+        self.learn_lr = learn_lr
+        self.learn_validation_fraction = learn_validation_fraction
 
     # the subject map is state, not a hyper-parameter: a fresh router starts from the shipped one
     def _map(self) -> SubjectMap:
@@ -115,6 +121,7 @@ class ProfilePrior(Router):
         the profiles' own items the per-subject accuracies look better than they are and kappa comes out low.
         """
         sm = self._map()
+        self.learned_ = None
         key_cols = [c for c in ("benchmark", "item_id") if c in records]
         items = records.drop_duplicates(key_cols).reset_index(drop=True)
         known = items[items["subject"].isin(sm.subjects)] if "subject" in items else items.iloc[:0]
@@ -128,7 +135,7 @@ class ProfilePrior(Router):
         self.kappa_ = DEFAULT_KAPPA
         by_name = {p.model: p for p in profiles}
         rec = records[records["model"].isin(by_name)] if "model" in records else records.iloc[:0]
-        if self.kappa is None and len(rec):
+        if len(rec):
             models = sorted(rec["model"].unique())
             cands = [by_name[m] for m in models]
             col = {m: j for j, m in enumerate(models)}
@@ -136,6 +143,7 @@ class ProfilePrior(Router):
             r = np.array([row[k] for k in zip(*(rec[c] for c in key_cols))])
             j = rec["model"].map(col).to_numpy()
             y = rec["score"].to_numpy(dtype=np.float64)
+        if self.kappa is None and len(rec):
             best = None
             for k in KAPPA_GRID:
                 p = self._prior(emb, cands, k)[r, j].clip(1e-4, 1 - 1e-4)
@@ -143,8 +151,43 @@ class ProfilePrior(Router):
                 if best is None or ll > best[1]:
                     best = (k, ll)
             self.kappa_ = float(best[0])
+        if self.learn_steps > 0 and len(rec):
+            scores = np.full((len(items), len(models)), np.nan)
+            scores[r, j] = y
+            self.learned_ = self._learn(emb, cands, scores)
         self.fitted_ = True
         return self
+
+    # ---- the learned reading (modelsat.routers._prior_learning) ------------------------------------------------
+    def _profile_arrays(self, candidates: Sequence[Profile]) -> "ProfileArrays":
+        from modelsat.routers._prior_learning import ProfileArrays
+        subjects, tasks = self._map().subjects, list(getattr(self, "task_names_", []))
+        acc = np.zeros((len(subjects), len(candidates)))
+        n = np.zeros_like(acc)
+        task_acc = np.zeros((len(tasks), len(candidates)))
+        task_n, has = np.zeros_like(task_acc), np.zeros_like(task_acc)
+        for j, c in enumerate(candidates):
+            for i, s in enumerate(subjects):
+                sc = c.subjects.get(s)
+                acc[i, j], n[i, j] = (sc.accuracy, sc.n_items) if sc is not None else (c.mean_accuracy, 0)
+            for k, name in enumerate(tasks):
+                sc = self._task_score(c, name)
+                if sc is not None:
+                    task_acc[k, j], task_n[k, j], has[k, j] = sc.accuracy, sc.n_items, 1.0
+        return ProfileArrays(acc, n, np.array([c.mean_accuracy for c in candidates]), task_acc, task_n, has)
+
+    def _task_logits(self, emb: np.ndarray) -> np.ndarray:
+        if not getattr(self, "task_names_", None):
+            return np.zeros((len(emb), 0))
+        return np.asarray(emb, dtype=np.float64) @ self.task_coef_.T + self.task_intercept_
+
+    def _learn(self, emb: np.ndarray, candidates: Sequence[Profile], scores: np.ndarray):
+        from modelsat.routers._prior_learning import learn
+        sm = self._map()
+        lam0 = np.array([1.0 if t in self.mmlu_like_ else 0.0 for t in self.task_names_])
+        return learn(emb, sm.similarities(emb) / sm.temperature, self._task_logits(emb),
+                     self._profile_arrays(candidates), scores, lam0, self._kappa(), self.learn_steps,
+                     self.learn_l2, self.learn_lr, self.learn_validation_fraction, self.seed)
 
     def _fit_tasks(self, items: pd.DataFrame, emb: np.ndarray | None, profiles: Sequence[Profile]) -> None:
         """The task classifier, when the items span several benchmarks that the profiles measure."""
@@ -177,9 +220,19 @@ class ProfilePrior(Router):
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
+    def _task_score(self, candidate: Profile, name: str) -> SubjectScore | None:
+        """The candidate's accuracy on task `name` (a per-benchmark profile holds it among its subjects)."""
+        return candidate.tasks.get(name) or (candidate.subjects.get(name) if name not in self._map().subjects
+                                             else None)
+
     def _prior(self, emb: np.ndarray, candidates: Sequence[Profile], kappa: float) -> np.ndarray:
         """(n, m) prior from instruction embeddings: subjects, mixed with tasks when a classifier exists."""
         sm = self._map()
+        learned = getattr(self, "learned_", None)
+        if learned is not None:
+            from modelsat.routers._prior_learning import score
+            return score(emb, sm.similarities(emb) / sm.temperature, self._task_logits(emb),
+                         self._profile_arrays(candidates), learned)
         subject_prior = prior_scores([""] * len(emb), candidates, sm, kappa=kappa,
                                      weights=sm.weights_from_embeddings(emb))
         probs = self.task_probabilities(emb)
@@ -191,7 +244,7 @@ class ProfilePrior(Router):
             if name not in self.mmlu_like_:
                 a = subject_prior.copy()
                 for j, c in enumerate(candidates):
-                    sc = c.tasks.get(name) or (c.subjects.get(name) if name not in sm.subjects else None)
+                    sc = self._task_score(c, name)
                     if sc is not None:
                         a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, kappa)
             out += probs[:, [t]] * a
@@ -210,11 +263,15 @@ class ProfilePrior(Router):
             arrays["subject_bias"] = sm.bias
         if getattr(self, "task_names_", None):
             arrays |= {"task_coef": self.task_coef_, "task_intercept": self.task_intercept_}
+        learned = getattr(self, "learned_", None)
+        if learned is not None:
+            arrays |= learned.arrays()
         return (arrays,
                 {"subjects": sm.subjects, "temperature": sm.temperature, "kappa": self._kappa(),
                  "subject_features": sm.features,
                  "subject_map_provenance": sm.provenance, "task_names": list(getattr(self, "task_names_", [])),
-                 "mmlu_like": list(getattr(self, "mmlu_like_", []))})
+                 "mmlu_like": list(getattr(self, "mmlu_like_", [])),
+                 "learned": None if learned is None else {"kappa": learned.kappa, "history": learned.history}})
 
     def _set_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
         if "anchors" not in arrays:
@@ -229,11 +286,33 @@ class ProfilePrior(Router):
         self.mmlu_like_ = list(extra.get("mmlu_like") or [])
         self.task_coef_ = arrays.get("task_coef", np.zeros((0, 384)))
         self.task_intercept_ = arrays.get("task_intercept", np.zeros(0))
+        from modelsat.routers._prior_learning import LearnedReading
+        learned = extra.get("learned") or {}
+        self.learned_ = LearnedReading.from_arrays(arrays, learned.get("kappa", self.kappa_), learned.get("history"))
 
     @classmethod
     def for_tests(cls) -> "ProfilePrior":
         """A router for the shared contract test (uses the shipped subject map; fit learns only kappa/T)."""
         return cls()
+
+
+@register
+class LearnedProfilePrior(ProfilePrior):
+    """The profile prior whose reading of a profile (subject and task weights, task blends, kappa) is learned
+    from the training records; still nothing per model, so it scores unseen models from their profiles."""
+
+    name = "profile-prior-learned"
+
+    def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
+                 tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
+                 learn_steps: int = 300, learn_l2: float = 1e-3, learn_lr: float = 0.01,
+                 learn_validation_fraction: float = 0.2):
+        super().__init__(kappa, temperature, fit_temperature, tasks, C, seed, features, learn_steps, learn_l2,
+                         learn_lr, learn_validation_fraction)
+
+    @classmethod
+    def for_tests(cls) -> "LearnedProfilePrior":
+        return cls(learn_steps=20)
 
 
 def profile_from_records(records: pd.DataFrame, model: str, subjects: Sequence[str],

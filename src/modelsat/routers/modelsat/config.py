@@ -44,6 +44,8 @@ class ModelConfig:
     #                                  one encoder forward per instruction) or "static" (linear on static
     #                                  features: no encoder, faster, but a weaker prior on MMLU-Pro's
     #                                  high-performance zoo; see routers/subject_map.py)
+    prior_learn_steps: int = 0       # prior_source "fitted": > 0 also learns how to read the profiles from the
+    #                                  training records (ProfilePrior learn_steps; routers/_prior_learning.py)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior

@@ -97,8 +97,8 @@ class ModelSATRouter(Router):
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
         if self.preset_.model.prior_source == "fitted":
             from modelsat.routers.profile_prior import ProfilePrior
-            self.prior_router_ = ProfilePrior(seed=self.seed, features=self.preset_.model.prior_features).fit(
-                records, profiles)
+            self.prior_router_ = ProfilePrior(seed=self.seed, features=self.preset_.model.prior_features,
+                                              learn_steps=self.preset_.model.prior_learn_steps).fit(records, profiles)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
