@@ -3,7 +3,9 @@
 Each `--variant NAME=JSON` is the quick preset (or `--preset`) with JSON overrides ({"train": {...},
 "model": {...}}); every variant is registered as router `modelsat:NAME` for this run only and evaluated by the
 benchmark harness (same splits, same test items, same bootstrap) beside profile-prior, per-category, kNN and the
-best single model. Prints the summary tables and writes the usual results folder.
+best single model. Each `--prior-variant NAME=JSON` is the profile prior alone with those constructor parameters
+(router `profile-prior:NAME`, e.g. '{"select": "routing"}' or '{"learn_steps": 300}'). Prints the summary tables
+and writes the usual results folder.
 
     python scripts/compare_modelsat.py --out runs/compare \
         --variant k='{}' --variant all='{"train": {"model_group": "all"}}' \
@@ -41,6 +43,24 @@ def variant_router(name: str, preset: str, overrides: dict) -> type:
     cls = type(f"ModelSAT_{name}", (ModelSATRouter,), {"name": f"modelsat:{name}",
                                                          "quick_params": {"preset": preset, "overrides": overrides}})
     return register(cls)
+
+
+def prior_variant_router(name: str, params: dict) -> type:
+    """A registered subclass of the profile-prior router with constructor `params` (e.g. {"select": "routing"})."""
+    from modelsat.routers.profile_prior import ProfilePrior
+    ProfilePrior(**params)              # fail now on a bad key or value
+    cls = type(f"ProfilePrior_{name}", (ProfilePrior,), {"name": f"profile-prior:{name}", "quick_params": params})
+    return register(cls)
+
+
+def _named_json(ap: argparse.ArgumentParser, flag: str, spec: str) -> tuple[str, dict]:
+    name, _, text = spec.partition("=")
+    if not name or not text:
+        ap.error(f"{flag} wants NAME=JSON, got {spec!r}")
+    try:
+        return name, json.loads(text)
+    except json.JSONDecodeError as exc:
+        ap.error(f"{flag} {name}: not JSON ({exc})")
 
 
 def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int]]]:
@@ -89,8 +109,11 @@ def seeds_table(by_seed: dict[int, dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME=JSON",
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                     help='a configuration: NAME=\'{"train": {...}, "model": {...}}\' (repeatable)')
+    ap.add_argument("--prior-variant", action="append", default=[], metavar="NAME=JSON",
+                    help='the profile prior alone with these parameters, as router profile-prior:NAME, e.g. '
+                         'routing=\'{"select": "routing"}\' (repeatable)')
     ap.add_argument("--preset", default="quick", help="the preset the overrides apply to")
     ap.add_argument("--zoos", default="smaller-scale,smaller-mixed,middle-mixed,larger-mixed,high-performance,"
                                       "routerdc-in-domain,routerdc-out-of-domain")
@@ -100,16 +123,11 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="comma-separated seeds: run once per seed and print the table "
                                                    "of Δ per seed and their mean (overrides --seed)")
     args = ap.parse_args()
-    names = []
-    for spec in args.variant:
-        name, _, text = spec.partition("=")
-        if not name or not text:
-            ap.error(f"--variant wants NAME=JSON, got {spec!r}")
-        try:
-            overrides = json.loads(text)
-        except json.JSONDecodeError as exc:
-            ap.error(f"--variant {name}: not JSON ({exc})")
-        names.append(variant_router(name, args.preset, overrides).name)
+    if not args.variant and not args.prior_variant:
+        ap.error("give at least one --variant or --prior-variant")
+    names = [prior_variant_router(*_named_json(ap, "--prior-variant", spec)).name for spec in args.prior_variant]
+    names += [variant_router(n, args.preset, o).name
+              for n, o in (_named_json(ap, "--variant", spec) for spec in args.variant)]
     zoos = resolve_zoos(args.zoos)
     console = Console()
     if args.seeds is None:

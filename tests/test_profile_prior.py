@@ -243,7 +243,7 @@ def test_the_learned_reading_fixes_a_wrong_prior_and_carries_to_an_unseen_model(
     recs, profs = _misread_records()
     sums = ["What is 31 plus 58?", "What is 7 plus 90?"]
     assert ProfilePrior().fit(recs, profs).route(sums, profs) == ["b", "b"]     # the fixed reading is wrong here
-    router = get("profile-prior-learned")().fit(recs, profs)
+    router = ProfilePrior(learn_steps=300).fit(recs, profs)
     assert router.learned_.history["best"]["step"] > 0
     assert router.route(sums, profs) == ["a", "a"]
     # a model never in the records, with a profile of a's shape and stronger, is read the same way
@@ -252,3 +252,40 @@ def test_the_learned_reading_fixes_a_wrong_prior_and_carries_to_an_unseen_model(
     router.save(tmp_path / "r")
     loaded = Router.load(tmp_path / "r")
     np.testing.assert_array_equal(loaded.score(sums, profs + [newcomer]), router.score(sums, profs + [newcomer]))
+
+
+def test_routing_selection_reads_what_routes_best_on_validation_items(tmp_path):
+    """`calc` answers the arithmetic items, but its profile says it is weak at the arithmetic task and strong at
+    elementary mathematics; by default the prior reads the (misleading) task accuracy, and routing selection on
+    validation items switches that task to the subject reading."""
+    from router_data import prompts_of
+    rows = []
+    for copy in range(2):   # 80 validation items (selection needs >= 50)
+        for bench, subject in (("toy/arith", "math"), ("toy/hist", "history")):
+            for i, q in enumerate(prompts_of(subject)):
+                for m in ("calc", "chron"):
+                    win = (m == "calc") == (bench == "toy/arith")
+                    rows.append({"model": m, "benchmark": bench, "item_id": f"{copy}-{i}", "prompt": q,
+                                 "subject": None, "score": float(win)})
+    recs = pd.DataFrame(rows)
+    profs = [Profile(model="calc", test_version="t", subjects={"elementary_mathematics": SubjectScore(0.9, 20),
+                                                               "prehistory": SubjectScore(0.5, 20)},
+                     tasks={"toy/arith": SubjectScore(0.3, 20), "toy/hist": SubjectScore(0.3, 20)}),
+             Profile(model="chron", test_version="t", subjects={"elementary_mathematics": SubjectScore(0.3, 20),
+                                                                "prehistory": SubjectScore(0.5, 20)},
+                     tasks={"toy/arith": SubjectScore(0.6, 20), "toy/hist": SubjectScore(0.9, 20)})]
+    sums = ["What is 31 plus 58?", "What is 7 plus 90?"]
+    plain = ProfilePrior(kappa=1.0).fit(recs, profs, validation=recs)
+    assert plain.selection_ is None and plain.route(sums, profs) == ["chron", "chron"]
+    router = ProfilePrior(kappa=1.0, select="routing").fit(recs, profs, validation=recs)
+    assert router.selection_["by"] == "routing"
+    assert router.selection_["reads_subjects"] == {"toy/arith": True, "toy/hist": False}
+    assert router.selection_["routed_accuracy"] > router.selection_["likelihood_fit"]["routed_accuracy"]
+    assert router.route(sums, profs) == ["calc", "calc"]
+    router.save(tmp_path / "r")
+    np.testing.assert_array_equal(Router.load(tmp_path / "r").score(sums, profs), router.score(sums, profs))
+    # without enough validation items the likelihood fit stands, and says why
+    few = ProfilePrior(kappa=1.0, select="routing").fit(recs, profs, validation=recs.iloc[:20])
+    assert few.selection_["by"] == "likelihood" and "validation items" in few.selection_["reason"]
+    with pytest.raises(ModelsatError, match="select must be one of"):
+        ProfilePrior(select="vibes")

@@ -59,6 +59,13 @@ class Family:
         r = self.records
         return r[(r["eval_split"] == "train") & r["model"].isin(self.train_models)].drop(columns=["eval_split"])
 
+    @property
+    def validation_records(self) -> pd.DataFrame:
+        """Validation-split records of the training models: never a training, profile or test item (a router
+        that asks for them may tune on them)."""
+        r = self.records
+        return r[(r["eval_split"] == "validation") & r["model"].isin(self.train_models)].drop(columns=["eval_split"])
+
     def split_counts(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.splits["split"].value_counts().items()}
 
@@ -480,9 +487,12 @@ def fit_router(name: str, router: Router, family: Family) -> tuple[Router | None
     if getattr(router, "needs_responses", False) and recs["response"].isna().all():
         return None, {"status": "skipped", "reason": "needs responses; this family's records have none"}
     profiles = [family.profiles[m] for m in family.train_models]
+    kwargs = {}
+    if "validation" in inspect.signature(router.fit).parameters:   # routers that tune on held-out items
+        kwargs["validation"] = family.validation_records
     start = time.perf_counter()
     try:
-        router = router.fit(recs, profiles)
+        router = router.fit(recs, profiles, **kwargs)
     except RouterError as exc:
         return None, {"status": "skipped", "reason": str(exc)}
     return router, {"status": "ok", "fit_seconds": time.perf_counter() - start, "train_items":

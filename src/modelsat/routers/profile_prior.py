@@ -40,6 +40,8 @@ from modelsat.routers.subject_map import SubjectMap, shipped
 # fitted on MMLU-Pro validation items for aptitude-test profiles (20 items a subject; scripts/measure_profile_prior.py)
 DEFAULT_KAPPA = 100.0
 KAPPA_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
+SELECT = ("likelihood", "routing")
+MIN_SELECTION_ITEMS = 50   # fewer validation items than this: routing selection falls back to the likelihood fit
 
 
 def shrink(n: int, accuracy: float, mean: float, kappa: float) -> float:
@@ -87,7 +89,7 @@ class ProfilePrior(Router):
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
                  tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
                  learn_steps: int = 0, learn_l2: float = 1e-3, learn_lr: float = 0.01,
-                 learn_validation_fraction: float = 0.2):
+                 learn_validation_fraction: float = 0.2, select: str = "likelihood"):
         self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
@@ -99,6 +101,9 @@ class ProfilePrior(Router):
         self.learn_l2 = learn_l2
         self.learn_lr = learn_lr
         self.learn_validation_fraction = learn_validation_fraction
+        if select not in SELECT:
+            raise RouterError(f"profile-prior: select must be one of {', '.join(SELECT)}, got {select!r}")
+        self.select = select                  # how kappa and each task's reading are chosen (see fit)
 
     # the subject map is state, not a hyper-parameter: a fresh router starts from the shipped one
     def _map(self) -> SubjectMap:
@@ -113,15 +118,20 @@ class ProfilePrior(Router):
             return float(self.kappa)
         return float(getattr(self, "kappa_", DEFAULT_KAPPA))
 
-    def fit(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> "ProfilePrior":
+    def fit(self, records: pd.DataFrame, profiles: Sequence[Profile],
+            validation: pd.DataFrame | None = None) -> "ProfilePrior":
         """Fits the subject temperature (on records with an MMLU subject) and kappa; nothing per model.
 
         kappa maximises the Bernoulli log-likelihood of the records' scores under the prior, over the models
         that have a profile. Give it records the profiles were *not* built from (e.g. validation items): on
         the profiles' own items the per-subject accuracies look better than they are and kappa comes out low.
+
+        With `select="routing"` and `validation` records (items neither the profiles nor `records` hold), kappa
+        and each task's reading (the candidate's subject prior, or its accuracy on the task) are instead chosen
+        by routed accuracy on those items: what routing needs, where the likelihood barely tells kappas apart.
         """
         sm = self._map()
-        self.learned_ = None
+        self.learned_, self.reads_subjects_ = None, None
         key_cols = [c for c in ("benchmark", "item_id") if c in records]
         items = records.drop_duplicates(key_cols).reset_index(drop=True)
         known = items[items["subject"].isin(sm.subjects)] if "subject" in items else items.iloc[:0]
@@ -151,12 +161,54 @@ class ProfilePrior(Router):
                 if best is None or ll > best[1]:
                     best = (k, ll)
             self.kappa_ = float(best[0])
+        self.selection_ = None
+        if self.select == "routing":
+            self.selection_ = self._select_by_routing(validation, by_name)
         if self.learn_steps > 0 and len(rec):
             scores = np.full((len(items), len(models)), np.nan)
             scores[r, j] = y
             self.learned_ = self._learn(emb, cands, scores)
         self.fitted_ = True
         return self
+
+    def _select_by_routing(self, validation: pd.DataFrame | None, by_name: dict[str, Profile]) -> dict:
+        """Chooses kappa (KAPPA_GRID) and per-task readings by macro-averaged routed accuracy on `validation`,
+        by coordinate ascent from the likelihood fit; a change is kept only when it routes strictly better."""
+        from modelsat.evaluate.metrics import macro_mean
+        v = validation[validation["model"].isin(by_name)] if validation is not None and len(validation) else None
+        n_items = 0 if v is None else v[["benchmark", "item_id"]].drop_duplicates().shape[0]
+        if n_items < MIN_SELECTION_ITEMS:
+            return {"by": "likelihood", "reason": f"{n_items} validation items (routing selection needs "
+                                                  f">= {MIN_SELECTION_ITEMS})"}
+        models = sorted(v["model"].unique())
+        table = v.pivot_table(index=["benchmark", "item_id", "prompt"], columns="model", values="score",
+                              aggfunc="mean").reindex(columns=models).fillna(0.0)
+        truth, groups = table.to_numpy(dtype=np.float64), table.index.get_level_values(0).to_numpy()
+        emb = self._map().featurize([str(p) for p in table.index.get_level_values(2)])
+        cands = [by_name[m] for m in models]
+
+        def routed(kappa: float) -> float:
+            picks = self._prior(emb, cands, kappa).argmax(axis=1)
+            return macro_mean(truth[np.arange(len(truth)), picks], groups)
+
+        start_kappa, start_reads = self._kappa(), self._reads_subjects()
+        self.reads_subjects_ = list(start_reads)
+        start = best = (routed(start_kappa), start_kappa, list(start_reads))
+        for kappa in (KAPPA_GRID if self.kappa is None else (start_kappa,)):
+            self.reads_subjects_ = list(best[2]) if kappa == best[1] else list(start_reads)
+            cur = (routed(kappa), kappa, list(self.reads_subjects_))
+            for t in range(len(self.task_names_)):
+                self.reads_subjects_ = list(cur[2])
+                self.reads_subjects_[t] = not self.reads_subjects_[t]
+                acc = routed(kappa)
+                if acc > cur[0]:
+                    cur = (acc, kappa, list(self.reads_subjects_))
+            if cur[0] > best[0]:
+                best = cur
+        self.kappa_, self.reads_subjects_ = float(best[1]), list(best[2])
+        return {"by": "routing", "validation_items": int(len(truth)), "routed_accuracy": best[0],
+                "likelihood_fit": {"kappa": start_kappa, "routed_accuracy": start[0]},
+                "kappa": self.kappa_, "reads_subjects": dict(zip(self.task_names_, self.reads_subjects_))}
 
     # ---- the learned reading (modelsat.routers._prior_learning) ------------------------------------------------
     def _profile_arrays(self, candidates: Sequence[Profile]) -> "ProfileArrays":
@@ -184,7 +236,7 @@ class ProfilePrior(Router):
     def _learn(self, emb: np.ndarray, candidates: Sequence[Profile], scores: np.ndarray):
         from modelsat.routers._prior_learning import learn
         sm = self._map()
-        lam0 = np.array([1.0 if t in self.mmlu_like_ else 0.0 for t in self.task_names_])
+        lam0 = np.array([1.0 if reads else 0.0 for reads in self._reads_subjects()])
         return learn(emb, sm.similarities(emb) / sm.temperature, self._task_logits(emb),
                      self._profile_arrays(candidates), scores, lam0, self._kappa(), self.learn_steps,
                      self.learn_l2, self.learn_lr, self.learn_validation_fraction, self.seed)
@@ -239,9 +291,9 @@ class ProfilePrior(Router):
         if probs.shape[1] == 0:
             return subject_prior
         out = np.zeros_like(subject_prior)
-        for t, name in enumerate(self.task_names_):
+        for t, (name, reads_subjects) in enumerate(zip(self.task_names_, self._reads_subjects())):
             a = subject_prior
-            if name not in self.mmlu_like_:
+            if not reads_subjects:
                 a = subject_prior.copy()
                 for j, c in enumerate(candidates):
                     sc = self._task_score(c, name)
@@ -249,6 +301,12 @@ class ProfilePrior(Router):
                         a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, kappa)
             out += probs[:, [t]] * a
         return out
+
+    def _reads_subjects(self) -> list[bool]:
+        """Per task: read the candidate's subject prior (MMLU-like tasks, unless selection chose otherwise) or its
+        accuracy on the task."""
+        chosen = getattr(self, "reads_subjects_", None)
+        return list(chosen) if chosen is not None else [t in self.mmlu_like_ for t in self.task_names_]
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) prior: the candidate's shrunk profile accuracy at the instruction's subjects (and tasks)."""
@@ -271,6 +329,8 @@ class ProfilePrior(Router):
                  "subject_features": sm.features,
                  "subject_map_provenance": sm.provenance, "task_names": list(getattr(self, "task_names_", [])),
                  "mmlu_like": list(getattr(self, "mmlu_like_", [])),
+                 "reads_subjects": getattr(self, "reads_subjects_", None),
+                 "selection": getattr(self, "selection_", None),
                  "learned": None if learned is None else {"kappa": learned.kappa, "history": learned.history}})
 
     def _set_state(self, arrays: dict[str, np.ndarray], extra: dict) -> None:
@@ -284,6 +344,8 @@ class ProfilePrior(Router):
         self.kappa_ = float(extra["kappa"])
         self.task_names_ = list(extra.get("task_names") or [])
         self.mmlu_like_ = list(extra.get("mmlu_like") or [])
+        self.reads_subjects_ = extra.get("reads_subjects")
+        self.selection_ = extra.get("selection")
         self.task_coef_ = arrays.get("task_coef", np.zeros((0, 384)))
         self.task_intercept_ = arrays.get("task_intercept", np.zeros(0))
         from modelsat.routers._prior_learning import LearnedReading
@@ -294,25 +356,6 @@ class ProfilePrior(Router):
     def for_tests(cls) -> "ProfilePrior":
         """A router for the shared contract test (uses the shipped subject map; fit learns only kappa/T)."""
         return cls()
-
-
-@register
-class LearnedProfilePrior(ProfilePrior):
-    """The profile prior whose reading of a profile (subject and task weights, task blends, kappa) is learned
-    from the training records; still nothing per model, so it scores unseen models from their profiles."""
-
-    name = "profile-prior-learned"
-
-    def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
-                 tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
-                 learn_steps: int = 300, learn_l2: float = 1e-3, learn_lr: float = 0.01,
-                 learn_validation_fraction: float = 0.2):
-        super().__init__(kappa, temperature, fit_temperature, tasks, C, seed, features, learn_steps, learn_l2,
-                         learn_lr, learn_validation_fraction)
-
-    @classmethod
-    def for_tests(cls) -> "LearnedProfilePrior":
-        return cls(learn_steps=20)
 
 
 def profile_from_records(records: pd.DataFrame, model: str, subjects: Sequence[str],

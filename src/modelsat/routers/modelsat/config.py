@@ -46,6 +46,8 @@ class ModelConfig:
     #                                  high-performance zoo; see routers/subject_map.py)
     prior_learn_steps: int = 0       # prior_source "fitted": > 0 also learns how to read the profiles from the
     #                                  training records (ProfilePrior learn_steps; routers/_prior_learning.py)
+    prior_select: str = "likelihood"  # prior_source "fitted": kappa and per-task readings by the likelihood of the
+    #                                  training records, or "routing": by routed accuracy on validation items
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
@@ -63,6 +65,7 @@ class ModelConfig:
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
+        _choice("prior_select", self.prior_select, ("likelihood", "routing"))
         from modelsat.routers.subject_map import FEATURES
         _choice("prior_features", self.prior_features, FEATURES)
         if self.n_soft_tokens < 1:

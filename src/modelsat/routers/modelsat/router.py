@@ -88,8 +88,9 @@ class ModelSATRouter(Router):
 
     # ---- the interface --------------------------------------------------------------------------------------
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile], out_dir: str | Path | None = None,
-            resume: bool = False) -> "ModelSATRouter":
-        """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints."""
+            resume: bool = False, validation: pd.DataFrame | None = None) -> "ModelSATRouter":
+        """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints.
+        `validation` (held-out items) is read only by a fitted prior whose preset selects by routing."""
         from modelsat.routers.modelsat.model import ModelSAT
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
@@ -97,8 +98,10 @@ class ModelSATRouter(Router):
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
         if self.preset_.model.prior_source == "fitted":
             from modelsat.routers.profile_prior import ProfilePrior
-            self.prior_router_ = ProfilePrior(seed=self.seed, features=self.preset_.model.prior_features,
-                                              learn_steps=self.preset_.model.prior_learn_steps).fit(records, profiles)
+            cfg = self.preset_.model
+            self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
+                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select).fit(
+                records, profiles, validation=validation)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
