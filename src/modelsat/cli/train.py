@@ -57,7 +57,9 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     profiles, test = profiles_for(train_recs, data_dir, seed)
     console.print(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
     router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=True)
-    router.fit(train_recs, profiles, out_dir=out, resume=resume)
+    # validation items reach the prior only when the preset selects it by routing (model.prior_select); the
+    # diagnostics below then read items the prior was chosen on
+    router.fit(train_recs, profiles, out_dir=out, resume=resume, validation=val_recs)
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1)}
     if preset.train.eval_items and len(val_recs):
