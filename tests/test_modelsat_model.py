@@ -239,3 +239,34 @@ def test_overfit_with_all_model_groups_ranks_the_right_model():
                                                                    model_contrastive_frac=1.0, loss="group+bce"))
     s, truth = trained_scores_and_truth(preset, records, profiles)
     assert (s.argmax(1) == truth.argmax(1)).all()
+
+
+def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_items(tmp_path, monkeypatch):
+    """gate_select: after training, the LM gate is scaled by the multiplier that routes best on validation
+    items; the saved router keeps the scaled gate, and without validation items nothing changes."""
+    from modelsat.evaluate.metrics import macro_mean
+    from modelsat.routers.modelsat import router as router_module
+    from modelsat.routers.modelsat.router import GATE_MULTIPLIERS
+    records = synthetic_records(3)
+    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "gate_select": True}}
+    plain = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
+    assert plain.training_info_["gate_selection"]["by"] == "none"
+    assert records[["benchmark", "item_id"]].drop_duplicates().shape[0] >= 5
+    trained_gate = float(plain.model_.lm_gate)
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES, validation=records)
+    sel = router.training_info_["gate_selection"]
+    assert sel["by"] == "routing" and sel["multiplier"] in GATE_MULTIPLIERS
+    assert float(router.model_.lm_gate) == pytest.approx(trained_gate * sel["multiplier"])   # same seed, same run
+    best = max(sel["routed_accuracy"].values())
+    assert sel["routed_accuracy"][str(sel["multiplier"])] == best
+    assert sel["routed_accuracy"]["1.0"] == best or sel["multiplier"] != 1.0
+    # the selection's figure for the chosen multiplier is what the router now routes on those items
+    items = records.drop_duplicates(["benchmark", "item_id"])
+    truth = records.pivot_table(index=["benchmark", "item_id"], columns="model", values="score").reindex(
+        columns=sorted(p.model for p in PROFILES)).loc[list(zip(items["benchmark"], items["item_id"]))]
+    s = router.score(items["prompt"].tolist(), sorted(PROFILES, key=lambda p: p.model))
+    routed = macro_mean(truth.to_numpy()[np.arange(len(s)), s.argmax(1)], items["benchmark"].to_numpy())
+    assert routed == pytest.approx(sel["routed_accuracy"][str(sel["multiplier"])], abs=1e-9)
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))

@@ -48,6 +48,8 @@ class ModelConfig:
     #                                  training records (ProfilePrior learn_steps; routers/_prior_learning.py)
     prior_select: str = "likelihood"  # prior_source "fitted": kappa and per-task readings by the likelihood of the
     #                                  training records, or "routing": by routed accuracy on validation items
+    gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
+    #                                  routes best on validation items (0 = the prior alone)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior

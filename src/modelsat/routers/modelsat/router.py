@@ -40,6 +40,11 @@ def resolve_preset(preset: str | dict | Preset, overrides: dict | None = None) -
     return p
 
 
+GATE_MULTIPLIERS = (0.0, 0.5, 1.0, 2.0)
+GATE_SELECTION_ITEMS = 400
+GATE_MIN_ITEMS = 50
+
+
 @register
 class ModelSATRouter(Router):
     """Model-SAT: capability encoder + connector + causal LM reading [instruction, capability, prompt], plus the
@@ -107,7 +112,43 @@ class ModelSATRouter(Router):
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
                                "benchmarks": sorted(records["benchmark"].unique().tolist()),
                                "steps": self.preset_.train.total_steps, "seconds": round(time.time() - t0, 1)}
+        if self.preset_.model.gate_select and self.preset_.model.prior:
+            self.training_info_["gate_selection"] = self._select_gate(validation, profiles)
         return self
+
+    def _select_gate(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
+        """Scales the LM term's gate by the multiplier of GATE_MULTIPLIERS that routes best (macro-averaged) on
+        at most GATE_SELECTION_ITEMS validation items; 1 (as trained) unless another is strictly better, and 0
+        leaves the prior alone: a correction that does not help on held-out items is switched off."""
+        import torch
+        from modelsat.evaluate.metrics import macro_mean
+        by_name = {p.model: p for p in profiles}
+        v = validation[validation["model"].isin(by_name)] if validation is not None and len(validation) else None
+        if v is None or v[["benchmark", "item_id"]].drop_duplicates().shape[0] < GATE_MIN_ITEMS:
+            return {"by": "none", "reason": f"fewer than {GATE_MIN_ITEMS} validation items"}
+        models = sorted(v["model"].unique())
+        table = v.pivot_table(index=["benchmark", "item_id", "prompt"], columns="model", values="score",
+                              aggfunc="mean").reindex(columns=models).fillna(0.0)
+        if len(table) > GATE_SELECTION_ITEMS:
+            keep = np.sort(np.random.default_rng(self.seed).choice(len(table), GATE_SELECTION_ITEMS, replace=False))
+            table = table.iloc[keep]
+        prompts = [str(p) for p in table.index.get_level_values(2)]
+        truth, groups = table.to_numpy(dtype=np.float64), table.index.get_level_values(0).to_numpy()
+        cands = [by_name[m] for m in models]
+        priors = self.prior(prompts, cands)
+        full = self.model_.score_matrix(prompts, cands, priors)
+        with torch.no_grad():
+            base = self.model_.combine(torch.zeros(priors.shape), torch.as_tensor(priors)).double().numpy()
+        routed = {m: macro_mean(truth[np.arange(len(truth)), (base + m * (full - base)).argmax(axis=1)], groups)
+                  for m in GATE_MULTIPLIERS}
+        best = 1.0
+        for m in GATE_MULTIPLIERS:
+            if routed[m] > routed[best]:
+                best = m
+        with torch.no_grad():
+            self.model_.lm_gate.mul_(best)
+        return {"by": "routing", "validation_items": len(prompts), "multiplier": best,
+                "routed_accuracy": {str(m): a for m, a in routed.items()}}
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         self._check_fitted()
