@@ -260,7 +260,8 @@ def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_item
     assert float(router.model_.lm_gate) == pytest.approx(trained_gate * sel["multiplier"])   # same seed, same run
     best = max(sel["routed_accuracy"].values())
     assert sel["routed_accuracy"][str(sel["multiplier"])] == best
-    assert sel["routed_accuracy"]["1.0"] == best or sel["multiplier"] != 1.0
+    if sel["multiplier"] != 1.0:      # the gate as trained is kept unless another multiplier is strictly better
+        assert sel["routed_accuracy"][str(sel["multiplier"])] > sel["routed_accuracy"]["1.0"]
     # the selection's figure for the chosen multiplier is what the router now routes on those items
     items = records.drop_duplicates(["benchmark", "item_id"])
     truth = records.pivot_table(index=["benchmark", "item_id"], columns="model", values="score").reindex(

@@ -487,9 +487,7 @@ def fit_router(name: str, router: Router, family: Family) -> tuple[Router | None
     if getattr(router, "needs_responses", False) and recs["response"].isna().all():
         return None, {"status": "skipped", "reason": "needs responses; this family's records have none"}
     profiles = [family.profiles[m] for m in family.train_models]
-    kwargs = {}
-    if "validation" in inspect.signature(router.fit).parameters:   # routers that tune on held-out items
-        kwargs["validation"] = family.validation_records
+    kwargs = {"validation": family.validation_records} if router.tunes_on_validation else {}
     start = time.perf_counter()
     try:
         router = router.fit(recs, profiles, **kwargs)

@@ -67,10 +67,16 @@ class LearnedReading:
                    arrays["learned_b_task"], arrays["learned_lam"], float(kappa), dict(history or {}))
 
 
-def forward(torch, feats, subject_logits, task_logits, arrays: ProfileArrays, params: dict):
-    """(n, m) prior probabilities (torch); `params` holds tensors u_subject, b_subject, u_task, b_task, lam, and
-    log_kappa. `subject_logits` (n, S) and `task_logits` (n, T) are the fixed prior's."""
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+def _f64(a):
+    import torch
+    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+
+def forward(feats, subject_logits, task_logits, arrays: ProfileArrays, params: dict):
+    """(n, m) prior probabilities (torch tensors in and out); `params` holds u_subject, b_subject, u_task, b_task,
+    lam and log_kappa. `subject_logits` (n, S) and `task_logits` (n, T) are the fixed prior's."""
+    import torch
+    t = _f64
     kappa = params["log_kappa"].exp()
     mean = t(arrays.mean)
     w = torch.softmax(subject_logits + feats @ params["u_subject"] + params["b_subject"], dim=1)
@@ -98,11 +104,9 @@ def score(feats: np.ndarray, subject_logits: np.ndarray, task_logits: np.ndarray
     import torch
     params = {"u_subject": reading.u_subject, "b_subject": reading.b_subject, "u_task": reading.u_task,
               "b_task": reading.b_task, "lam": reading.lam, "log_kappa": np.log(max(reading.kappa, 1e-9))}
-    params = {k: torch.as_tensor(np.asarray(v), dtype=torch.float64) for k, v in params.items()}
     with torch.no_grad():
-        out = forward(torch, torch.as_tensor(np.asarray(feats), dtype=torch.float64),
-                      torch.as_tensor(subject_logits, dtype=torch.float64),
-                      torch.as_tensor(task_logits, dtype=torch.float64), arrays, params)
+        out = forward(_f64(feats), _f64(subject_logits), _f64(task_logits), arrays,
+                      {k: _f64(v) for k, v in params.items()})
     return out.numpy()
 
 
@@ -113,7 +117,7 @@ def learn(feats: np.ndarray, subject_logits: np.ndarray, task_logits: np.ndarray
     import torch
     from modelsat.routers._training_data import validation_split
     d, S, T = feats.shape[1], subject_logits.shape[1], task_logits.shape[1]
-    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    f64 = _f64
     params = {"u_subject": torch.zeros(d, S, dtype=torch.float64), "b_subject": torch.zeros(S, dtype=torch.float64),
               "u_task": torch.zeros(d, T, dtype=torch.float64), "b_task": torch.zeros(T, dtype=torch.float64),
               "lam": f64(lam0).clone(), "log_kappa": torch.tensor(float(np.log(min(max(kappa0, 1.0), KAPPA_START_MAX))),
@@ -128,7 +132,7 @@ def learn(feats: np.ndarray, subject_logits: np.ndarray, task_logits: np.ndarray
 
     def loss_on(idx: np.ndarray, with_l2: bool):
         ii = torch.as_tensor(idx)
-        q = forward(torch, x[ii], sl[ii], tl[ii], arrays, params).clamp(1e-4, 1 - 1e-4)
+        q = forward(x[ii], sl[ii], tl[ii], arrays, params).clamp(1e-4, 1 - 1e-4)
         # a positive slope: the calibration may sharpen or flatten the prior, never turn it upside down
         z = params["log_alpha"].exp() * torch.log(q / (1 - q)) + params["gamma"]
         yy, mm = y[ii], mask[ii]

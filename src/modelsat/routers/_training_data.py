@@ -72,6 +72,24 @@ def routed_accuracy(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(truth[np.arange(len(truth)), np.argmax(pred, axis=1)].mean()) if len(truth) else 0.0
 
 
+def macro_routed_accuracy(pred: np.ndarray, truth: np.ndarray, groups: Sequence[str]) -> float:
+    """Routed accuracy averaged over groups (benchmarks), as the evaluation reports it."""
+    from modelsat.evaluate.metrics import macro_mean
+    return macro_mean(truth[np.arange(len(truth)), np.argmax(pred, axis=1)], np.asarray(groups))
+
+
+def held_out_table(validation: pd.DataFrame | None, models: Sequence[str], min_items: int,
+                   name: str = "router") -> ItemTable | None:
+    """The item table of `validation` records of `models` (held-out items a router tunes on), or None when it
+    holds fewer than `min_items` items."""
+    if validation is None or len(validation) == 0:
+        return None
+    v = validation[validation["model"].isin(set(models))]
+    if v[["benchmark", "item_id"]].drop_duplicates().shape[0] < min_items:
+        return None
+    return item_table(v, name)
+
+
 def subject_order(profiles: Sequence[Profile]) -> list[str]:
     """The sorted union of the profiles' subjects: the fixed order of profile vectors."""
     return sorted({s for p in profiles for s in p.subjects})

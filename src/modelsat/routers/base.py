@@ -69,6 +69,8 @@ class Router:
     needs_seen_models: ClassVar[bool] = False   # learned model ids: refuses a model absent from training
     is_upper_bound: ClassVar[bool] = False      # oracle: reads the answers; never a real router
     uses_embeddings: ClassVar[bool] = False     # reads MiniLM instruction embeddings (the benchmark precomputes them)
+    # fit takes `validation=` (held-out records: never a training, profile or test item) and may choose on them
+    tunes_on_validation: ClassVar[bool] = False
     # a candidate's score does not depend on the other candidates: the benchmark may score the union of a family's
     # zoos once and slice it per zoo (checked by the contract test)
     columns_independent: ClassVar[bool] = False

@@ -85,6 +85,7 @@ class ProfilePrior(Router):
     name = "profile-prior"
     uses_embeddings = True
     columns_independent = True
+    tunes_on_validation = True
 
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
                  tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
@@ -174,35 +175,28 @@ class ProfilePrior(Router):
     def _select_by_routing(self, validation: pd.DataFrame | None, by_name: dict[str, Profile]) -> dict:
         """Chooses kappa (KAPPA_GRID) and per-task readings by macro-averaged routed accuracy on `validation`,
         by coordinate ascent from the likelihood fit; a change is kept only when it routes strictly better."""
-        from modelsat.evaluate.metrics import macro_mean
-        v = validation[validation["model"].isin(by_name)] if validation is not None and len(validation) else None
-        n_items = 0 if v is None else v[["benchmark", "item_id"]].drop_duplicates().shape[0]
-        if n_items < MIN_SELECTION_ITEMS:
-            return {"by": "likelihood", "reason": f"{n_items} validation items (routing selection needs "
-                                                  f">= {MIN_SELECTION_ITEMS})"}
-        models = sorted(v["model"].unique())
-        table = v.pivot_table(index=["benchmark", "item_id", "prompt"], columns="model", values="score",
-                              aggfunc="mean").reindex(columns=models).fillna(0.0)
-        truth, groups = table.to_numpy(dtype=np.float64), table.index.get_level_values(0).to_numpy()
-        emb = self._map().featurize([str(p) for p in table.index.get_level_values(2)])
-        cands = [by_name[m] for m in models]
+        from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
+        table = held_out_table(validation, list(by_name), MIN_SELECTION_ITEMS, self.name)
+        if table is None:
+            return {"by": "likelihood", "reason": f"fewer than {MIN_SELECTION_ITEMS} validation items (routing "
+                                                  "selection needs them)"}
+        truth = table.filled_scores
+        emb = self._map().featurize(table.prompts)
+        cands = [by_name[m] for m in table.models]
 
-        def routed(kappa: float) -> float:
-            picks = self._prior(emb, cands, kappa).argmax(axis=1)
-            return macro_mean(truth[np.arange(len(truth)), picks], groups)
+        def routed(kappa: float, reads: list[bool]) -> float:
+            return macro_routed_accuracy(self._prior(emb, cands, kappa, reads), truth, table.benchmark)
 
         start_kappa, start_reads = self._kappa(), self._reads_subjects()
-        self.reads_subjects_ = list(start_reads)
-        start = best = (routed(start_kappa), start_kappa, list(start_reads))
+        start = best = (routed(start_kappa, start_reads), start_kappa, start_reads)
         for kappa in (KAPPA_GRID if self.kappa is None else (start_kappa,)):
-            self.reads_subjects_ = list(best[2]) if kappa == best[1] else list(start_reads)
-            cur = (routed(kappa), kappa, list(self.reads_subjects_))
+            reads = best[2] if kappa == best[1] else start_reads
+            cur = (routed(kappa, reads), kappa, reads)
             for t in range(len(self.task_names_)):
-                self.reads_subjects_ = list(cur[2])
-                self.reads_subjects_[t] = not self.reads_subjects_[t]
-                acc = routed(kappa)
+                flipped = [r if i != t else not r for i, r in enumerate(cur[2])]
+                acc = routed(kappa, flipped)
                 if acc > cur[0]:
-                    cur = (acc, kappa, list(self.reads_subjects_))
+                    cur = (acc, kappa, flipped)
             if cur[0] > best[0]:
                 best = cur
         self.kappa_, self.reads_subjects_ = float(best[1]), list(best[2])
@@ -277,8 +271,11 @@ class ProfilePrior(Router):
         return candidate.tasks.get(name) or (candidate.subjects.get(name) if name not in self._map().subjects
                                              else None)
 
-    def _prior(self, emb: np.ndarray, candidates: Sequence[Profile], kappa: float) -> np.ndarray:
-        """(n, m) prior from instruction embeddings: subjects, mixed with tasks when a classifier exists."""
+    def _prior(self, emb: np.ndarray, candidates: Sequence[Profile], kappa: float,
+               reads: Sequence[bool] | None = None) -> np.ndarray:
+        """(n, m) prior from instruction embeddings: subjects, mixed with tasks when a classifier exists; `reads`
+        (per task: read the subject prior, else the task accuracy) defaults to the fitted choice. A learned
+        reading carries its own kappa and blends, and ignores both arguments."""
         sm = self._map()
         learned = getattr(self, "learned_", None)
         if learned is not None:
@@ -291,7 +288,8 @@ class ProfilePrior(Router):
         if probs.shape[1] == 0:
             return subject_prior
         out = np.zeros_like(subject_prior)
-        for t, (name, reads_subjects) in enumerate(zip(self.task_names_, self._reads_subjects())):
+        reads = self._reads_subjects() if reads is None else list(reads)
+        for t, (name, reads_subjects) in enumerate(zip(self.task_names_, reads)):
             a = subject_prior
             if not reads_subjects:
                 a = subject_prior.copy()

@@ -53,6 +53,7 @@ class ModelSATRouter(Router):
     name = "modelsat"
     uses_embeddings = True
     columns_independent = True
+    tunes_on_validation = True
 
     def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
                  verbose: bool = False):
@@ -95,7 +96,8 @@ class ModelSATRouter(Router):
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile], out_dir: str | Path | None = None,
             resume: bool = False, validation: pd.DataFrame | None = None) -> "ModelSATRouter":
         """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints.
-        `validation` (held-out items) is read only by a fitted prior whose preset selects by routing."""
+        `validation` (held-out items) is read only where the preset chooses on them: a fitted prior with
+        `prior_select: routing`, and `gate_select`."""
         from modelsat.routers.modelsat.model import ModelSAT
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
@@ -121,26 +123,22 @@ class ModelSATRouter(Router):
         at most GATE_SELECTION_ITEMS validation items; 1 (as trained) unless another is strictly better, and 0
         leaves the prior alone: a correction that does not help on held-out items is switched off."""
         import torch
-        from modelsat.evaluate.metrics import macro_mean
+        from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
         by_name = {p.model: p for p in profiles}
-        v = validation[validation["model"].isin(by_name)] if validation is not None and len(validation) else None
-        if v is None or v[["benchmark", "item_id"]].drop_duplicates().shape[0] < GATE_MIN_ITEMS:
+        table = held_out_table(validation, list(by_name), GATE_MIN_ITEMS, self.name)
+        if table is None:
             return {"by": "none", "reason": f"fewer than {GATE_MIN_ITEMS} validation items"}
-        models = sorted(v["model"].unique())
-        table = v.pivot_table(index=["benchmark", "item_id", "prompt"], columns="model", values="score",
-                              aggfunc="mean").reindex(columns=models).fillna(0.0)
-        if len(table) > GATE_SELECTION_ITEMS:
-            keep = np.sort(np.random.default_rng(self.seed).choice(len(table), GATE_SELECTION_ITEMS, replace=False))
-            table = table.iloc[keep]
-        prompts = [str(p) for p in table.index.get_level_values(2)]
-        truth, groups = table.to_numpy(dtype=np.float64), table.index.get_level_values(0).to_numpy()
-        cands = [by_name[m] for m in models]
+        rows = np.arange(len(table.prompts))
+        if len(rows) > GATE_SELECTION_ITEMS:
+            rows = np.sort(np.random.default_rng(self.seed).choice(len(rows), GATE_SELECTION_ITEMS, replace=False))
+        prompts = [table.prompts[i] for i in rows]
+        truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
+        cands = [by_name[m] for m in table.models]
         priors = self.prior(prompts, cands)
         full = self.model_.score_matrix(prompts, cands, priors)
         with torch.no_grad():
             base = self.model_.combine(torch.zeros(priors.shape), torch.as_tensor(priors)).double().numpy()
-        routed = {m: macro_mean(truth[np.arange(len(truth)), (base + m * (full - base)).argmax(axis=1)], groups)
-                  for m in GATE_MULTIPLIERS}
+        routed = {m: macro_routed_accuracy(base + m * (full - base), truth, groups) for m in GATE_MULTIPLIERS}
         best = 1.0
         for m in GATE_MULTIPLIERS:
             if routed[m] > routed[best]:
