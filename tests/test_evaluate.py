@@ -97,6 +97,20 @@ def test_a_router_that_knows_the_benchmark_matches_per_benchmark_best_and_beats_
     assert "ms_per_instruction" in row
 
 
+def test_the_fit_status_keeps_what_a_router_chose_and_the_report_prints_it():
+    from modelsat.routers.knn import KNNRouter
+    fam = _family()
+    router, status = H.fit_router("knn", KNNRouter(k_grid=(1, 5)), fam)
+    assert status["choices"] == {"k": router.k_} and router.k_ in (1, 5)
+    assert "choices" not in H.fit_router("toy-benchmark", _BenchmarkOracle(), fam)[1]     # chose nothing
+    info = {"models": ["math", "code", "mid"], "train_models": ["math", "code", "mid"], "split_counts": {},
+            "profile_method": "none", "splits_file": "toy.csv",
+            "fit": {"knn": status | {"choices": {"k": 5, "prior": {"kappa": 1e6, "task_kappa": None}}}}}
+    md = markdown({"run": {"started": "now", "seed": 0, "quick": True, "bootstrap_resamples": 10},
+                   "families": {"toy": info}, "zoos": []})
+    assert "chose k=5, prior.kappa=1e+06" in md and "task_kappa" not in md
+
+
 def test_an_unseen_model_gives_na_for_a_learned_id_router():
     fam = _family()
     fam.train_models = ["math", "code"]

@@ -6,7 +6,8 @@ import pytest
 
 from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.routers import Router, get
-from modelsat.routers.profile_prior import ProfilePrior, prior_scores, shrunk_accuracies
+from modelsat.routers.profile_prior import (KAPPA_MAX, ProfilePrior, empirical_bayes_kappa, prior_scores,
+                                            shrunk_accuracies)
 from modelsat.routers.subject_map import SubjectMap, shipped
 from modelsat.errors import ModelsatError
 
@@ -150,6 +151,45 @@ def test_task_classifier_reads_each_candidates_accuracy_on_the_instructions_task
     np.testing.assert_allclose(plain[:, 0], plain[:, 1])
     router.save(tmp_path / "r")
     np.testing.assert_array_equal(Router.load(tmp_path / "r").score(questions, profs), router.score(questions, profs))
+
+
+def test_empirical_bayes_kappa_recovers_the_interaction_spread_under_sampling_noise():
+    # 12 models x 300 subjects; each model's true accuracy on a subject = subject level + its own interaction
+    # (sd 0.08); profiles measure it on 30 items. kappa should be p(1-p)/tau^2 ~ 0.24/0.0064 ~ 37.5, which a
+    # formula without the noise correction (~ 9) or a mean-only estimate would miss.
+    rng = np.random.default_rng(0)
+    m, c, n, tau = 12, 300, 30, 0.08
+    truth = np.clip(0.6 + rng.normal(0, 0.1, size=(1, c)) + rng.normal(0, tau, size=(m, c)), 0.02, 0.98)
+    measured = rng.binomial(n, truth) / n
+    kappa = empirical_bayes_kappa(measured, np.full((m, c), n))
+    expected = np.mean(measured * (1 - measured)) / tau ** 2
+    assert 0.75 * expected < kappa < 1.33 * expected
+    # look-alike models (no interaction at all): all of the spread is noise, the subjects are not worth reading
+    same = np.tile(rng.binomial(n, np.full((1, c), 0.6)) / n, (m, 1))
+    assert empirical_bayes_kappa(same, np.full((m, c), n)) == KAPPA_MAX
+    # nothing to compare: one model, or one column with enough items
+    assert empirical_bayes_kappa(measured[:1], np.full((1, c), n)) is None
+    assert empirical_bayes_kappa(measured[:, :3], np.array([[n, 1, 1]] * m)) is None
+
+
+def test_kappa_from_profiles_ignores_the_records_and_gives_tasks_their_own(tmp_path):
+    recs, profs = _task_records()
+    router = ProfilePrior(kappa_fit="profiles").fit(recs, profs)
+    # identical subject profiles: no subject skill to read; tasks 0.9 vs 0.3 on 20 items: read them nearly raw
+    assert router.kappa_ == KAPPA_MAX
+    assert 0 < router.task_kappa_ < 2
+    questions = ["What is 31 plus 58?", "Who ruled Portugal in the sixteenth century?"]
+    assert router.route(questions, profs) == ["calc", "chron"]
+    assert ProfilePrior(kappa_fit="profiles").fit(recs.iloc[:0], profs).kappa_ == KAPPA_MAX   # no records needed
+    router.save(tmp_path / "r")
+    loaded = Router.load(tmp_path / "r")
+    assert loaded.task_kappa_ == router.task_kappa_
+    np.testing.assert_array_equal(loaded.score(questions, profs), router.score(questions, profs))
+    # a kappa given by the user holds for subjects and tasks alike
+    fixed = ProfilePrior(kappa=1.0, kappa_fit="profiles").fit(recs, profs)
+    assert fixed._task_kappa(fixed._kappa()) == 1.0
+    with pytest.raises(ModelsatError, match="kappa_fit must be one of likelihood, profiles"):
+        ProfilePrior(kappa_fit="vibes")
 
 
 def test_profile_tasks_round_trip_and_are_validated(tmp_path):

@@ -493,8 +493,12 @@ def fit_router(name: str, router: Router, family: Family) -> tuple[Router | None
         router = router.fit(recs, profiles, **kwargs)
     except RouterError as exc:
         return None, {"status": "skipped", "reason": str(exc)}
-    return router, {"status": "ok", "fit_seconds": time.perf_counter() - start, "train_items":
-                    int(recs[["benchmark", "item_id"]].drop_duplicates().shape[0]), "train_records": len(recs)}
+    status = {"status": "ok", "fit_seconds": time.perf_counter() - start,
+              "train_items": int(recs[["benchmark", "item_id"]].drop_duplicates().shape[0]), "train_records": len(recs)}
+    choices = router.fit_choices()
+    if choices:
+        status["choices"] = choices
+    return router, status
 
 
 def utc_now() -> str:

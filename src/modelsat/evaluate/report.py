@@ -188,6 +188,22 @@ def print_report(results: dict, console: Console) -> None:
 
 
 # ---- Markdown -------------------------------------------------------------------------------------------------
+def _choices_text(choices: dict, prefix: str = "") -> str:
+    """A router's fit choices as `key=value` pairs, nested keys dotted, floats to 4 significant digits."""
+    parts = []
+    for key, value in choices.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            inner = _choices_text(value, f"{prefix}{key}.")
+            parts += [inner] if inner else []
+        elif isinstance(value, float):
+            parts.append(f"{prefix}{key}={value:.4g}")
+        else:
+            parts.append(f"{prefix}{key}={value}")
+    return ", ".join(parts)
+
+
 def _md_zoo(entry: dict) -> list[str]:
     benches = list(entry["n_test_items_per_benchmark"])
     show = benches if len(benches) > 1 else []
@@ -283,7 +299,8 @@ def markdown(results: dict) -> str:
             if st.get("status") != "ok":
                 lines.append(f"  - {name}: {st['status']}: {st.get('reason', '')}")
             else:
-                lines.append(f"  - {name}: fitted in {st.get('fit_seconds', 0):.1f} s")
+                chose = f"; chose {_choices_text(st['choices'])}" if st.get("choices") else ""
+                lines.append(f"  - {name}: fitted in {st.get('fit_seconds', 0):.1f} s{chose}")
     lines += ["", "## Zoos", ""]
     for e in results["zoos"]:
         lines += _md_zoo(e)

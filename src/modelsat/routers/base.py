@@ -92,6 +92,10 @@ class Router:
         """(n_instructions, n_candidates) scores; higher = more likely to answer well."""
         raise NotImplementedError
 
+    def fit_choices(self) -> dict:
+        """What `fit` chose on data (a k, a kappa, a gate), JSON-ready, for the benchmark's results; {} if nothing."""
+        return {}
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         return {}, {}
 

@@ -73,6 +73,9 @@ class KNNRouter(Router):
         means = neighbour_means(embed(list(instructions)), self.embeddings_, scores, self.k_)
         return means + scores.mean(axis=0) * TIE_BREAK
 
+    def fit_choices(self) -> dict:
+        return {"k": self.k_} if hasattr(self, "k_") else {}
+
     def _get_state(self):
         return ({"embeddings": self.embeddings_, "scores": self.scores_},
                 {"models": self.models_, "k": self.k_, "validation": self.validation_})

@@ -115,6 +115,11 @@ class PerCategoryRouter(Router):
                 out[:, j] = self.slope_ * cand.mean_accuracy + self.intercept_map_
         return out
 
+    def fit_choices(self) -> dict:
+        if not hasattr(self, "label_used_"):
+            return {}
+        return {"label": self.label_used_, "category_accuracy": self.category_accuracy_}
+
     def _get_state(self):
         return ({"coef": self.coef_, "intercept": self.intercept_, "table": self.table_},
                 {"categories": self.categories_, "models": self.models_, "label_used": self.label_used_,

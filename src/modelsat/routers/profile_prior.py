@@ -23,6 +23,14 @@ no score) and the prior becomes
 so an instruction that looks like grade-school maths reads each candidate's maths accuracy, and one that looks
 like MMLU reads its subjects. A candidate whose profile lacks task t falls back to its subject prior. Still
 nothing is learned per model: a new model with the same tasks in its profile is scored like the others.
+
+Choosing kappa. By default (`kappa_fit="likelihood"`) kappa maximises the likelihood of the fit's records under the
+prior, which is sound only when the records are not the items the profiles rest on. `kappa_fit="profiles"` needs
+no records: an empirical-Bayes estimate from the profiles themselves (`empirical_bayes_kappa`). The part of a
+model's per-subject accuracy that separates it from the other models (the model × subject interaction) has, across
+subjects, a spread made of real differences (tau^2) plus sampling noise (p(1-p)/n); the shrinkage that best
+predicts a fresh item is kappa = p(1-p) / tau^2 pseudo-items. Subjects and tasks get their own estimate (a zoo of
+look-alike models can have no subject skill beyond noise yet very different maths and code accuracies).
 """
 
 from __future__ import annotations
@@ -41,12 +49,38 @@ from modelsat.routers.subject_map import SubjectMap, shipped
 DEFAULT_KAPPA = 100.0
 KAPPA_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 SELECT = ("likelihood", "routing")
+KAPPA_FITS = ("likelihood", "profiles")
+KAPPA_MAX = 1e6            # empirical Bayes: the profiles show no interaction beyond sampling noise
 MIN_SELECTION_ITEMS = 50   # fewer validation items than this: routing selection falls back to the likelihood fit
 
 
 def shrink(n: int, accuracy: float, mean: float, kappa: float) -> float:
     """An accuracy resting on n items, pulled toward the model's mean by kappa pseudo-items."""
     return mean if n + kappa <= 0 else (n * accuracy + kappa * mean) / (n + kappa)
+
+
+def empirical_bayes_kappa(accuracy: np.ndarray, n_items: np.ndarray) -> float | None:
+    """kappa (pseudo-items) from a (models, columns) table of accuracies and the item counts they rest on.
+
+    The table is double-centred (model and column means removed): what is left is each model's own strength or
+    weakness on each column. Its mean square over (m-1)(c-1) degrees of freedom estimates tau^2 + the mean
+    sampling variance p(1-p)/(n-1); tau^2 is what remains after removing the latter, and kappa = p(1-p) / tau^2
+    (KAPPA_MAX when nothing remains). None when there are fewer than 2 models or 2 columns with n >= 2.
+    """
+    acc = np.asarray(accuracy, dtype=np.float64)
+    n = np.asarray(n_items, dtype=np.float64)
+    keep = (n >= 2).all(axis=0)
+    acc, n = acc[:, keep], n[:, keep]
+    m, c = acc.shape
+    if m < 2 or c < 2:
+        return None
+    resid = acc - acc.mean(axis=1, keepdims=True) - acc.mean(axis=0, keepdims=True) + acc.mean()
+    observed = float((resid ** 2).sum() / ((m - 1) * (c - 1)))
+    per_item = acc * (1 - acc)
+    tau2 = observed - float(np.mean(per_item / (n - 1)))
+    if tau2 <= 0:
+        return KAPPA_MAX
+    return float(min(KAPPA_MAX, np.mean(per_item) / tau2))
 
 
 def shrunk_accuracies(candidates: Sequence[Profile], subjects: Sequence[str], kappa: float) -> np.ndarray:
@@ -90,8 +124,8 @@ class ProfilePrior(Router):
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
                  tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
                  learn_steps: int = 0, learn_l2: float = 1e-3, learn_lr: float = 0.01,
-                 learn_validation_fraction: float = 0.2, select: str = "likelihood"):
-        self.kappa = kappa                    # None: fitted on `fit`'s records (DEFAULT_KAPPA until then)
+                 learn_validation_fraction: float = 0.2, select: str = "likelihood", kappa_fit: str = "likelihood"):
+        self.kappa = kappa                    # None: fitted (kappa_fit; DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
         self.tasks = tasks                    # learn the task classifier when records span several benchmarks
@@ -105,6 +139,9 @@ class ProfilePrior(Router):
         if select not in SELECT:
             raise RouterError(f"profile-prior: select must be one of {', '.join(SELECT)}, got {select!r}")
         self.select = select                  # how kappa and each task's reading are chosen (see fit)
+        if kappa_fit not in KAPPA_FITS:
+            raise RouterError(f"profile-prior: kappa_fit must be one of {', '.join(KAPPA_FITS)}, got {kappa_fit!r}")
+        self.kappa_fit = kappa_fit            # "likelihood" of the records, or "profiles" (empirical Bayes)
 
     # the subject map is state, not a hyper-parameter: a fresh router starts from the shipped one
     def _map(self) -> SubjectMap:
@@ -119,6 +156,11 @@ class ProfilePrior(Router):
             return float(self.kappa)
         return float(getattr(self, "kappa_", DEFAULT_KAPPA))
 
+    def _task_kappa(self, kappa: float) -> float:
+        """The tasks' kappa: their own empirical-Bayes estimate where one was made, else the subjects' `kappa`."""
+        task_kappa = getattr(self, "task_kappa_", None)
+        return kappa if task_kappa is None or self.kappa is not None else float(task_kappa)
+
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile],
             validation: pd.DataFrame | None = None) -> "ProfilePrior":
         """Fits the subject temperature (on records with an MMLU subject) and kappa; nothing per model.
@@ -126,6 +168,8 @@ class ProfilePrior(Router):
         kappa maximises the Bernoulli log-likelihood of the records' scores under the prior, over the models
         that have a profile. Give it records the profiles were *not* built from (e.g. validation items): on
         the profiles' own items the per-subject accuracies look better than they are and kappa comes out low.
+        With `kappa_fit="profiles"`, kappa (subjects) and the tasks' kappa come from `profiles` alone
+        (`empirical_bayes_kappa`), and the records only train the task classifier and the temperature.
 
         With `select="routing"` and `validation` records (items neither the profiles nor `records` hold), kappa
         and each task's reading (the candidate's subject prior, or its accuracy on the task) are instead chosen
@@ -143,7 +187,7 @@ class ProfilePrior(Router):
                 pos = np.flatnonzero(items["subject"].isin(sm.subjects).to_numpy())
                 sm.fit_temperature(emb[pos], items["subject"].iloc[pos].tolist())
         self._fit_tasks(items, emb, profiles)
-        self.kappa_ = DEFAULT_KAPPA
+        self.kappa_, self.task_kappa_ = DEFAULT_KAPPA, None
         by_name = {p.model: p for p in profiles}
         rec = records[records["model"].isin(by_name)] if "model" in records else records.iloc[:0]
         if len(rec):
@@ -154,7 +198,9 @@ class ProfilePrior(Router):
             r = np.array([row[k] for k in zip(*(rec[c] for c in key_cols))])
             j = rec["model"].map(col).to_numpy()
             y = rec["score"].to_numpy(dtype=np.float64)
-        if self.kappa is None and len(rec):
+        if self.kappa is None and self.kappa_fit == "profiles":
+            self._fit_kappa_from_profiles(profiles)
+        elif self.kappa is None and len(rec):
             best = None
             for k in KAPPA_GRID:
                 p = self._prior(emb, cands, k)[r, j].clip(1e-4, 1 - 1e-4)
@@ -171,6 +217,15 @@ class ProfilePrior(Router):
             self.learned_ = self._learn(emb, cands, scores)
         self.fitted_ = True
         return self
+
+    def _fit_kappa_from_profiles(self, profiles: Sequence[Profile]) -> None:
+        """kappa_ over the subject map's subjects and task_kappa_ over the tasks, by empirical Bayes on the profiles
+        (DEFAULT_KAPPA / the subjects' kappa where a table has fewer than two models or columns)."""
+        arrays = self._profile_arrays(list(profiles))
+        subject_kappa = empirical_bayes_kappa(arrays.acc.T, arrays.n.T)
+        self.kappa_ = DEFAULT_KAPPA if subject_kappa is None else subject_kappa
+        has = arrays.has_task.astype(bool).all(axis=1)          # tasks every profile measures
+        self.task_kappa_ = empirical_bayes_kappa(arrays.task_acc[has].T, arrays.task_n[has].T)
 
     def _select_by_routing(self, validation: pd.DataFrame | None, by_name: dict[str, Profile]) -> dict:
         """Chooses kappa (KAPPA_GRID) and per-task readings by macro-averaged routed accuracy on `validation`,
@@ -296,7 +351,7 @@ class ProfilePrior(Router):
                 for j, c in enumerate(candidates):
                     sc = self._task_score(c, name)
                     if sc is not None:
-                        a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, kappa)
+                        a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, self._task_kappa(kappa))
             out += probs[:, [t]] * a
         return out
 
@@ -312,6 +367,19 @@ class ProfilePrior(Router):
             raise RouterError("profile-prior: no candidates")
         return self._prior(self._map().featurize(list(instructions)), candidates, self._kappa())
 
+    def fit_choices(self) -> dict:
+        if not getattr(self, "fitted_", False):
+            return {}
+        out = {"kappa": self._kappa(), "task_kappa": self._task_kappa(self._kappa()) if self.task_names_ else None,
+               "kappa_fit": "given" if self.kappa is not None else self.kappa_fit,
+               "temperature": float(self._map().temperature)}
+        if getattr(self, "selection_", None):
+            out["selection"] = self.selection_
+        learned = getattr(self, "learned_", None)
+        if learned is not None:
+            out["learned"] = {"kappa": learned.kappa, "best_step": learned.history.get("best", {}).get("step")}
+        return out
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict]:
         sm = self._map()
         arrays = {"anchors": sm.anchors}
@@ -324,6 +392,7 @@ class ProfilePrior(Router):
             arrays |= learned.arrays()
         return (arrays,
                 {"subjects": sm.subjects, "temperature": sm.temperature, "kappa": self._kappa(),
+                 "task_kappa": getattr(self, "task_kappa_", None),
                  "subject_features": sm.features,
                  "subject_map_provenance": sm.provenance, "task_names": list(getattr(self, "task_names_", [])),
                  "mmlu_like": list(getattr(self, "mmlu_like_", [])),
@@ -340,6 +409,7 @@ class ProfilePrior(Router):
                                        bias=arrays.get("subject_bias"),
                                        features=extra.get("subject_features", "minilm"))
         self.kappa_ = float(extra["kappa"])
+        self.task_kappa_ = extra.get("task_kappa")
         self.task_names_ = list(extra.get("task_names") or [])
         self.mmlu_like_ = list(extra.get("mmlu_like") or [])
         self.reads_subjects_ = extra.get("reads_subjects")

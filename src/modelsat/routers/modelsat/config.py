@@ -48,6 +48,8 @@ class ModelConfig:
     #                                  training records (ProfilePrior learn_steps; routers/_prior_learning.py)
     prior_select: str = "likelihood"  # prior_source "fitted": kappa and per-task readings by the likelihood of the
     #                                  training records, or "routing": by routed accuracy on validation items
+    prior_kappa_fit: str = "likelihood"  # prior_source "fitted": kappa by the "likelihood" of the training records,
+    #                                  or from the "profiles" alone (empirical Bayes; routers/profile_prior.py)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
@@ -68,6 +70,7 @@ class ModelConfig:
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
         _choice("prior_select", self.prior_select, ("likelihood", "routing"))
+        _choice("prior_kappa_fit", self.prior_kappa_fit, ("likelihood", "profiles"))
         from modelsat.routers.subject_map import FEATURES
         _choice("prior_features", self.prior_features, FEATURES)
         if self.n_soft_tokens < 1:

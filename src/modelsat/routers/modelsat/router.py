@@ -107,7 +107,8 @@ class ModelSATRouter(Router):
             from modelsat.routers.profile_prior import ProfilePrior
             cfg = self.preset_.model
             self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
-                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select).fit(
+                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select,
+                                              kappa_fit=cfg.prior_kappa_fit).fit(
                 records, profiles, validation=validation)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
@@ -147,6 +148,16 @@ class ModelSATRouter(Router):
             self.model_.lm_gate.mul_(best)
         return {"by": "routing", "validation_items": len(prompts), "multiplier": best,
                 "routed_accuracy": {str(m): a for m, a in routed.items()}}
+
+    def fit_choices(self) -> dict:
+        out = {}
+        prior_router = getattr(self, "prior_router_", None)
+        if prior_router is not None:
+            out["prior"] = prior_router.fit_choices()
+        gate = getattr(self, "training_info_", {}).get("gate_selection")
+        if gate is not None:
+            out["gate_selection"] = gate
+        return out
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         self._check_fitted()
