@@ -192,6 +192,19 @@ def test_kappa_from_profiles_ignores_the_records_and_gives_tasks_their_own(tmp_p
         ProfilePrior(kappa_fit="vibes")
 
 
+def test_the_task_classifiers_C_is_chosen_on_validation_items():
+    recs, profs = _task_records()
+    held = pd.concat([recs.assign(prompt=recs["prompt"] + " ?", item_id="a" + recs["item_id"]),    # other texts,
+                      recs.assign(prompt="Tell me: " + recs["prompt"], item_id="b" + recs["item_id"])])  # same tasks
+    router = ProfilePrior(kappa=1.0, C_grid=(100.0, 0.001, 1.0)).fit(recs, profs, validation=held)
+    accuracy = {float(c): a for c, a in router.task_C_selection_["accuracy"].items()}
+    assert sorted(accuracy) == [0.001, 1.0, 100.0] and router.task_C_selection_["validation_items"] == 80
+    best = max(accuracy.values())
+    assert accuracy[router.task_C_] == best and router.task_C_ == min(c for c, a in accuracy.items() if a == best)
+    assert router.fit_choices()["task_C"] == router.task_C_
+    assert ProfilePrior(kappa=1.0, C_grid=(100.0,)).fit(recs, profs).task_C_ == 1.0      # no validation: C
+
+
 def test_profile_tasks_round_trip_and_are_validated(tmp_path):
     _, profs = _task_records()
     again = Profile.load(profs[0].save(tmp_path / "p.json"))

@@ -124,12 +124,14 @@ class ProfilePrior(Router):
     def __init__(self, kappa: float | None = None, temperature: float | None = None, fit_temperature: bool = True,
                  tasks: bool = True, C: float = 1.0, seed: int = 0, features: str = "minilm",
                  learn_steps: int = 0, learn_l2: float = 1e-3, learn_lr: float = 0.01,
-                 learn_validation_fraction: float = 0.2, select: str = "likelihood", kappa_fit: str = "likelihood"):
+                 learn_validation_fraction: float = 0.2, select: str = "likelihood", kappa_fit: str = "likelihood",
+                 C_grid: Sequence[float] | None = None):
         self.kappa = kappa                    # None: fitted (kappa_fit; DEFAULT_KAPPA until then)
         self.temperature = temperature        # None: the subject map's (refitted on `fit` if fit_temperature)
         self.fit_temperature = fit_temperature
         self.tasks = tasks                    # learn the task classifier when records span several benchmarks
         self.C = C                            # its inverse regularisation
+        self.C_grid = C_grid                  # or the C of this grid that classifies validation items best
         self.seed = seed
         self.features = features              # which shipped subject map: "minilm" (centroid) or "static"
         self.learn_steps = learn_steps        # > 0: learn how to read profiles from the records (_prior_learning)
@@ -186,7 +188,7 @@ class ProfilePrior(Router):
             if self.fit_temperature and self.temperature is None and len(known) >= 10:
                 pos = np.flatnonzero(items["subject"].isin(sm.subjects).to_numpy())
                 sm.fit_temperature(emb[pos], items["subject"].iloc[pos].tolist())
-        self._fit_tasks(items, emb, profiles)
+        self._fit_tasks(items, emb, profiles, validation)
         self.kappa_, self.task_kappa_ = DEFAULT_KAPPA, None
         by_name = {p.model: p for p in profiles}
         rec = records[records["model"].isin(by_name)] if "model" in records else records.iloc[:0]
@@ -290,9 +292,13 @@ class ProfilePrior(Router):
                      self._profile_arrays(candidates), scores, lam0, self._kappa(), self.learn_steps,
                      self.learn_l2, self.learn_lr, self.learn_validation_fraction, self.seed)
 
-    def _fit_tasks(self, items: pd.DataFrame, emb: np.ndarray | None, profiles: Sequence[Profile]) -> None:
-        """The task classifier, when the items span several benchmarks that the profiles measure."""
+    def _fit_tasks(self, items: pd.DataFrame, emb: np.ndarray | None, profiles: Sequence[Profile],
+                   validation: pd.DataFrame | None = None) -> None:
+        """The task classifier, when the items span several benchmarks that the profiles measure. With `C_grid`
+        and at least MIN_SELECTION_ITEMS validation items of those benchmarks, its C is the grid's value that
+        labels the validation items best (their benchmark, text only; ties to the smaller C)."""
         from modelsat.routers.per_category import fit_logistic
+        self.task_C_, self.task_C_selection_ = float(self.C), None
         self.task_names_: list[str] = []
         self.task_coef_ = np.zeros((0, 384))
         self.task_intercept_ = np.zeros(0)
@@ -305,7 +311,20 @@ class ProfilePrior(Router):
             return
         keep = items["benchmark"].isin(names).to_numpy()
         y = items["benchmark"][keep].map({b: i for i, b in enumerate(names)}).to_numpy()
-        coef, intercept = fit_logistic(emb[keep].astype(np.float64), y, len(names), self.C, self.seed)
+        x = emb[keep].astype(np.float64)
+        held = None if validation is None or not self.C_grid else (
+            validation.drop_duplicates(["benchmark", "item_id"]).query("benchmark in @names"))
+        if held is not None and len(held) >= MIN_SELECTION_ITEMS:
+            hx = self._map().featurize(held["prompt"].tolist()).astype(np.float64)
+            hy = held["benchmark"].map({b: i for i, b in enumerate(names)}).to_numpy()
+            accuracy = {}
+            for C in sorted(float(c) for c in self.C_grid):
+                coef, intercept = fit_logistic(x, y, len(names), C, self.seed)
+                accuracy[C] = float(np.mean(np.argmax(hx @ coef.T + intercept, axis=1) == hy))
+            self.task_C_ = max(accuracy, key=lambda c: (accuracy[c], -c))
+            self.task_C_selection_ = {"validation_items": int(len(held)), "accuracy": {str(c): a for c, a in
+                                                                                     accuracy.items()}}
+        coef, intercept = fit_logistic(x, y, len(names), self.task_C_, self.seed)
         subjects = set(self._map().subjects)
         has_subject = items["subject"].isin(subjects) if "subject" in items else pd.Series(False, index=items.index)
         share = has_subject.groupby(items["benchmark"]).mean()
@@ -368,11 +387,15 @@ class ProfilePrior(Router):
         return self._prior(self._map().featurize(list(instructions)), candidates, self._kappa())
 
     def fit_choices(self) -> dict:
-        if not getattr(self, "fitted_", False):
+        if not hasattr(self, "kappa_"):
             return {}
         out = {"kappa": self._kappa(), "task_kappa": self._task_kappa(self._kappa()) if self.task_names_ else None,
                "kappa_fit": "given" if self.kappa is not None else self.kappa_fit,
                "temperature": float(self._map().temperature)}
+        if self.task_names_:
+            out["task_C"] = getattr(self, "task_C_", self.C)
+        if getattr(self, "task_C_selection_", None):
+            out["task_C_selection"] = self.task_C_selection_
         if getattr(self, "selection_", None):
             out["selection"] = self.selection_
         learned = getattr(self, "learned_", None)

@@ -50,6 +50,8 @@ class ModelConfig:
     #                                  training records, or "routing": by routed accuracy on validation items
     prior_kappa_fit: str = "likelihood"  # prior_source "fitted": kappa by the "likelihood" of the training records,
     #                                  or from the "profiles" alone (empirical Bayes; routers/profile_prior.py)
+    prior_task_C_grid: list[float] | None = None  # prior_source "fitted": the task classifier's C, chosen from
+    #                                  this grid by its accuracy on validation items (None: C = 1)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)

@@ -97,7 +97,7 @@ class ModelSATRouter(Router):
             resume: bool = False, validation: pd.DataFrame | None = None) -> "ModelSATRouter":
         """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints.
         `validation` (held-out items) is read only where the preset chooses on them: a fitted prior with
-        `prior_select: routing`, and `gate_select`."""
+        `prior_select: routing` or `prior_task_C_grid`, and `gate_select`."""
         from modelsat.routers.modelsat.model import ModelSAT
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
@@ -108,7 +108,8 @@ class ModelSATRouter(Router):
             cfg = self.preset_.model
             self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
                                               learn_steps=cfg.prior_learn_steps, select=cfg.prior_select,
-                                              kappa_fit=cfg.prior_kappa_fit).fit(
+                                              kappa_fit=cfg.prior_kappa_fit,
+                                              C_grid=cfg.prior_task_C_grid).fit(
                 records, profiles, validation=validation)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
