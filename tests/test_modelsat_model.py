@@ -257,6 +257,7 @@ def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_item
     router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES, validation=records)
     sel = router.training_info_["gate_selection"]
     assert sel["by"] == "routing" and sel["multiplier"] in GATE_MULTIPLIERS
+    assert router.fit_choices() == {"prior": router.prior_router_.fit_choices(), "gate_selection": sel}
     assert float(router.model_.lm_gate) == pytest.approx(trained_gate * sel["multiplier"])   # same seed, same run
     best = max(sel["routed_accuracy"].values())
     assert sel["routed_accuracy"][str(sel["multiplier"])] == best
