@@ -62,6 +62,8 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     router.fit(train_recs, profiles, out_dir=out, resume=resume, validation=val_recs)
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1)}
+    if router.fit_choices():
+        metrics["choices"] = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
     if preset.train.eval_items and len(val_recs):
         val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
         diag = evaluate(router.model_, val)
