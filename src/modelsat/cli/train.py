@@ -57,13 +57,14 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     profiles, test = profiles_for(train_recs, data_dir, seed)
     console.print(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
     router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=True)
-    # validation items reach the prior only when the preset selects it by routing (model.prior_select); the
-    # diagnostics below then read items the prior was chosen on
+    # validation items are read only where the preset chooses on them (model.prior_select: routing,
+    # prior_task_C_grid, gate_select); the diagnostics below then read items those choices were made on
     router.fit(train_recs, profiles, out_dir=out, resume=resume, validation=val_recs)
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1)}
-    if router.fit_choices():
-        metrics["choices"] = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
+    choices = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
+    if choices:
+        metrics["choices"] = choices
     if preset.train.eval_items and len(val_recs):
         val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
         diag = evaluate(router.model_, val)

@@ -309,22 +309,24 @@ class ProfilePrior(Router):
         names = sorted(b for b in items["benchmark"].unique() if b in measured)
         if len(names) < 2:
             return
+        index = {b: i for i, b in enumerate(names)}
         keep = items["benchmark"].isin(names).to_numpy()
-        y = items["benchmark"][keep].map({b: i for i, b in enumerate(names)}).to_numpy()
+        y = items["benchmark"][keep].map(index).to_numpy()
         x = emb[keep].astype(np.float64)
         held = None if validation is None or not self.C_grid else (
             validation.drop_duplicates(["benchmark", "item_id"]).query("benchmark in @names"))
         if held is not None and len(held) >= MIN_SELECTION_ITEMS:
             hx = self._map().featurize(held["prompt"].tolist()).astype(np.float64)
-            hy = held["benchmark"].map({b: i for i, b in enumerate(names)}).to_numpy()
-            accuracy = {}
-            for C in sorted(float(c) for c in self.C_grid):
-                coef, intercept = fit_logistic(x, y, len(names), C, self.seed)
-                accuracy[C] = float(np.mean(np.argmax(hx @ coef.T + intercept, axis=1) == hy))
+            hy = held["benchmark"].map(index).to_numpy()
+            fits = {C: fit_logistic(x, y, len(names), C, self.seed) for C in sorted(float(c) for c in self.C_grid)}
+            accuracy = {C: float(np.mean(np.argmax(hx @ coef.T + intercept, axis=1) == hy))
+                        for C, (coef, intercept) in fits.items()}
             self.task_C_ = max(accuracy, key=lambda c: (accuracy[c], -c))
             self.task_C_selection_ = {"validation_items": int(len(held)), "accuracy": {str(c): a for c, a in
                                                                                      accuracy.items()}}
-        coef, intercept = fit_logistic(x, y, len(names), self.task_C_, self.seed)
+            coef, intercept = fits[self.task_C_]
+        else:
+            coef, intercept = fit_logistic(x, y, len(names), self.task_C_, self.seed)
         subjects = set(self._map().subjects)
         has_subject = items["subject"].isin(subjects) if "subject" in items else pd.Series(False, index=items.index)
         share = has_subject.groupby(items["benchmark"]).mean()
