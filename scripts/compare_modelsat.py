@@ -63,35 +63,44 @@ def _named_json(ap: argparse.ArgumentParser, flag: str, spec: str) -> tuple[str,
         ap.error(f"{flag} {name}: not JSON ({exc})")
 
 
-def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int]]]:
-    """{method: {column: (Δ in points, +1 / -1 / 0 as its 95 % CI lies above / below / across zero)}}; columns
-    are "MMLU-Pro (mean of N)" over the MMLU-Pro zoos present and every other zoo by name."""
+def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int, int]]]:
+    """{method: {column: (Δ in points, +1 / -1 / 0 as its 95 % CI lies above / below / across zero, how many of
+    the column's zoos lie significantly below)}}; columns are "MMLU-Pro (mean of N)" over the MMLU-Pro zoos
+    present, "<stream> (mean of N)" over a release stream's steps (zoos named stream@newest), and every other zoo
+    by name. Means over several zoos have no CI of their own (sign 0)."""
     per: dict[str, dict[str, tuple[float, int]]] = {}
-    for entry in results["zoos"]:
+    for entry in results["zoos"] + results.get("streams", []):
         for row in entry["rows"]:
             d = row.get("delta_vs_best_single")
             if row.get("status", "ok") != "ok" or not d or row.get("kind") == "upper bound":
                 continue
             sig = 1 if d["low"] > 0 else -1 if d["high"] < 0 else 0
             per.setdefault(row["method"], {})[entry["zoo"]["name"]] = (100 * d["estimate"], sig)
-    out: dict[str, dict[str, tuple[float, int]]] = {}
+    out: dict[str, dict[str, tuple[float, int, int]]] = {}
     for method, cells in per.items():
-        pro = [cells[z][0] for z in MMLU_PRO_ZOOS if z in cells]
-        row = {f"MMLU-Pro (mean of {len(pro)})": (float(np.mean(pro)), 0)} if pro else {}
-        row |= {z: v for z, v in cells.items() if z not in MMLU_PRO_ZOOS}
-        out[method] = row
+        groups: dict[str, list[tuple[float, int]]] = {}
+        row: dict[str, tuple[float, int, int]] = {}
+        for zoo, (delta, sig) in cells.items():
+            group = "MMLU-Pro" if zoo in MMLU_PRO_ZOOS else zoo.split("@")[0] if "@" in zoo else None
+            if group is None:
+                row[zoo] = (delta, sig, int(sig < 0))
+            else:
+                groups.setdefault(group, []).append((delta, sig))
+        out[method] = {f"{g} (mean of {len(v)})": (float(np.mean([d for d, _ in v])), 0, sum(s < 0 for _, s in v))
+                       for g, v in groups.items()} | row
     return out
 
 
 def seeds_table(by_seed: dict[int, dict]) -> str:
     """Markdown: rows = methods, columns = zoo groups; each cell the Δ per seed, then their mean and the count of
-    seeds whose CI is above / below zero (MMLU-Pro means have no CI)."""
+    seeds whose CI is above / below zero; a mean over several zoos instead counts its zoo-seed cells below zero."""
     deltas = {seed: seed_deltas(r) for seed, r in by_seed.items()}
     methods = list(dict.fromkeys(m for d in deltas.values() for m in d))
     columns = list(dict.fromkeys(c for d in deltas.values() for m in d.values() for c in m))
     seeds = list(by_seed)
     lines = [f"Δ vs best single (points) per seed {seeds}, then the mean; [n+ / n−] = seeds significantly "
-             "above / below zero", "", "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+             "above / below zero; [k of n below] = zoo cells (zoo × seed) of a mean significantly below zero", "",
+             "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for m in methods:
         cells = []
         for c in columns:
@@ -100,8 +109,11 @@ def seeds_table(by_seed: dict[int, dict]) -> str:
                 cells.append("")
                 continue
             est = " / ".join(f"{v[0]:+.2f}" for v in vals)
-            up, down = sum(v[1] > 0 for v in vals), sum(v[1] < 0 for v in vals)
-            sig = f" [{up}+ / {down}−]" if not c.startswith("MMLU-Pro (") else ""
+            if " (mean of " in c:
+                n = int(c.rsplit(" (mean of ", 1)[1].rstrip(")")) * len(vals)
+                sig = f" [{sum(v[2] for v in vals)} of {n} below]"
+            else:
+                sig = f" [{sum(v[1] > 0 for v in vals)}+ / {sum(v[1] < 0 for v in vals)}−]"
             cells.append(f"{est} → **{np.mean([v[0] for v in vals]):+.2f}**{sig}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -120,6 +132,8 @@ def main() -> None:
     ap.add_argument("--baselines", default=BASELINES)
     ap.add_argument("--out", type=Path, default=Path("runs/compare-modelsat"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--test-items", type=int, default=None,
+                    help="at most this many test items per benchmark and zoo; 0 = all (default: the quick 600)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds: run once per seed and print the table "
                                                    "of Δ per seed and their mean (overrides --seed)")
     args = ap.parse_args()
@@ -132,7 +146,7 @@ def main() -> None:
     console = Console()
     if args.seeds is None:
         results = run_benchmark(zoos, args.baselines.split(",") + names, args.out, seed=args.seed, quick=True,
-                                console=console, save_routers=False)
+                                console=console, save_routers=False, test_items=args.test_items)
         print_report(results, console)
         write_report(results, args.out)
         return
@@ -144,7 +158,7 @@ def main() -> None:
     for seed in seeds:
         out = args.out / f"seed-{seed}"
         by_seed[seed] = run_benchmark(zoos, args.baselines.split(",") + names, out, seed=seed, quick=True,
-                                      console=console, save_routers=False)
+                                      console=console, save_routers=False, test_items=args.test_items)
         write_report(by_seed[seed], out)
         table = seeds_table(by_seed)     # rewritten after every seed, so a stopped run keeps what it measured
         (args.out / "seeds.md").write_text(table)

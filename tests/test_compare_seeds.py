@@ -31,10 +31,24 @@ def test_seed_table_averages_each_methods_delta_and_counts_significant_seeds():
     d = mod.seed_deltas(seed0)
     assert set(d) == {"knn", "modelsat:k"}                          # the upper bound is not a router
     assert d["modelsat:k"]["MMLU-Pro (mean of 2)"][0] == -2.0        # (-1 - 3) / 2 points
-    assert d["knn"]["routerdc-in-domain"] == (3.0, 1)
+    assert d["knn"]["routerdc-in-domain"] == (3.0, 1, 0)
     table = mod.seeds_table({0: seed0, 1: seed1})
     row = next(line for line in table.splitlines() if line.startswith("| modelsat:k |"))
     assert "-2.00 / +1.00 → **-0.50**" in row                         # MMLU-Pro mean per seed, then their mean
     assert "+1.00 / +5.00 → **+3.00** [1+ / 0−]" in row               # RouterDC: significant in one seed of two
     knn = next(line for line in table.splitlines() if line.startswith("| knn |"))
     assert "+3.00 / +1.00 → **+2.00** [1+ / 0−]" in knn
+
+
+def test_release_stream_steps_are_one_column_that_counts_the_steps_below_zero():
+    mod = load_script()
+    steps = [entry("mmlu-pro-release-stream@A", {"modelsat:k": (-0.01, -0.03, 0.01)}),
+             entry("mmlu-pro-release-stream@B", {"modelsat:k": (-0.03, -0.05, -0.01)}),
+             entry("mmlu-pro-release-stream@C", {"modelsat:k": (0.01, 0.00, 0.02)})]
+    seed0 = {"zoos": [entry("routerdc-in-domain", {"modelsat:k": (0.01, -0.01, 0.03)})], "streams": steps}
+    d = mod.seed_deltas(seed0)["modelsat:k"]
+    assert set(d) == {"mmlu-pro-release-stream (mean of 3)", "routerdc-in-domain"}
+    delta, sign, below = d["mmlu-pro-release-stream (mean of 3)"]
+    assert (round(delta, 6), sign, below) == (-1.0, 0, 1)            # (-1 - 3 + 1) / 3 points; step B is below
+    row = next(line for line in mod.seeds_table({0: seed0, 1: seed0}).splitlines() if line.startswith("| modelsat:k |"))
+    assert "-1.00 / -1.00 → **-1.00** [2 of 6 below]" in row

@@ -204,3 +204,28 @@ def test_an_item_rendered_differently_per_model_gets_one_prompt_text():
                                  .drop(columns=["eval_split"]), [])
     row, _ = H.router_row("oracle", oracle, H.build_zoo_data(fam, ZOO), fam.profiles, fam, 0)
     assert row.get("status", "ok") == "ok"
+
+
+def test_published_figures_are_set_beside_each_methods_mean_over_the_same_benchmarks():
+    from modelsat.evaluate.report import published_comparison
+    rows = [{"method": "best single", "kind": "reference", "model": "m1", "per_benchmark": {"b1": 0.60, "b2": 0.40}},
+            {"method": "r", "kind": "router", "per_benchmark": {"b1": 0.70, "b2": 0.50, "b3": 0.10}},
+            {"method": "random", "kind": "reference", "per_benchmark": {"b1": 0.1, "b2": 0.1}},
+            {"method": "oracle", "kind": "upper bound", "per_benchmark": {"b1": 0.9, "b2": 0.9}},
+            {"method": "x", "kind": "router", "status": "n/a (unseen model)"}]
+    entry = {"rows": rows, "n_test_items_per_benchmark": {"b1": 10, "b2": 10, "b3": 10}, "notes": []}
+    line = published_comparison(entry, "Them", {"b1": 0.65, "b2": 0.50, "b9": 0.99})   # b9: not in this zoo
+    assert line.startswith("Mean over Them's 2 published benchmarks: Them (published) 57.50; ")
+    # r: (70 + 50) / 2 = 60 (above on b1, equal on b2 is not above); best single 50, above on neither
+    assert "r 60.00 (1 of 2 above); best single: m1 50.00 (0 of 2 above); both on every test item" in line
+    assert "random" not in line and "oracle" not in line and "x " not in line
+    sampled = entry | {"notes": ["b1: 5 of 10 test items (quick, seeded sample)"]}
+    assert published_comparison(sampled, "Them", {"b1": 0.65}).endswith("ours on a sample of b1's test items, theirs on all")
+
+
+def test_the_max_test_items_for_is_the_quick_default_unless_given_and_zero_means_all():
+    from modelsat.evaluate.benchmark import QUICK_MAX_TEST_ITEMS, max_test_items_for
+    assert max_test_items_for(True, None) == QUICK_MAX_TEST_ITEMS and max_test_items_for(False, None) is None
+    assert max_test_items_for(True, 0) is None and max_test_items_for(False, 50) == 50
+    with pytest.raises(ValueError):
+        max_test_items_for(True, -1)

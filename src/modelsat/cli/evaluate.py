@@ -33,6 +33,11 @@ def benchmark_cmd(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder (default $MODELSAT_DATA, "
                                             "then ../shared/data)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the item split, the bootstrap and the routers."),
+    test_items: Optional[int] = typer.Option(None, "--test-items", min=0, help="At most this many test items per "
+                                             "benchmark and zoo (seeded sample); 0 = all of them. Default: 600 "
+                                             "with --quick, all otherwise. `--quick --test-items 0` trains the "
+                                             "quick presets and scores every test item (e.g. to set RouterDC's "
+                                             "zoo beside its published figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     list_only: bool = typer.Option(False, "--list", help="List the routers and zoos and exit."),
 ) -> None:
@@ -52,7 +57,7 @@ def benchmark_cmd(
     if unknown:
         raise ModelsatError(f"unknown router(s) {', '.join(unknown)}; available: {', '.join(available())}")
     results = run_benchmark(resolve_zoos(zoos), names, out, data=str(data_dir) if data_dir else None, seed=seed,
-                            quick=quick, console=console)
+                            quick=quick, console=console, test_items=test_items)
     print_report(results, console)
     files = write_report(results, out)
     console.print(f"wrote {out / 'results.json'}, " + ", ".join(str(f) for f in files[:3])

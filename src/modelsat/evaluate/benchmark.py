@@ -64,10 +64,22 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=False)
 
 
+def max_test_items_for(quick: bool, test_items: int | None) -> int | None:
+    """Test items kept per benchmark and zoo (None = all): `test_items` when given (0 = all), else
+    QUICK_MAX_TEST_ITEMS for a quick run and all for a full one."""
+    if test_items is None:
+        return QUICK_MAX_TEST_ITEMS if quick else None
+    if test_items < 0:
+        raise ValueError(f"test_items must be 0 (every test item) or a positive cap, got {test_items}")
+    return test_items or None
+
+
 def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Path, data: str | None = None,
                   seed: int = 0, quick: bool = False, console: Console | None = None,
-                  save_routers: bool = True) -> dict:
-    """Trains, evaluates and returns every figure (also written to `out_dir/results.json`)."""
+                  save_routers: bool = True, test_items: int | None = None) -> dict:
+    """Trains, evaluates and returns every figure (also written to `out_dir/results.json`). `test_items` caps
+    the test items per benchmark and zoo (seeded sample; 0 = every test item); by default a quick run keeps
+    QUICK_MAX_TEST_ITEMS and a full run all of them."""
     console = console or Console()
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +88,7 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
     for z in zoos:
         families.setdefault(z.family, []).append(z)
     tests = AptitudeTests(data_path, seed, console)
-    max_items = QUICK_MAX_TEST_ITEMS if quick else None
+    max_items = max_test_items_for(quick, test_items)
     results: dict = {"run": {"started": H.utc_now(), "seed": seed, "quick": quick, "data_dir": str(data_path),
                              "routers": list(router_names), "zoos": [z.name for z in zoos],
                              "bootstrap_resamples": H.N_BOOTSTRAP,

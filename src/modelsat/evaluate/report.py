@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from rich.console import Console
 from rich.table import Table
 
@@ -161,6 +163,30 @@ def stream_table(steps: list[dict]) -> Table | None:
     return t
 
 
+def published_comparison(entry: dict, who: str, figs: dict) -> str:
+    """One line: every routed method's mean over the benchmarks `who` published, beside theirs, and on how many
+    of them it is above. A sampled test set (quick run) is not theirs: the line says so."""
+    benches = [b for b in figs if b in entry["n_test_items_per_benchmark"]]
+    if not benches:
+        return f"{who}: none of its published benchmarks is in this zoo"
+    theirs = 100 * float(np.mean([figs[b] for b in benches]))
+    parts = []
+    for row in _order(entry["rows"]):
+        if row.get("status", "ok") != "ok" or row.get("kind") == "upper bound" or row["method"] in ("random", "random (router)", "best-single"):
+            continue
+        ours = [row["per_benchmark"].get(b) for b in benches]
+        if any(v is None for v in ours):
+            continue
+        above = sum(round(100 * v, 2) > round(100 * figs[b], 2) for v, b in zip(ours, benches))   # as printed
+        parts.append((100 * float(np.mean(ours)), f"{_label(row)} {100 * np.mean(ours):.2f} ({above} of {len(benches)} above)"))
+    parts.sort(key=lambda x: -x[0])
+    sampled = [b for b in benches if any(n.startswith(f"{b}: ") and "test items" in n for n in entry.get("notes", []))]
+    caveat = (f"; ours on a sample of {', '.join(_short(b) for b in sampled)}'s test items, theirs on all"
+              if sampled else "; both on every test item")
+    return (f"Mean over {who}'s {len(benches)} published benchmarks: {who} (published) {theirs:.2f}; "
+            + "; ".join(p for _, p in parts) + caveat)
+
+
 def print_report(results: dict, console: Console) -> None:
     pro = [e for e in results["zoos"] if e["family"] == "mmlu_pro"]
     s = summary_table(pro, "MMLU-Pro zoos — mean accuracy (%) and Δ vs best single [95 % CI]")
@@ -174,6 +200,7 @@ def print_report(results: dict, console: Console) -> None:
             for who, figs in e["published"].items():
                 console.print(f"  [dim]published {who}: " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items())
                               + " (their run; ours above is measured on the same test files)[/]")
+                console.print(f"  [dim]{published_comparison(e, who, figs)}[/]")
         rt = routellm_table(e)
         if rt is not None:
             console.print(rt)
@@ -231,6 +258,7 @@ def _md_zoo(entry: dict) -> list[str]:
         lines.append(f"\nNote: {note}")
     for who, figs in (entry.get("published") or {}).items():
         lines.append(f"\nPublished {who} (their run): " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items()))
+        lines.append("\n" + published_comparison(entry, who, figs))
     rl = [r for r in entry["rows"] if r.get("routellm")]
     if rl:
         lines += ["", "| router | benchmark | APGR | CPT(50 %) | CPT(80 %) |", "|---|---|---|---|---|"]
@@ -282,8 +310,11 @@ def markdown(results: dict) -> str:
              f"({run['bootstrap_resamples']} resamples of test items, within each benchmark); 'mean' is the mean "
              "over benchmarks. The best single and per-benchmark/category best are chosen on training items. "
              "Oracle is an upper bound, not a router.", ""]
-    if run.get("max_test_items_per_benchmark"):
-        lines += [f"Quick run: at most {run['max_test_items_per_benchmark']} test items per benchmark (seeded).", ""]
+    cap = run.get("max_test_items_per_benchmark")
+    if cap:
+        lines += [f"At most {cap} test items per benchmark (seeded sample).", ""]
+    elif run["quick"]:
+        lines += ["Quick presets, every test item.", ""]
     pro = [e for e in results["zoos"] if e["family"] == "mmlu_pro"]
     rest = [e for e in results["zoos"] if e["family"] != "mmlu_pro"]
     summary = (_md_summary(pro, "MMLU-Pro zoos: mean accuracy (%) (Δ vs best single [95 % CI])")
