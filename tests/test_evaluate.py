@@ -1,5 +1,6 @@
 """The evaluation harness on small hand-written records: references, routers, splits kept apart, n/a rows."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,32 @@ def test_the_max_test_items_for_is_the_quick_default_unless_given_and_zero_means
     assert max_test_items_for(True, 0) is None and max_test_items_for(False, 50) == 50
     with pytest.raises(ValueError):
         max_test_items_for(True, -1)
+
+
+def test_model_sat_rows_are_set_head_to_head_against_the_cheap_routers_with_paired_cis():
+    groups = np.array(["b1"] * 50 + ["b2"] * 50)
+    rng = np.random.default_rng(0)
+    knn = (rng.random(100) < 0.5).astype(float)
+    better = knn.copy()
+    better[np.flatnonzero(knn == 0)[:20]] = 1.0                 # 20 more items right than kNN, none fewer
+    per_item = {"best single": knn, "per-benchmark best": knn, "knn": knn, "mlp": 1 - knn,
+                "modelsat": better, "modelsat:v": knn}
+    duel = H.head_to_head(per_item, groups, seed=0)
+    assert set(duel) == {"modelsat", "modelsat:v"}                       # only Model-SAT rows are compared
+    assert set(duel["modelsat"]) == {"knn", "per-benchmark best"}        # against cheap routers and the reference
+    d = duel["modelsat"]["knn"]
+    assert d["estimate"] == pytest.approx(0.20) and d["low"] > 0          # paired: a sure gain is significant
+    assert duel["modelsat:v"]["knn"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    # the mean over zoos that share their items, resampled together; zoos with other items are not pooled
+    zd = H.build_zoo_data(_family(), ZOO)
+    zd2 = H.build_zoo_data(_family(), ZOO, name="toy2")
+    n = len(zd.prompts)
+    by_zoo = {z.name: {"knn": np.zeros(n), "modelsat": np.r_[np.ones(n // 2), np.zeros(n - n // 2)]} for z in (zd, zd2)}
+    joint = H.joint_head_to_head([zd, zd2], by_zoo, seed=0)
+    assert joint["zoos"] == ["toy", "toy2"]
+    assert joint["deltas"]["modelsat"]["knn"]["estimate"] == pytest.approx(np.mean(by_zoo["toy"]["modelsat"]))
+    other = dataclasses.replace(zd2, item_keys=zd2.item_keys[::-1])
+    assert H.joint_head_to_head([zd, other], by_zoo, seed=0) is None
+    from modelsat.evaluate.report import head_to_head_lines
+    line = head_to_head_lines(duel)[0]
+    assert line.startswith("Head to head (paired 95 % CI, points): **modelsat** − knn +20.00 [")

@@ -17,6 +17,7 @@ from modelsat import sources
 from modelsat.aptitude.profile import write_json_atomic
 from modelsat.errors import ModelsatError
 from modelsat.evaluate import harness as H
+from modelsat.evaluate import metrics as M
 from modelsat.evaluate.splits import apply_splits, assign_splits
 from modelsat.evaluate.zoos import Zoo
 from modelsat.paths import data_dir as resolve_data_dir
@@ -151,6 +152,7 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                             "best_single_model": zd.best_single, "notes": zd.notes,
                             "rows": H.reference_rows(zd, seed), "single_models": H.single_model_rows(zd),
                             "cost_curves": {}, "published": zd.zoo.published} for zd in zoo_data}
+        per_item = {zd.name: dict(zd.references) for zd in zoo_data}   # routed score per test item, by method
         with _progress(console) as progress:
             task = progress.add_task(f"{fam.name}: fit + score", total=len(router_names) * (1 + len(zoo_data)))
             for name in router_names:
@@ -188,12 +190,21 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                         console.print(f"[red]{zd.name}: {name} failed: {row['reason']}[/]")
                     tables[zd.name]["rows"].append(row)
                     if s is not None:
+                        per_item[zd.name][row["method"]] = M.routed_scores(zd.scores, np.argmax(s, axis=1))
                         curve = H.cost_curve(s, zd)
                         if curve:
                             tables[zd.name]["cost_curves"][name] = curve
                     progress.advance(task)
+        for scenario_stream in (False, True):   # Model-SAT vs the cheap routers on the mean over zoos that share items
+            group = [zd for zd in zoo_data if (zd.zoo.scenario == "release_stream") == scenario_stream]
+            joint = H.joint_head_to_head(group, per_item, seed)
+            if joint:
+                fam_out.setdefault("head_to_head", []).append(joint)
         for zd in zoo_data:
             entry = tables[zd.name]
+            duel = H.head_to_head(per_item[zd.name], zd.groups, seed)
+            if duel:
+                entry["head_to_head"] = duel
             if zd.zoo.scenario == "release_stream":
                 step = next(st for st in fam.stream_steps if f"{zd.zoo.name}@{st['newest']}" == zd.name)
                 entry["stream_step"] = step

@@ -430,6 +430,37 @@ def router_row(name: str, router: Router, zd: ZooData, profiles: dict[str, Profi
     return row, s
 
 
+HEAD_TO_HEAD_OTHERS = ("knn", "per-category", "profile-prior")   # the cheap routers Model-SAT is set against
+HEAD_TO_HEAD_PREFIX = "modelsat"                                  # rows compared: modelsat and modelsat:VARIANT
+
+
+def head_to_head(per_item: dict[str, np.ndarray], groups: np.ndarray, seed: int) -> dict[str, dict[str, dict]]:
+    """{modelsat row: {other: Δ (points as a fraction) with its paired-bootstrap 95 % CI}} for every Model-SAT row
+    against the cheap routers and the per-benchmark/category best reference present in `per_item` (routed score
+    per test item and method). `per_item` values may be (items, zoos) to compare the mean over zoos that share
+    their test items. Only methods that produced scores appear."""
+    others = ([m for m in HEAD_TO_HEAD_OTHERS if m in per_item]
+              + [m for m in per_item if m.startswith("per-") and m.endswith(" best")])
+    out: dict[str, dict[str, dict]] = {}
+    for subject, a in per_item.items():
+        if not subject.startswith(HEAD_TO_HEAD_PREFIX):
+            continue
+        out[subject] = {o: M.paired_bootstrap(a, per_item[o], groups, N_BOOTSTRAP, seed).to_dict() for o in others}
+    return {k: v for k, v in out.items() if v}
+
+
+def joint_head_to_head(zoo_data: Sequence[ZooData], per_item: dict[str, dict[str, np.ndarray]],
+                       seed: int) -> dict | None:
+    """head_to_head on the mean over several zoos (resampling their shared test items together); None unless the
+    zoos score the same items in the same order and every method compared has scores in all of them."""
+    if len(zoo_data) < 2 or any(zd.item_keys != zoo_data[0].item_keys for zd in zoo_data[1:]):
+        return None
+    methods = [m for m in per_item[zoo_data[0].name] if all(m in per_item[zd.name] for zd in zoo_data)]
+    stacked = {m: np.column_stack([per_item[zd.name][m] for zd in zoo_data]) for m in methods}
+    result = head_to_head(stacked, zoo_data[0].groups, seed)
+    return {"zoos": [zd.name for zd in zoo_data], "deltas": result} if result else None
+
+
 def routellm_metrics(s: np.ndarray, zd: ZooData) -> dict:
     """APGR, CPT(50 %) and CPT(80 %) per benchmark, from the router's preference for the strong model."""
     i, j = zd.models.index(zd.zoo.strong), zd.models.index(zd.zoo.weak)

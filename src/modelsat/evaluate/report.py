@@ -201,6 +201,8 @@ def print_report(results: dict, console: Console) -> None:
                 console.print(f"  [dim]published {who}: " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items())
                               + " (their run; ours above is measured on the same test files)[/]")
                 console.print(f"  [dim]{published_comparison(e, who, figs)}[/]")
+        for line in head_to_head_lines(e.get("head_to_head") or {}, bold=""):
+            console.print(f"  {line}", markup=False)
         rt = routellm_table(e)
         if rt is not None:
             console.print(rt)
@@ -256,6 +258,8 @@ def _md_zoo(entry: dict) -> list[str]:
             f"{row['ms_per_instruction']:.2f}" if "ms_per_instruction" in row else "", "ok"]) + " |")
     for note in entry.get("notes", []):
         lines.append(f"\nNote: {note}")
+    for line in head_to_head_lines(entry.get("head_to_head") or {}):
+        lines.append(f"\n{line}")
     for who, figs in (entry.get("published") or {}).items():
         lines.append(f"\nPublished {who} (their run): " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items()))
         lines.append("\n" + published_comparison(entry, who, figs))
@@ -302,6 +306,15 @@ def _md_summary(entries: list[dict], title: str) -> list[str]:
     return lines + [""]
 
 
+def head_to_head_lines(duel: dict, over: str = "", bold: str = "**") -> list[str]:
+    """Each Model-SAT row against the cheap routers: Δ in points with its paired 95 % CI, one line per row."""
+    lines = []
+    for subject, others in duel.items():
+        parts = [f"− {o} {_delta(d, markup=False)}" for o, d in others.items()]
+        lines.append(f"Head to head{over} (paired 95 % CI, points): {bold}{subject}{bold} " + "; ".join(parts))
+    return lines
+
+
 def markdown(results: dict) -> str:
     run = results["run"]
     lines = ["# modelsat benchmark", "",
@@ -321,6 +334,10 @@ def markdown(results: dict) -> str:
                + _md_summary(rest, "Other zoos: mean over benchmarks (%) (Δ vs best single [95 % CI])"))
     if summary:
         lines += ["## Summary", ""] + summary
+    for fam, info in results["families"].items():
+        for joint in info.get("head_to_head", []):
+            lines += head_to_head_lines(joint["deltas"], f" on the mean of {fam}'s {len(joint['zoos'])} "
+                                        f"{'release-stream steps' if '@' in joint['zoos'][0] else 'zoos'}") + [""]
     lines += ["## Families", ""]
     for fam, info in results["families"].items():
         lines.append(f"- **{fam}**: {len(info['models'])} models ({len(info['train_models'])} train routers), "
