@@ -63,43 +63,72 @@ def _named_json(ap: argparse.ArgumentParser, flag: str, spec: str) -> tuple[str,
         ap.error(f"{flag} {name}: not JSON ({exc})")
 
 
-def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int, int]]]:
-    """{method: {column: (Δ in points, +1 / -1 / 0 as its 95 % CI lies above / below / across zero, how many of
-    the column's zoos lie significantly below)}}; columns are "MMLU-Pro (mean of N)" over the MMLU-Pro zoos
-    present, "<stream> (mean of N)" over a release stream's steps (zoos named stream@newest), and every other zoo
-    by name. Means over several zoos have no CI of their own (sign 0)."""
+def _sign(d: dict) -> int:
+    return 1 if d["low"] > 0 else -1 if d["high"] < 0 else 0
+
+
+def seed_deltas(results: dict) -> dict[str, dict[str, tuple[float, int | None, int]]]:
+    """{method: {column: (Δ in points, +1 / -1 / 0 as its 95 % CI lies above / below / across zero or None where
+    there is no CI, how many of the column's zoos lie significantly below)}}.
+
+    Columns are "MMLU-Pro (mean of N)" over the MMLU-Pro zoos present, "<stream> (mean of N)" over a release
+    stream's steps (zoos named stream@newest), and every other zoo by name. Besides the methods' Δ vs the best
+    single model, rows "A − B" hold the benchmark's head-to-head Δ of each Model-SAT row A against a cheap router
+    B, with their paired CI (on the mean over zoos where the family's zoos share their test items)."""
     per: dict[str, dict[str, tuple[float, int]]] = {}
     for entry in results["zoos"] + results.get("streams", []):
+        zoo = entry["zoo"]["name"]
         for row in entry["rows"]:
             d = row.get("delta_vs_best_single")
             if row.get("status", "ok") != "ok" or not d or row.get("kind") == "upper bound":
                 continue
-            sig = 1 if d["low"] > 0 else -1 if d["high"] < 0 else 0
-            per.setdefault(row["method"], {})[entry["zoo"]["name"]] = (100 * d["estimate"], sig)
-    out: dict[str, dict[str, tuple[float, int, int]]] = {}
+            per.setdefault(row["method"], {})[zoo] = (100 * d["estimate"], _sign(d))
+        for subject, others in (entry.get("head_to_head") or {}).items():
+            for other, d in others.items():
+                per.setdefault(f"{subject} − {other}", {})[zoo] = (100 * d["estimate"], _sign(d))
+    joint: dict[tuple[str, str], tuple[float, int]] = {}     # (duel, group column prefix) -> Δ over the zoos
+    for info in results.get("families", {}).values():
+        for j in info.get("head_to_head", []):
+            prefix = _group(j["zoos"][0])
+            for subject, others in j["deltas"].items():
+                for other, d in others.items():
+                    joint[(f"{subject} − {other}", prefix)] = (100 * d["estimate"], _sign(d))
+    out: dict[str, dict[str, tuple[float, int | None, int]]] = {}
     for method, cells in per.items():
         groups: dict[str, list[tuple[float, int]]] = {}
-        row: dict[str, tuple[float, int, int]] = {}
+        row: dict[str, tuple[float, int | None, int]] = {}
         for zoo, (delta, sig) in cells.items():
-            group = "MMLU-Pro" if zoo in MMLU_PRO_ZOOS else zoo.split("@")[0] if "@" in zoo else None
+            group = _group(zoo)
             if group is None:
                 row[zoo] = (delta, sig, int(sig < 0))
             else:
                 groups.setdefault(group, []).append((delta, sig))
-        out[method] = {f"{g} (mean of {len(v)})": (float(np.mean([d for d, _ in v])), 0, sum(s < 0 for _, s in v))
-                       for g, v in groups.items()} | row
+        for g, v in groups.items():
+            below = sum(s < 0 for _, s in v)
+            j = joint.get((method, g))
+            mean = (j[0], j[1], below) if j else (float(np.mean([d for d, _ in v])), None, below)
+            row = {f"{g} (mean of {len(v)})": mean} | row
+        out[method] = row
     return out
 
 
+def _group(zoo: str) -> str | None:
+    """The column a zoo's Δ is averaged into: MMLU-Pro's zoos and each release stream's steps; None = its own."""
+    return "MMLU-Pro" if zoo in MMLU_PRO_ZOOS else zoo.split("@")[0] if "@" in zoo else None
+
+
 def seeds_table(by_seed: dict[int, dict]) -> str:
-    """Markdown: rows = methods, columns = zoo groups; each cell the Δ per seed, then their mean and the count of
-    seeds whose CI is above / below zero; a mean over several zoos instead counts its zoo-seed cells below zero."""
+    """Markdown: rows = methods (then each Model-SAT row head to head against the cheap routers), columns = zoo
+    groups; each cell the Δ per seed, then their mean and the count of seeds whose CI is above / below zero; a
+    mean over several zoos without a CI of its own counts its zoo-seed cells below zero instead."""
     deltas = {seed: seed_deltas(r) for seed, r in by_seed.items()}
     methods = list(dict.fromkeys(m for d in deltas.values() for m in d))
+    methods = [m for m in methods if " − " not in m] + [m for m in methods if " − " in m]
     columns = list(dict.fromkeys(c for d in deltas.values() for m in d.values() for c in m))
     seeds = list(by_seed)
-    lines = [f"Δ vs best single (points) per seed {seeds}, then the mean; [n+ / n−] = seeds significantly "
-             "above / below zero; [k of n below] = zoo cells (zoo × seed) of a mean significantly below zero", "",
+    lines = [f"Δ vs best single (points) per seed {seeds}, then the mean; rows 'A − B': Model-SAT row A head to "
+             "head with router B. [n+ / n−] = seeds significantly above / below zero; [k of n below] = zoo cells "
+             "(zoo × seed) of a mean significantly below zero", "",
              "| method | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for m in methods:
         cells = []
@@ -109,7 +138,7 @@ def seeds_table(by_seed: dict[int, dict]) -> str:
                 cells.append("")
                 continue
             est = " / ".join(f"{v[0]:+.2f}" for v in vals)
-            if " (mean of " in c:
+            if any(v[1] is None for v in vals):
                 n = int(c.rsplit(" (mean of ", 1)[1].rstrip(")")) * len(vals)
                 sig = f" [{sum(v[2] for v in vals)} of {n} below]"
             else:
@@ -136,7 +165,17 @@ def main() -> None:
                     help="at most this many test items per benchmark and zoo; 0 = all (default: the quick 600)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds: run once per seed and print the table "
                                                    "of Δ per seed and their mean (overrides --seed)")
+    ap.add_argument("--retable", action="store_true",
+                    help="run nothing: rebuild OUT/seeds.md from the OUT/seed-N/results.json files already there")
     args = ap.parse_args()
+    if args.retable:
+        files = sorted(args.out.glob("seed-*/results.json"), key=lambda f: int(f.parent.name.split("-", 1)[1]))
+        if not files:
+            ap.error(f"--retable: no {args.out}/seed-N/results.json")
+        table = seeds_table({int(f.parent.name.split("-", 1)[1]): json.loads(f.read_text()) for f in files})
+        (args.out / "seeds.md").write_text(table)
+        print(table)
+        return
     if not args.variant and not args.prior_variant:
         ap.error("give at least one --variant or --prior-variant")
     names = [prior_variant_router(*_named_json(ap, "--prior-variant", spec)).name for spec in args.prior_variant]

@@ -49,6 +49,21 @@ def test_release_stream_steps_are_one_column_that_counts_the_steps_below_zero():
     d = mod.seed_deltas(seed0)["modelsat:k"]
     assert set(d) == {"mmlu-pro-release-stream (mean of 3)", "routerdc-in-domain"}
     delta, sign, below = d["mmlu-pro-release-stream (mean of 3)"]
-    assert (round(delta, 6), sign, below) == (-1.0, 0, 1)            # (-1 - 3 + 1) / 3 points; step B is below
+    assert (round(delta, 6), sign, below) == (-1.0, None, 1)         # (-1 - 3 + 1) / 3 points; step B is below
     row = next(line for line in mod.seeds_table({0: seed0, 1: seed0}).splitlines() if line.startswith("| modelsat:k |"))
     assert "-1.00 / -1.00 → **-1.00** [2 of 6 below]" in row
+
+
+def test_head_to_head_rows_take_the_pooled_ci_over_shared_zoos_and_each_zoos_own():
+    mod = load_script()
+    duel = {"modelsat:k": {"knn": {"estimate": 0.02, "low": 0.005, "high": 0.035}}}
+    seed0 = {"zoos": [entry("middle-mixed", {"knn": (0.0, -0.01, 0.01)}) | {"head_to_head": duel},
+                      entry("high-performance", {"knn": (0.0, -0.01, 0.01)}) | {"head_to_head": duel},
+                      entry("routerdc-in-domain", {"knn": (0.0, -0.01, 0.01)}) | {"head_to_head": duel}],
+             "families": {"mmlu_pro": {"head_to_head": [{"zoos": ["middle-mixed", "high-performance"], "deltas": {
+                 "modelsat:k": {"knn": {"estimate": -0.01, "low": -0.03, "high": 0.01}}}}]}}}
+    d = mod.seed_deltas(seed0)["modelsat:k − knn"]
+    assert d["MMLU-Pro (mean of 2)"] == (-1.0, 0, 0)          # the pooled CI, not the mean of the zoos' Δ
+    assert d["routerdc-in-domain"] == (2.0, 1, 0)
+    lines = mod.seeds_table({0: seed0}).splitlines()
+    assert lines[-1].startswith("| modelsat:k − knn | -1.00 → **-1.00** [0+ / 0−] | +2.00 → **+2.00** [1+ / 0−]")
