@@ -272,3 +272,26 @@ def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_item
     assert routed == pytest.approx(sel["routed_accuracy"][str(sel["multiplier"])], abs=1e-9)
     again = ModelSATRouter.load(router.save(tmp_path / "r"))
     assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))
+
+
+def test_a_router_that_reads_only_the_prior_cannot_tell_apart_models_with_the_same_prior():
+    cfg = dataclasses.replace(tiny_preset().model, encoder="tiny", order="fastest", prior_token=True,
+                              capability_reads="prior", lm_gate_init=1.0)
+    model = ModelSAT(cfg, seed=0)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    xs = ["What is 2 plus 2?", "Which scripture mentions prophet 5?"]
+    same = model.score_matrix(xs, PROFILES, np.array([[0.6, 0.6], [0.3, 0.3]]))
+    np.testing.assert_allclose(same[:, 0], same[:, 1], atol=1e-5)     # different profiles, one prior: one score
+    differ = model.score_matrix(xs, PROFILES, np.array([[0.6, 0.2], [0.3, 0.8]]))
+    assert np.abs(differ[:, 0] - differ[:, 1]).min() > 1e-3
+    full = ModelSAT(dataclasses.replace(cfg, capability_reads="aptitude"), seed=0)   # the default reads the profile
+    with torch.no_grad():
+        full.load_state_dict(model.state_dict())
+    both = full.score_matrix(xs, PROFILES, np.array([[0.6, 0.6], [0.3, 0.3]]))
+    assert np.abs(both[:, 0] - both[:, 1]).min() > 1e-4
+    with pytest.raises(ModelsatError, match="prior_token"):
+        dataclasses.replace(cfg, prior_token=False)

@@ -55,6 +55,10 @@ class ModelConfig:
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
+    capability_reads: str = "aptitude"  # what φ reads of a candidate: "aptitude" (profile tokens + W·ψ of the
+    #                                  capability text) or "prior" (one token carrying the prior alone: an ablation
+    #                                  where φ cannot tell models apart but by their prior, so nothing it learns is
+    #                                  tied to the training models' identities; needs prior_token)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
     max_instruction_tokens: int = 96
@@ -75,6 +79,10 @@ class ModelConfig:
         _choice("prior_kappa_fit", self.prior_kappa_fit, ("likelihood", "profiles"))
         from modelsat.routers.subject_map import FEATURES
         _choice("prior_features", self.prior_features, FEATURES)
+        _choice("capability_reads", self.capability_reads, ("aptitude", "prior"))
+        if self.capability_reads == "prior" and not (self.prior and self.prior_token and self.profile_tokens > 0):
+            raise ModelsatError("model.capability_reads: prior needs prior: true, prior_token: true and "
+                                "profile_tokens >= 1 (the prior is what that token carries)")
         if self.n_soft_tokens < 1:
             raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
 

@@ -272,7 +272,10 @@ class ModelSAT(nn.Module):
         return torch.tensor(v, dtype=torch.float32, device=self.device) - 0.5
 
     def capability_input(self, profile: Profile, seed: int | None = None) -> torch.Tensor:
-        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens]."""
+        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens]; with
+        capability_reads "prior", zeros in the profile tokens' place (the prior is added to them later)."""
+        if self.cfg.capability_reads == "prior":
+            return self.lm.get_input_embeddings().weight.new_zeros(self.cfg.profile_tokens, self.lm.config.hidden_size)
         parts = []
         if self.profile_projector is not None:
             d = self.lm.config.hidden_size
