@@ -66,4 +66,5 @@ def test_head_to_head_rows_take_the_pooled_ci_over_shared_zoos_and_each_zoos_own
     assert d["MMLU-Pro (mean of 2)"] == (-1.0, 0, 0)          # the pooled CI, not the mean of the zoos' Δ
     assert d["routerdc-in-domain"] == (2.0, 1, 0)
     lines = mod.seeds_table({0: seed0}).splitlines()
-    assert lines[-1].startswith("| modelsat:k − knn | -1.00 → **-1.00** [0+ / 0−] | +2.00 → **+2.00** [1+ / 0−]")
+    assert lines[-1].startswith("| modelsat:k − knn | -1.00 → **-1.00** [0+ / 0−] | "
+                                "+2.00 → **+2.00** [1+ / 0−]")

@@ -221,7 +221,8 @@ def test_published_figures_are_set_beside_each_methods_mean_over_the_same_benchm
     assert "r 60.00 (1 of 2 above); best single: m1 50.00 (0 of 2 above); both on every test item" in line
     assert "random" not in line and "oracle" not in line and "x " not in line
     sampled = entry | {"notes": ["b1: 5 of 10 test items (quick, seeded sample)"]}
-    assert published_comparison(sampled, "Them", {"b1": 0.65}).endswith("ours on a sample of b1's test items, theirs on all")
+    assert published_comparison(sampled, "Them", {"b1": 0.65}).endswith(
+        "ours on a sample of b1's test items, theirs on all")
 
 
 def test_the_max_test_items_for_is_the_quick_default_unless_given_and_zero_means_all():

@@ -172,13 +172,15 @@ def published_comparison(entry: dict, who: str, figs: dict) -> str:
     theirs = 100 * float(np.mean([figs[b] for b in benches]))
     parts = []
     for row in _order(entry["rows"]):
-        if row.get("status", "ok") != "ok" or row.get("kind") == "upper bound" or row["method"] in ("random", "random (router)", "best-single"):
+        skip = row["method"] in ("random", "random (router)", "best-single")
+        if skip or row.get("status", "ok") != "ok" or row.get("kind") == "upper bound":
             continue
         ours = [row["per_benchmark"].get(b) for b in benches]
         if any(v is None for v in ours):
             continue
         above = sum(round(100 * v, 2) > round(100 * figs[b], 2) for v, b in zip(ours, benches))   # as printed
-        parts.append((100 * float(np.mean(ours)), f"{_label(row)} {100 * np.mean(ours):.2f} ({above} of {len(benches)} above)"))
+        mean = 100 * float(np.mean(ours))
+        parts.append((mean, f"{_label(row)} {mean:.2f} ({above} of {len(benches)} above)"))
     parts.sort(key=lambda x: -x[0])
     sampled = [b for b in benches if any(n.startswith(f"{b}: ") and "test items" in n for n in entry.get("notes", []))]
     caveat = (f"; ours on a sample of {', '.join(_short(b) for b in sampled)}'s test items, theirs on all"
