@@ -255,7 +255,14 @@ def test_model_sat_rows_are_set_head_to_head_against_the_cheap_routers_with_pair
     joint = H.joint_head_to_head([zd, zd2], by_zoo, seed=0)
     assert joint["zoos"] == ["toy", "toy2"]
     assert joint["deltas"]["modelsat"]["knn"]["estimate"] == pytest.approx(np.mean(by_zoo["toy"]["modelsat"]))
-    other = dataclasses.replace(zd2, item_keys=zd2.item_keys[::-1])
+    assert joint["shared_items"] == n
+    # a zoo holding the same items in another order is aligned item by item
+    flipped = dataclasses.replace(zd2, item_keys=zd2.item_keys[::-1], groups=zd2.groups[::-1])
+    flipped_scores = {"toy": by_zoo["toy"], "toy2": {m: v[::-1] for m, v in by_zoo["toy2"].items()}}
+    again = H.joint_head_to_head([zd, flipped], flipped_scores, seed=0)
+    assert again["deltas"] == joint["deltas"]
+    # zoos that share fewer than half their items are not pooled
+    other = dataclasses.replace(zd2, item_keys=[(b, f"x{i}") for b, i in zd2.item_keys])
     assert H.joint_head_to_head([zd, other], by_zoo, seed=0) is None
     from modelsat.evaluate.report import head_to_head_lines
     line = head_to_head_lines(duel)[0]

@@ -449,16 +449,27 @@ def head_to_head(per_item: dict[str, np.ndarray], groups: np.ndarray, seed: int)
     return {k: v for k, v in out.items() if v}
 
 
+JOINT_MIN_SHARED = 0.5   # pool zoos head to head only on test items held by all of them, if that is this share
+
+
 def joint_head_to_head(zoo_data: Sequence[ZooData], per_item: dict[str, dict[str, np.ndarray]],
                        seed: int) -> dict | None:
-    """head_to_head on the mean over several zoos (resampling their shared test items together); None unless the
-    zoos score the same items in the same order and every method compared has scores in all of them."""
-    if len(zoo_data) < 2 or any(zd.item_keys != zoo_data[0].item_keys for zd in zoo_data[1:]):
+    """head_to_head on the mean over several zoos, resampling the test items they share together (a zoo whose
+    models miss a few items draws a slightly different sample); None when they share less than JOINT_MIN_SHARED
+    of the smallest zoo's items, or no method compared has scores in all of them."""
+    if len(zoo_data) < 2:
         return None
+    shared = set(zoo_data[0].item_keys).intersection(*(zd.item_keys for zd in zoo_data[1:]))
+    if len(shared) < JOINT_MIN_SHARED * min(len(zd.item_keys) for zd in zoo_data):
+        return None
+    take = {zd.name: np.array(sorted((i for i, k in enumerate(zd.item_keys) if k in shared),
+                                     key=lambda i, keys=zd.item_keys: keys[i]))   # shared items, one order
+            for zd in zoo_data}
     methods = [m for m in per_item[zoo_data[0].name] if all(m in per_item[zd.name] for zd in zoo_data)]
-    stacked = {m: np.column_stack([per_item[zd.name][m] for zd in zoo_data]) for m in methods}
-    result = head_to_head(stacked, zoo_data[0].groups, seed)
-    return {"zoos": [zd.name for zd in zoo_data], "deltas": result} if result else None
+    stacked = {m: np.column_stack([per_item[zd.name][m][take[zd.name]] for zd in zoo_data]) for m in methods}
+    groups = zoo_data[0].groups[take[zoo_data[0].name]]
+    result = head_to_head(stacked, groups, seed)
+    return {"zoos": [zd.name for zd in zoo_data], "shared_items": len(shared), "deltas": result} if result else None
 
 
 def routellm_metrics(s: np.ndarray, zd: ZooData) -> dict:
