@@ -65,9 +65,14 @@ def test_overfit_ranks_positives_and_the_right_model():
         assert s[truth[:, j] == 1, j].min() > s[truth[:, j] == 0, j].max()
 
 
-def test_save_load_gives_identical_scores(tmp_path):
+@pytest.mark.parametrize("encoder", ["none", "tiny"])
+def test_save_load_gives_identical_scores(tmp_path, encoder):
+    """Also with a frozen ψ that has dropout: it stays in eval mode while φ trains, so the ψ outputs cached for
+    the training models are the clean ones a reloaded router computes."""
     records = synthetic_records(3)
-    router = ModelSATRouter.for_tests().fit(records, PROFILES)
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"encoder": encoder}}).fit(records, PROFILES)
+    if encoder == "tiny":
+        assert router.model_.encoder.config.hidden_dropout_prob > 0
     router.save(tmp_path / "r")
     again = ModelSATRouter.load(tmp_path / "r")
     xs = ["What is 4 plus 4?", "Who founded temple 9?"]
@@ -295,3 +300,30 @@ def test_a_router_that_reads_only_the_prior_cannot_tell_apart_models_with_the_sa
     assert np.abs(both[:, 0] - both[:, 1]).min() > 1e-4
     with pytest.raises(ModelsatError, match="prior_token"):
         dataclasses.replace(cfg, prior_token=False)
+
+
+def test_centred_lm_term_has_zero_mean_over_the_centring_instructions_and_survives_save_load(tmp_path):
+    """lm_center_items: each candidate's LM term, less its mean over training instructions kept in the router;
+    over those instructions the scores are then the prior's alone on average, and the router reloads to the
+    same scores (the instructions travel in config.json)."""
+    records = synthetic_records(4)
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
+    centre = router.center_prompts_
+    assert len(centre) == 5 and set(centre) <= set(records["prompt"])
+    newcomer = profile("never-seen", 0.6, 0.6)
+    cands = PROFILES + [newcomer]
+    s = router.score(centre, cands)
+    priors = router.prior(centre, cands)
+    lm = router._lm_part(s, priors)
+    np.testing.assert_allclose(lm.mean(axis=0), 0.0, atol=1e-6)       # the unseen model too
+    assert np.abs(lm).max() > 1e-4                                       # the LM still reorders within a model
+    plain = ModelSATRouter(preset="tiny", overrides={"model": {**overrides["model"], "lm_center_items": 0}}
+                           ).fit(records, PROFILES)
+    np.testing.assert_allclose(s - plain.score(centre, cands),
+                               np.broadcast_to(-router.lm_offsets(cands), s.shape), atol=1e-6)
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert again.center_prompts_ == centre
+    np.testing.assert_array_equal(again.score(centre, cands), s)
+    with pytest.raises(ModelsatError, match="lm_center_items"):
+        dataclasses.replace(tiny_preset().model, lm_center_items=-1)

@@ -60,6 +60,11 @@ class ModelConfig:
     #                                  where φ cannot tell models apart but by their prior, so nothing it learns is
     #                                  tied to the training models' identities; needs prior_token)
     prior_in_text: bool = True       # also state the prior in the prompt ("estimated accuracy here: 63%")
+    lm_center_items: int = 0         # > 0: subtract from each candidate's LM term its mean over this many training
+    #                                  instructions (kept in the router), so the LM only reorders a candidate
+    #                                  between instructions and its overall level comes from the prior alone:
+    #                                  an offset learned for a training model's identity cannot favour it over
+    #                                  a new model known by its profile only (0 = the LM term as trained)
     lm_gate_init: float = 0.1        # the LM term starts small, so the router starts at the prior
     max_instruction_tokens: int = 96
     max_capability_tokens: int = 256  # per ψ chunk (no-encoder variant: for the whole capability text)
@@ -83,6 +88,11 @@ class ModelConfig:
         if self.capability_reads == "prior" and not (self.prior and self.prior_token and self.profile_tokens > 0):
             raise ModelsatError("model.capability_reads: prior needs prior: true, prior_token: true and "
                                 "profile_tokens >= 1 (the prior is what that token carries)")
+        if self.lm_center_items < 0:
+            raise ModelsatError(f"model.lm_center_items must be >= 0, got {self.lm_center_items}")
+        if self.lm_center_items and not self.prior:
+            raise ModelsatError("model.lm_center_items needs prior: true (centred, the LM term has no level of its "
+                                "own; the prior gives it)")
         if self.n_soft_tokens < 1:
             raise ModelsatError(f"model.n_soft_tokens must be >= 1, got {self.n_soft_tokens}")
 

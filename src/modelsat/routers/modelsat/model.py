@@ -29,6 +29,14 @@ USER_HEAD = "<|im_start|>user\n"
 ASSISTANT_HEAD = "<|im_end|>\n<|im_start|>assistant\n"
 
 
+def profile_key(profile: Profile) -> tuple:
+    """What a candidate's scores depend on in its profile: a key to memoise them by its content."""
+    return (profile.model, profile.test_version,
+            tuple((k, v.accuracy, v.n_items) for k, v in profile.subjects.items()),
+            tuple((k, v.accuracy, v.n_items) for k, v in profile.tasks.items()),
+            json.dumps(profile.notes, sort_keys=True, default=str))
+
+
 # ---- loading the two base models ------------------------------------------------------------------------------
 def _load_lm(cfg: ModelConfig, seed: int):
     """(tokenizer, causal LM) for cfg.lm: the packaged SmolLM2, a random tiny Llama (tests), or a local folder."""
@@ -132,7 +140,12 @@ class ModelSAT(nn.Module):
         if mode:
             self._cap_cache.clear()
             self._merge_lora(False)
-        return super().train(mode)
+        super().train(mode)
+        if self.encoder is not None and not self.cfg.train_encoder:
+            # a frozen ψ stays in eval mode: with dropout on, the ψ outputs cached while training would be one
+            # noisy draw per training model, unlike those of a new model (or of a reloaded router), read clean
+            self.encoder.eval()
+        return self
 
     def _merge_lora(self, merged: bool) -> None:
         """Folds the LoRA deltas into φ's weights (one matmul per projection instead of three) or takes them out."""
@@ -432,9 +445,7 @@ class ModelSAT(nn.Module):
 
     def _cached_capability(self, profile: Profile, seed: int | None) -> torch.Tensor:
         """capability_input, memoised by the profile's content while the weights stay fixed (inference)."""
-        key = (profile.model, profile.test_version, seed,
-               tuple((k, v.accuracy, v.n_items) for k, v in profile.subjects.items()),
-               json.dumps(profile.notes, sort_keys=True, default=str))
+        key = (profile_key(profile), seed)
         cap = self._cap_cache.get(key)
         if cap is None:
             cap = self.capability_input(profile, seed)

@@ -116,9 +116,43 @@ class ModelSATRouter(Router):
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
                                "benchmarks": sorted(records["benchmark"].unique().tolist()),
                                "steps": self.preset_.train.total_steps, "seconds": round(time.time() - t0, 1)}
+        self.center_prompts_ = self._center_sample(data.prompts)
         if self.preset_.model.gate_select and self.preset_.model.prior:
             self.training_info_["gate_selection"] = self._select_gate(validation, profiles)
         return self
+
+    def _center_sample(self, prompts: Sequence[str]) -> list[str]:
+        """The training instructions each candidate's LM term is centred on (`lm_center_items`; [] when off)."""
+        k = min(self.preset_.model.lm_center_items, len(prompts))
+        if k == 0:
+            return []
+        rows = np.sort(np.random.default_rng(self.seed + 7).choice(len(prompts), k, replace=False))
+        return [prompts[i] for i in rows]
+
+    def _lm_part(self, scores: np.ndarray, priors: np.ndarray) -> np.ndarray:
+        """The LM term of `scores` (gate · log-odds): the scores less what the prior and bias give alone."""
+        import torch
+        with torch.no_grad():
+            base = self.model_.combine(torch.zeros(priors.shape), torch.as_tensor(priors)).double().numpy()
+        return scores - base
+
+    def lm_offsets(self, candidates: Sequence[Profile]) -> np.ndarray:
+        """(m,) each candidate's mean LM term over the centring instructions (zeros when centring is off),
+        memoised by profile content: a served zoo pays for it once per candidate."""
+        from modelsat.routers.modelsat.model import profile_key
+        prompts = getattr(self, "center_prompts_", [])
+        if not prompts:
+            return np.zeros(len(candidates))
+        cache = self.__dict__.setdefault("_offset_cache", {})
+        keys = [profile_key(c) for c in candidates]
+        todo = [i for i, k in enumerate(keys) if k not in cache]
+        if todo:
+            cands = [candidates[i] for i in todo]
+            priors = self.prior(prompts, cands)
+            lm = self._lm_part(self.model_.score_matrix(prompts, cands, priors), priors)
+            for i, off in zip(todo, lm.mean(axis=0)):
+                cache[keys[i]] = float(off)
+        return np.array([cache[k] for k in keys])
 
     def _select_gate(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
         """Scales the LM term's gate by the multiplier of GATE_MULTIPLIERS that routes best (macro-averaged) on
@@ -137,16 +171,16 @@ class ModelSATRouter(Router):
         truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
         cands = [by_name[m] for m in table.models]
         priors = self.prior(prompts, cands)
-        full = self.model_.score_matrix(prompts, cands, priors)
-        with torch.no_grad():
-            base = self.model_.combine(torch.zeros(priors.shape), torch.as_tensor(priors)).double().numpy()
-        routed = {m: macro_routed_accuracy(base + m * (full - base), truth, groups) for m in GATE_MULTIPLIERS}
+        full = self.model_.score_matrix(prompts, cands, priors) - self.lm_offsets(cands)
+        lm = self._lm_part(full, priors)
+        routed = {m: macro_routed_accuracy(full - lm + m * lm, truth, groups) for m in GATE_MULTIPLIERS}
         best = 1.0
         for m in GATE_MULTIPLIERS:
             if routed[m] > routed[best]:
                 best = m
         with torch.no_grad():
             self.model_.lm_gate.mul_(best)
+        self.__dict__.pop("_offset_cache", None)     # the offsets scale with the gate
         return {"by": "routing", "validation_items": len(prompts), "multiplier": best,
                 "routed_accuracy": {str(m): a for m, a in routed.items()}}
 
@@ -166,7 +200,7 @@ class ModelSATRouter(Router):
             raise RouterError("modelsat: no candidates to score")
         instructions, candidates = list(instructions), list(candidates)
         priors = self.prior(instructions, candidates) if self.preset_.model.prior else None
-        return self.model_.score_matrix(instructions, candidates, priors)
+        return self.model_.score_matrix(instructions, candidates, priors) - self.lm_offsets(candidates)
 
     # ---- files -----------------------------------------------------------------------------------------------------
     def save(self, directory: str | Path, card: dict | None = None) -> Path:
@@ -178,7 +212,8 @@ class ModelSATRouter(Router):
         d.mkdir(parents=True, exist_ok=True)
         write_json_atomic({"router": self.name, "params": self.get_params(), "preset": self.preset_.to_dict(),
                            "training": getattr(self, "training_info_", {}),
-                           "history": getattr(self, "history_", [])}, d / "config.json")
+                           "history": getattr(self, "history_", []),
+                           "center_prompts": getattr(self, "center_prompts_", [])}, d / "config.json")
         tmp = d / ".adapter.safetensors.tmp"
         save_file(self.model_.trained_state(), str(tmp))
         tmp.replace(d / "adapter.safetensors")
@@ -208,6 +243,10 @@ class ModelSATRouter(Router):
         router.model_.eval()
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
+        router.center_prompts_ = list(config.get("center_prompts", []))
+        if router.preset_.model.lm_center_items and not router.center_prompts_:
+            raise RouterError(f"{d}: the preset centres the LM term (lm_center_items) but config.json holds "
+                              "no center_prompts")
         if router.preset_.model.prior_source == "fitted":
             if not (d / "prior" / "config.json").exists():
                 raise RouterError(f"{d}: the preset's prior is 'fitted' but {d / 'prior'} is missing")
