@@ -117,6 +117,7 @@ class ModelSATRouter(Router):
                                "benchmarks": sorted(records["benchmark"].unique().tolist()),
                                "steps": self.preset_.train.total_steps, "seconds": round(time.time() - t0, 1)}
         self.center_prompts_ = self._center_sample(data.prompts)
+        self.offset_cache_: dict = {}
         if self.preset_.model.gate_select and self.preset_.model.prior:
             self.training_info_["gate_selection"] = self._select_gate(validation, profiles)
         return self
@@ -143,7 +144,7 @@ class ModelSATRouter(Router):
         prompts = getattr(self, "center_prompts_", [])
         if not prompts:
             return np.zeros(len(candidates))
-        cache = self.__dict__.setdefault("_offset_cache", {})
+        cache = self.__dict__.setdefault("offset_cache_", {})
         keys = [profile_key(c) for c in candidates]
         todo = [i for i, k in enumerate(keys) if k not in cache]
         if todo:
@@ -180,7 +181,7 @@ class ModelSATRouter(Router):
                 best = m
         with torch.no_grad():
             self.model_.lm_gate.mul_(best)
-        self.__dict__.pop("_offset_cache", None)     # the offsets scale with the gate
+        self.offset_cache_ = {}                      # the offsets scale with the gate
         return {"by": "routing", "validation_items": len(prompts), "multiplier": best,
                 "routed_accuracy": {str(m): a for m, a in routed.items()}}
 
