@@ -150,6 +150,34 @@ def test_stopped_run_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_tail_average_keeps_the_mean_of_the_last_states_and_resumes_to_it(tmp_path):
+    records = synthetic_records(3)
+    base = tiny_preset()
+    data = training_data(records, PROFILES, lambda x, c: np.full((len(x), len(c)), 0.5))
+
+    def trained(steps, average=0.0, out=None, resume=False, log=lambda m: None):
+        preset = dataclasses.replace(base, train=dataclasses.replace(
+            base.train, stage2_steps=steps, average_last=average, checkpoint_every=1 if out else 0, log_every=1))
+        model = ModelSAT(preset.model, seed=0)
+        train(model, data, preset, out_dir=out, resume=resume, log=log)
+        return model.trained_state()
+
+    last = [trained(n) for n in (4, 5, 6)]                  # the states after steps 4, 5 and 6 of one run
+    averaged = trained(6, average=0.5)                      # keeps the mean over steps 4-6
+    for k in averaged:
+        torch.testing.assert_close(averaged[k], (last[0][k] + last[1][k] + last[2][k]) / 3)
+    assert any(not torch.equal(averaged[k], last[2][k]) for k in averaged)
+
+    def stop_at_step_5(message):
+        if message.startswith("step 5/"):
+            raise KeyboardInterrupt                         # the run stops after step 4's checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        trained(6, average=0.5, out=tmp_path, log=stop_at_step_5)
+    resumed = trained(6, average=0.5, out=tmp_path, resume=True)
+    for k in averaged:
+        torch.testing.assert_close(resumed[k], averaged[k])
+
+
 def test_diagnostics_flag_a_router_that_only_sees_item_difficulty():
     truth = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=float)
     difficulty_only = np.array([[0.5, 0.5], [0.4, 0.4], [0.9, 0.9], [0.1, 0.1]]) + np.array([0.0, 0.01])

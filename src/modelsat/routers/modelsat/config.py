@@ -119,6 +119,9 @@ class TrainConfig:
     lr_lm: float = 2e-4
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    average_last: float = 0.0        # > 0: the router keeps the mean of the trained state over the last this share
+    #                                  of stage 2's steps (Polyak / SWA-style tail averaging), not the last step's
+    #                                  state; with 2 groups a step, one step's noise moves a zoo by points
     checkpoint_every: int = 50
     eval_items: int = 40             # held-out items scored against every training model for the diagnostics
     eval_every: int = 0              # 0 = only at the end
@@ -133,10 +136,17 @@ class TrainConfig:
             raise ModelsatError(f"train.group_size must be >= 2, got {self.group_size}")
         if not 0.0 <= self.model_contrastive_frac <= 1.0:
             raise ModelsatError(f"train.model_contrastive_frac must be in [0, 1], got {self.model_contrastive_frac}")
+        if not 0.0 <= self.average_last <= 1.0:
+            raise ModelsatError(f"train.average_last must be in [0, 1], got {self.average_last}")
 
     @property
     def total_steps(self) -> int:
         return self.stage1_steps + self.stage2_steps
+
+    @property
+    def averaged_steps(self) -> int:
+        """How many of the last steps the kept state averages (average_last of stage 2; 0 = none)."""
+        return int(round(self.average_last * self.stage2_steps))
 
 
 @dataclass

@@ -12,9 +12,11 @@
    their softmax mass), and/or pointwise BCE.
 4. Stage 1 trains the connector and the head; stage 2 adds φ's LoRA adapters (or all of φ), with a larger
    learning rate on W (and ψ when trained).
-5. Atomic checkpoints every `checkpoint_every` steps; `resume=True` continues a stopped run from the last one
-   (the same steps as an uninterrupted run, since the sampler's state is saved too).
-6. Diagnostics on held-out items: between-model score correlation, spread, pick counts, within-item AUC.
+5. Optionally (`average_last`), the kept state is the running mean over the last steps (tail averaging), not the
+   last step's state.
+6. Atomic checkpoints every `checkpoint_every` steps; `resume=True` continues a stopped run from the last one
+   (the same steps as an uninterrupted run, since the sampler's state and the running mean are saved too).
+7. Diagnostics on held-out items: between-model score correlation, spread, pick counts, within-item AUC.
 """
 
 from __future__ import annotations
@@ -139,14 +141,47 @@ def group_loss(scores: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> 
     return loss
 
 
+# ---- tail averaging -------------------------------------------------------------------------------------------
+class TailAverage:
+    """The running mean of the trained state over the steps it is given (on the model's device, in float32)."""
+
+    def __init__(self, model: ModelSAT):
+        self.names = list(model.trained_state())
+        self.mean: dict[str, torch.Tensor] = {}
+        self.n = 0
+
+    def update(self, model: ModelSAT) -> None:
+        current = model.state_dict()
+        self.n += 1
+        for name in self.names:
+            x = current[name].detach().float()
+            if self.n == 1:
+                self.mean[name] = x.clone()
+            else:
+                self.mean[name] += (x - self.mean[name]) / self.n
+
+    def state(self) -> dict:
+        return {"n": self.n, "mean": {k: v.cpu() for k, v in self.mean.items()}}
+
+    def restore(self, saved: dict | None, device) -> None:
+        if saved:
+            self.n, self.mean = saved["n"], {k: v.to(device) for k, v in saved["mean"].items()}
+
+    def apply(self, model: ModelSAT) -> None:
+        """Loads the mean into the model (each tensor in its own dtype)."""
+        current = model.state_dict()
+        model.load_trained_state({k: v.to(current[k].dtype).cpu() for k, v in self.mean.items()})
+
+
 # ---- checkpoints ------------------------------------------------------------------------------------------------
-def save_checkpoint(path: Path, model: ModelSAT, opt, step: int, sampler: GroupSampler, history: list) -> None:
+def save_checkpoint(path: Path, model: ModelSAT, opt, step: int, sampler: GroupSampler, history: list,
+                    average: TailAverage | None = None) -> None:
     """Writes the checkpoint to a temporary file and renames it into place (never a half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"step": step, "state": model.trained_state(), "opt": opt.state_dict() if opt else None,
                 "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": history}, tmp)
+                "history": history, "average": average.state() if average and average.n else None}, tmp)
     os.replace(tmp, path)
 
 
@@ -172,10 +207,13 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     start, history = 0, []
     opt = make_optimizer(model, stage_of(0, cfg), cfg) if cfg.total_steps else None
+    average = TailAverage(model) if cfg.averaged_steps else None
     if resume and ckpt is not None and ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         model.load_trained_state(saved["state"])
         start, history = saved["step"], saved["history"]
+        if average is not None:
+            average.restore(saved.get("average"), model.device)
         opt = make_optimizer(model, stage_of(start, cfg), cfg) if start < cfg.total_steps else None
         if opt is not None and saved["opt"] is not None and stage_of(start - 1, cfg) == stage_of(start, cfg):
             opt.load_state_dict(saved["opt"])
@@ -203,6 +241,8 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
         opt.step()
         running.append(total)
         done = step + 1
+        if average is not None and done > cfg.total_steps - cfg.averaged_steps:
+            average.update(model)
         if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.total_steps):
             rec = {"step": done, "stage": stage_of(step, cfg), "loss": float(np.mean(running)),
                    "gate": float(model.lm_gate.detach()), "prior_scale": float(model.prior_scale.detach()),
@@ -215,7 +255,10 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             log(format_diagnostics(evaluate(model, eval_data, cfg.eval_items)))
             model.train()
         if ckpt is not None and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
-            save_checkpoint(ckpt, model, opt, done, sampler, history)
+            save_checkpoint(ckpt, model, opt, done, sampler, history, average)
+    if average is not None and average.n:
+        average.apply(model)
+        log(f"kept the mean of the trained state over the last {average.n} steps (average_last {cfg.average_last:g})")
     model.set_stage(0)
     model.eval()
     return history
