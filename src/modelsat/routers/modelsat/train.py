@@ -163,14 +163,14 @@ class TailAverage:
     def state(self) -> dict:
         return {"n": self.n, "mean": {k: v.cpu() for k, v in self.mean.items()}}
 
-    def restore(self, saved: dict | None, device) -> None:
+    def restore(self, saved: dict | None, model: ModelSAT) -> None:
         if saved:
-            self.n, self.mean = saved["n"], {k: v.to(device) for k, v in saved["mean"].items()}
+            self.n, self.mean = saved["n"], {k: v.to(model.device) for k, v in saved["mean"].items()}
 
     def apply(self, model: ModelSAT) -> None:
-        """Loads the mean into the model (each tensor in its own dtype)."""
+        """Loads the mean into the model (each tensor in its own dtype; load_state_dict copies it to the device)."""
         current = model.state_dict()
-        model.load_trained_state({k: v.to(current[k].dtype).cpu() for k, v in self.mean.items()})
+        model.load_trained_state({k: v.to(current[k].dtype) for k, v in self.mean.items()})
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
         model.load_trained_state(saved["state"])
         start, history = saved["step"], saved["history"]
         if average is not None:
-            average.restore(saved.get("average"), model.device)
+            average.restore(saved.get("average"), model)
         opt = make_optimizer(model, stage_of(start, cfg), cfg) if start < cfg.total_steps else None
         if opt is not None and saved["opt"] is not None and stage_of(start - 1, cfg) == stage_of(start, cfg):
             opt.load_state_dict(saved["opt"])
