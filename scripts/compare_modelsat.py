@@ -161,6 +161,9 @@ def main() -> None:
     ap.add_argument("--baselines", default=BASELINES)
     ap.add_argument("--out", type=Path, default=Path("runs/compare-modelsat"))
     ap.add_argument("--seed", type=int, default=0)
+    from modelsat.aptitude.core_items import ITEM_RULES
+    ap.add_argument("--aptitude-rule", default="distinguishing", choices=ITEM_RULES,
+                    help="how the aptitude test chooses each subject's items (every profile-reading router sees it)")
     ap.add_argument("--test-items", type=int, default=None,
                     help="at most this many test items per benchmark and zoo; 0 = all (default: the quick 600)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds: run once per seed and print the table "
@@ -185,7 +188,8 @@ def main() -> None:
     console = Console()
     if args.seeds is None:
         results = run_benchmark(zoos, args.baselines.split(",") + names, args.out, seed=args.seed, quick=True,
-                                console=console, save_routers=False, test_items=args.test_items)
+                                console=console, save_routers=False, test_items=args.test_items,
+                                aptitude_rule=args.aptitude_rule)
         print_report(results, console)
         write_report(results, args.out)
         return
@@ -197,7 +201,8 @@ def main() -> None:
     for seed in seeds:
         out = args.out / f"seed-{seed}"
         by_seed[seed] = run_benchmark(zoos, args.baselines.split(",") + names, out, seed=seed, quick=True,
-                                      console=console, save_routers=False, test_items=args.test_items)
+                                      console=console, save_routers=False, test_items=args.test_items,
+                                aptitude_rule=args.aptitude_rule)
         write_report(by_seed[seed], out)
         table = seeds_table(by_seed)     # rewritten after every seed, so a stopped run keeps what it measured
         (args.out / "seeds.md").write_text(table)

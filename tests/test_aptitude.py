@@ -49,6 +49,21 @@ def test_items_closest_to_half_the_pool_come_first():
     assert [it.pool_share for _, it in test.items()] == [0.5, 0.5, 0.5]
 
 
+def test_the_spread_rule_measures_easy_and_hard_items_too():
+    # eligible shares per subject: .25, .25, .5, .5, .75; the distinguishing rule takes both .5 items first
+    near = build_test(example_records(), n_subjects=3, per_subject=3)
+    spread = build_test(example_records(), n_subjects=3, per_subject=3, rule="spread")
+    assert sorted(it.pool_share for it in near.subjects[0].items)[1:] == [0.5, 0.5]
+    assert [sorted(it.pool_share for it in s.items) for s in spread.subjects] == [[0.25, 0.5, 0.75]] * 3
+    assert spread.version != near.version and "evenly spaced" in spread.selection["rule"]
+    drawn = build_test(example_records(), n_subjects=3, per_subject=3, rule="random", seed=1)
+    assert all(0 < it.pool_share < 1 for _, it in drawn.items()) and len(list(drawn.items())) == 9
+    assert drawn.version == build_test(example_records(), n_subjects=3, per_subject=3, rule="random",
+                                       seed=1).version
+    with pytest.raises(ModelsatError, match="item rule must be one of distinguishing, spread, random"):
+        build_test(example_records(), n_subjects=3, per_subject=3, rule="hardest")
+
+
 def test_excluded_items_are_never_chosen():
     exclude = {"anatomy-2", ("mmlu_pro", "astronomy-2")}
     test = build_test(example_records(), exclude=exclude, n_subjects=3, per_subject=3)

@@ -188,8 +188,33 @@ def test_kappa_from_profiles_ignores_the_records_and_gives_tasks_their_own(tmp_p
     # a kappa given by the user holds for subjects and tasks alike
     fixed = ProfilePrior(kappa=1.0, kappa_fit="profiles").fit(recs, profs)
     assert fixed._task_kappa(fixed._kappa()) == 1.0
-    with pytest.raises(ModelsatError, match="kappa_fit must be one of likelihood, profiles"):
+    with pytest.raises(ModelsatError, match="kappa_fit must be one of likelihood, profiles, candidates"):
         ProfilePrior(kappa_fit="vibes")
+
+
+def test_kappa_from_the_candidates_reads_look_alikes_by_their_means(tmp_path):
+    # the pool: two specialists (a large model x subject interaction, so the pool's kappa is small) and two strong
+    # look-alikes whose subject differences (0.80 vs 0.85, 0.90 vs 0.80 on 20 items) are within sampling noise
+    def prof(name, math, law):
+        return Profile(model=name, test_version="hand-made",
+                       subjects={s: SubjectScore(math, 20) for s in MATH} | {s: SubjectScore(law, 20) for s in LAW})
+    pool = [prof("mathy", 0.9, 0.2), prof("lawy", 0.2, 0.9), prof("steady", 0.80, 0.90), prof("noisy", 0.85, 0.80)]
+    no_records = pd.DataFrame(columns=["model", "benchmark", "item_id", "prompt", "score"])
+    whole = ProfilePrior(kappa_fit="profiles").fit(no_records, pool)
+    per_call = ProfilePrior(kappa_fit="candidates").fit(no_records, pool)
+    assert per_call.kappa_ == whole.kappa_ < 5                        # the fit's estimate: the whole pool's
+    pair = pool[2:]
+    # the pool's small kappa reads the pair's noise: "noisy" wins the maths question on its 0.85
+    assert whole.route([MATH_Q], pair) == ["noisy"]
+    # the pair's own estimate finds no skill beyond noise and reads their means: "steady" (0.8375 vs 0.83125)
+    assert per_call._candidate_kappas(pair) == (KAPPA_MAX, None)
+    assert per_call.route([MATH_Q], pair) == ["steady"]
+    np.testing.assert_allclose(per_call.score([MATH_Q], pair), [[0.8375, 0.83125]], atol=1e-4)
+    # the whole pool as candidates gives the fit's kappa back; one candidate cannot be compared
+    np.testing.assert_allclose(per_call.score([MATH_Q, LAW_Q], pool), whole.score([MATH_Q, LAW_Q], pool))
+    assert per_call._candidate_kappas(pair[:1]) == (per_call.kappa_, None)
+    per_call.save(tmp_path / "r")
+    np.testing.assert_array_equal(Router.load(tmp_path / "r").score([MATH_Q], pair), per_call.score([MATH_Q], pair))
 
 
 def test_the_task_classifiers_C_is_chosen_on_validation_items():

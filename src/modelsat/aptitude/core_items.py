@@ -242,9 +242,20 @@ def _question_text(prompt: str, options: list[str]) -> str:
     return prompt
 
 
+ITEM_RULES = ("distinguishing", "spread", "random")
+RULE_TEXT = {   # recorded in the test's selection (the default's text predates the other rules: keep it as is)
+    "distinguishing": "share of pool correct strictly in (0, 1); closest to 0.5 first; subjects by mean "
+                      "|share - 0.5| of their best items",
+    "spread": "share of pool correct strictly in (0, 1); per subject, items at evenly spaced ranks of share; "
+              "subjects by mean |share - 0.5| of those items",
+    "random": "share of pool correct strictly in (0, 1); per subject, a seeded random draw; subjects by mean "
+              "|share - 0.5| of those items",
+}
+
+
 def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str] | None = None,
                n_subjects: int = 50, per_subject: int = 20, seed: int = 0, min_coverage: float = 0.8,
-               source: dict | None = None) -> AptitudeTest:
+               source: dict | None = None, rule: str = "distinguishing") -> AptitudeTest:
     """An aptitude test of `n_subjects` x `per_subject` MMLU items chosen by distinguishability on `pool`.
 
     `records`: a records table (e.g. `sources.load("mmlu_pro")`). `exclude`: item ids or (benchmark, item_id)
@@ -253,7 +264,13 @@ def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str
     (an item needs answers from `min_coverage` of the pool); items with share 0 or 1 are never chosen; the
     rest are ranked by |share - 0.5| (ties broken by `seed`). Subjects are ranked by the mean |share - 0.5| of
     their best `per_subject` items, and the best `n_subjects` kept.
+
+    `rule` chooses each subject's items: "distinguishing" (the above: closest to half the pool), "spread" (at
+    evenly spaced ranks of share, so easy and hard items are measured too: items that half the pool gets right
+    are easy for the strongest models, whose profiles then crowd near the top) or "random" (a seeded draw).
     """
+    if rule not in ITEM_RULES:
+        raise ModelsatError(f"item rule must be one of {', '.join(ITEM_RULES)}, got {rule!r}")
     exclude = exclude or set()
     cand = mmlu_candidates(records)
     all_models = sorted(records["model"].dropna().unique())
@@ -281,6 +298,15 @@ def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str
                   & (stats["share"] > 0) & (stats["share"] < 1) & (stats["n_options"] >= 4)]
     rng = np.random.default_rng(seed)
     stats = stats.assign(dist=(stats["share"] - 0.5).abs(), tie=rng.random(len(stats)))
+    if rule != "distinguishing":
+        # "spread": per subject, items at evenly spaced ranks of share (easy, middling and hard alike);
+        # "random": a seeded random draw of the subject's items
+        stats = stats.sort_values(["subject", "share" if rule == "spread" else "tie", "tie"])
+        keep = np.zeros(len(stats), dtype=bool)
+        for pos in stats.groupby("subject", sort=False).indices.values():
+            if len(pos) >= per_subject:
+                keep[pos[(2 * np.arange(per_subject) + 1) * len(pos) // (2 * per_subject)]] = True
+        stats = stats[keep]
     stats = stats.sort_values(["subject", "dist", "tie"])
     best = stats.groupby("subject").head(per_subject)
     per = best.groupby("subject").agg(n=("dist", "size"), mean_dist=("dist", "mean"))
@@ -307,8 +333,7 @@ def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str
         subjects=subjects, pool=list(pool), source=dict(source or {}),
         selection={"n_subjects": n_subjects, "per_subject": per_subject, "seed": seed,
                    "min_coverage": min_coverage, "excluded_items": int(n_excluded),
-                   "rule": "share of pool correct strictly in (0, 1); closest to 0.5 first; subjects by mean "
-                           "|share - 0.5| of their best items"},
+                   "rule": RULE_TEXT[rule]},
         created=_dt.date.today().isoformat())
 
 

@@ -55,14 +55,18 @@ def build_cmd(
     subjects: int = typer.Option(50, "--subjects", help="Number of MMLU subjects."),
     per_subject: int = typer.Option(20, "--per-subject", help="Core items per subject."),
     seed: int = typer.Option(0, "--seed", help="Breaks ties between equally distinguishing items."),
+    rule: str = typer.Option("distinguishing", "--rule", help="How each subject's items are chosen: "
+                             "'distinguishing' (closest to half the pool right), 'spread' (evenly spaced over the "
+                             "pool's share, easy to hard) or 'random' (a seeded draw)."),
 ) -> None:
-    """Choose the core items by distinguishability and write the versioned aptitude-test file."""
+    """Choose the core items (by distinguishability unless --rule says otherwise) and write the versioned
+    aptitude-test file."""
     from modelsat.aptitude.core_items import build_test, read_exclude_file
     df, label = load_records(records, source, data_dir)
     exclude = read_exclude_file(exclude_items) if exclude_items else set()
     pool = [m.strip() for m in models.split(",") if m.strip()] if models else None
     test = build_test(df, exclude=exclude, pool=pool, n_subjects=subjects, per_subject=per_subject, seed=seed,
-                      source={"records": label})
+                      source={"records": label}, rule=rule)
     test.source["benchmarks"] = sorted({it.benchmark for _, it in test.items()})
     test.save(out)
     print_stats(test)

@@ -39,6 +39,9 @@ def benchmark_cmd(
                                              "quick presets and scores every test item (e.g. to set RouterDC's "
                                              "zoo beside its published figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    aptitude_rule: str = typer.Option("distinguishing", "--aptitude-rule", help="How the aptitude test chooses "
+                                      "each subject's items from training items: distinguishing, spread or "
+                                      "random (`modelsat aptitude build --help`)."),
     list_only: bool = typer.Option(False, "--list", help="List the routers and zoos and exit."),
 ) -> None:
     """Train what must be trained, evaluate every router on every zoo, print the tables, write JSON, Markdown
@@ -57,7 +60,7 @@ def benchmark_cmd(
     if unknown:
         raise ModelsatError(f"unknown router(s) {', '.join(unknown)}; available: {', '.join(available())}")
     results = run_benchmark(resolve_zoos(zoos), names, out, data=str(data_dir) if data_dir else None, seed=seed,
-                            quick=quick, console=console, test_items=test_items)
+                            quick=quick, console=console, test_items=test_items, aptitude_rule=aptitude_rule)
     print_report(results, console)
     files = write_report(results, out)
     console.print(f"wrote {out / 'results.json'}, " + ", ".join(str(f) for f in files[:3])

@@ -29,8 +29,8 @@ QUICK_MAX_TRAIN_ITEMS = 1000    # per benchmark, seeded sample (profiles still u
 class AptitudeTests:
     """Builds the aptitude test from MMLU-Pro *training* items only (never a test or validation item)."""
 
-    def __init__(self, data: Path, seed: int, console: Console):
-        self.data, self.seed, self.console = data, seed, console
+    def __init__(self, data: Path, seed: int, console: Console, rule: str = "distinguishing"):
+        self.data, self.seed, self.console, self.rule = data, seed, console, rule
         self._main = None
         self._pro_train: pd.DataFrame | None = None
 
@@ -50,13 +50,14 @@ class AptitudeTests:
         MMLU-Pro items (other families profile their models on it by fallback)."""
         from modelsat.aptitude.core_items import build_test
         if train is not None and (train["benchmark"] == "mmlu_pro").any():
-            return build_test(train, pool=list(pool) if pool else None, seed=self.seed,
+            return build_test(train, pool=list(pool) if pool else None, seed=self.seed, rule=self.rule,
                               source={"benchmark": "mmlu_pro", "records": "training split"})
         if self._main is None:
             pro = self._pro()
             if pro is None:
                 return None
-            self._main = build_test(pro, seed=self.seed, source={"benchmark": "mmlu_pro", "records": "training split"})
+            self._main = build_test(pro, seed=self.seed, rule=self.rule,
+                                    source={"benchmark": "mmlu_pro", "records": "training split"})
         return self._main
 
 
@@ -77,10 +78,12 @@ def max_test_items_for(quick: bool, test_items: int | None) -> int | None:
 
 def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Path, data: str | None = None,
                   seed: int = 0, quick: bool = False, console: Console | None = None,
-                  save_routers: bool = True, test_items: int | None = None) -> dict:
+                  save_routers: bool = True, test_items: int | None = None,
+                  aptitude_rule: str = "distinguishing") -> dict:
     """Trains, evaluates and returns every figure (also written to `out_dir/results.json`). `test_items` caps
     the test items per benchmark and zoo (seeded sample; 0 = every test item); by default a quick run keeps
-    QUICK_MAX_TEST_ITEMS and a full run all of them."""
+    QUICK_MAX_TEST_ITEMS and a full run all of them. `aptitude_rule` is how the aptitude test chooses its items
+    (`modelsat.aptitude.core_items.ITEM_RULES`)."""
     console = console or Console()
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -88,10 +91,14 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
     families: "OrderedDict[str, list[Zoo]]" = OrderedDict()
     for z in zoos:
         families.setdefault(z.family, []).append(z)
-    tests = AptitudeTests(data_path, seed, console)
+    from modelsat.aptitude.core_items import ITEM_RULES
+    if aptitude_rule not in ITEM_RULES:
+        raise ModelsatError(f"aptitude rule must be one of {', '.join(ITEM_RULES)}, got {aptitude_rule!r}")
+    tests = AptitudeTests(data_path, seed, console, aptitude_rule)
     max_items = max_test_items_for(quick, test_items)
     results: dict = {"run": {"started": H.utc_now(), "seed": seed, "quick": quick, "data_dir": str(data_path),
                              "routers": list(router_names), "zoos": [z.name for z in zoos],
+                             "aptitude_rule": aptitude_rule,
                              "bootstrap_resamples": H.N_BOOTSTRAP,
                              "max_test_items_per_benchmark": max_items,
                              "max_train_items_per_benchmark": QUICK_MAX_TRAIN_ITEMS if quick else None},

@@ -26,7 +26,10 @@ nothing is learned per model: a new model with the same tasks in its profile is 
 
 Choosing kappa. By default (`kappa_fit="likelihood"`) kappa maximises the likelihood of the fit's records under the
 prior, which is sound only when the records are not the items the profiles rest on. `kappa_fit="profiles"` needs
-no records: an empirical-Bayes estimate from the profiles themselves (`empirical_bayes_kappa`). The part of a
+no records: an empirical-Bayes estimate from the profiles themselves (`empirical_bayes_kappa`). `kappa_fit="candidates"`
+makes the same estimate at scoring time from the candidates being compared, so a zoo of strong look-alike models,
+whose subject differences are mostly sampling noise, reads them with more shrinkage than the whole pool would
+(the fit's estimate stands where the candidates cannot give one: fewer than two, or no spread). The part of a
 model's per-subject accuracy that separates it from the other models (the model × subject interaction) has, across
 subjects, a spread made of real differences (tau^2) plus sampling noise (p(1-p)/n); the shrinkage that best
 predicts a fresh item is kappa = p(1-p) / tau^2 pseudo-items. Subjects and tasks get their own estimate (a zoo of
@@ -49,7 +52,7 @@ from modelsat.routers.subject_map import SubjectMap, shipped
 DEFAULT_KAPPA = 100.0
 KAPPA_GRID = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 1000.0)
 SELECT = ("likelihood", "routing")
-KAPPA_FITS = ("likelihood", "profiles")
+KAPPA_FITS = ("likelihood", "profiles", "candidates")
 KAPPA_MAX = 1e6            # empirical Bayes: the profiles show no interaction beyond sampling noise
 MIN_SELECTION_ITEMS = 50   # fewer validation items than this: routing selection falls back to the likelihood fit
 
@@ -163,6 +166,19 @@ class ProfilePrior(Router):
         task_kappa = getattr(self, "task_kappa_", None)
         return kappa if task_kappa is None or self.kappa is not None else float(task_kappa)
 
+    def _candidate_kappas(self, candidates: Sequence[Profile]) -> tuple[float, float | None]:
+        """(kappa, task kappa) for scoring `candidates`: with kappa_fit "candidates", the empirical-Bayes estimates
+        from these candidates' profiles, else (or where they give none) the fitted ones."""
+        kappa, task_kappa = self._kappa(), None
+        if self.kappa is not None or self.kappa_fit != "candidates" or len(candidates) < 2:
+            return kappa, task_kappa
+        arrays = self._profile_arrays(list(candidates))
+        subject_kappa = empirical_bayes_kappa(arrays.acc.T, arrays.n.T)
+        has = arrays.has_task.astype(bool).all(axis=1)
+        if has.sum() >= 2:
+            task_kappa = empirical_bayes_kappa(arrays.task_acc[has].T, arrays.task_n[has].T)
+        return (kappa if subject_kappa is None else subject_kappa), task_kappa
+
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile],
             validation: pd.DataFrame | None = None) -> "ProfilePrior":
         """Fits the subject temperature (on records with an MMLU subject) and kappa; nothing per model.
@@ -200,7 +216,7 @@ class ProfilePrior(Router):
             r = np.array([row[k] for k in zip(*(rec[c] for c in key_cols))])
             j = rec["model"].map(col).to_numpy()
             y = rec["score"].to_numpy(dtype=np.float64)
-        if self.kappa is None and self.kappa_fit == "profiles":
+        if self.kappa is None and self.kappa_fit in ("profiles", "candidates"):
             self._fit_kappa_from_profiles(profiles)
         elif self.kappa is None and len(rec):
             best = None
@@ -348,7 +364,7 @@ class ProfilePrior(Router):
                                              else None)
 
     def _prior(self, emb: np.ndarray, candidates: Sequence[Profile], kappa: float,
-               reads: Sequence[bool] | None = None) -> np.ndarray:
+               reads: Sequence[bool] | None = None, task_kappa: float | None = None) -> np.ndarray:
         """(n, m) prior from instruction embeddings: subjects, mixed with tasks when a classifier exists; `reads`
         (per task: read the subject prior, else the task accuracy) defaults to the fitted choice. A learned
         reading carries its own kappa and blends, and ignores both arguments."""
@@ -372,7 +388,8 @@ class ProfilePrior(Router):
                 for j, c in enumerate(candidates):
                     sc = self._task_score(c, name)
                     if sc is not None:
-                        a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy, self._task_kappa(kappa))
+                        a[:, j] = shrink(sc.n_items, sc.accuracy, c.mean_accuracy,
+                                         self._task_kappa(kappa) if task_kappa is None else task_kappa)
             out += probs[:, [t]] * a
         return out
 
@@ -386,7 +403,8 @@ class ProfilePrior(Router):
         """(n, m) prior: the candidate's shrunk profile accuracy at the instruction's subjects (and tasks)."""
         if not candidates:
             raise RouterError("profile-prior: no candidates")
-        return self._prior(self._map().featurize(list(instructions)), candidates, self._kappa())
+        kappa, task_kappa = self._candidate_kappas(candidates)
+        return self._prior(self._map().featurize(list(instructions)), candidates, kappa, task_kappa=task_kappa)
 
     def fit_choices(self) -> dict:
         if not hasattr(self, "kappa_"):

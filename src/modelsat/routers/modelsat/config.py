@@ -49,7 +49,8 @@ class ModelConfig:
     prior_select: str = "likelihood"  # prior_source "fitted": kappa and per-task readings by the likelihood of the
     #                                  training records, or "routing": by routed accuracy on validation items
     prior_kappa_fit: str = "likelihood"  # prior_source "fitted": kappa by the "likelihood" of the training records,
-    #                                  or from the "profiles" alone (empirical Bayes; routers/profile_prior.py)
+    #                                  or from the "profiles" alone (empirical Bayes; routers/profile_prior.py), or
+    #                                  the same estimate from each call's "candidates"
     prior_task_C_grid: list[float] | None = None  # prior_source "fitted": the task classifier's C, chosen from
     #                                  this grid by its accuracy on validation items (None: C = 1)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
@@ -81,7 +82,7 @@ class ModelConfig:
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))
         _choice("prior_select", self.prior_select, ("likelihood", "routing"))
-        _choice("prior_kappa_fit", self.prior_kappa_fit, ("likelihood", "profiles"))
+        _choice("prior_kappa_fit", self.prior_kappa_fit, ("likelihood", "profiles", "candidates"))
         from modelsat.routers.subject_map import FEATURES
         _choice("prior_features", self.prior_features, FEATURES)
         _choice("capability_reads", self.capability_reads, ("aptitude", "prior"))
