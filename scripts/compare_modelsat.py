@@ -202,7 +202,7 @@ def main() -> None:
         out = args.out / f"seed-{seed}"
         by_seed[seed] = run_benchmark(zoos, args.baselines.split(",") + names, out, seed=seed, quick=True,
                                       console=console, save_routers=False, test_items=args.test_items,
-                                aptitude_rule=args.aptitude_rule)
+                                      aptitude_rule=args.aptitude_rule)
         write_report(by_seed[seed], out)
         table = seeds_table(by_seed)     # rewritten after every seed, so a stopped run keeps what it measured
         (args.out / "seeds.md").write_text(table)

@@ -29,7 +29,8 @@ prior, which is sound only when the records are not the items the profiles rest 
 no records: an empirical-Bayes estimate from the profiles themselves (`empirical_bayes_kappa`). `kappa_fit="candidates"`
 makes the same estimate at scoring time from the candidates being compared, so a zoo of strong look-alike models,
 whose subject differences are mostly sampling noise, reads them with more shrinkage than the whole pool would
-(the fit's estimate stands where the candidates cannot give one: fewer than two, or no spread). The part of a
+(the fit's estimate stands where the candidates cannot give one: fewer than two, or no spread). Measured, it
+loses on the release stream, whose six candidates are too few for the estimate (README, "What was tried", row 13). The part of a
 model's per-subject accuracy that separates it from the other models (the model × subject interaction) has, across
 subjects, a spread made of real differences (tau^2) plus sampling noise (p(1-p)/n); the shrinkage that best
 predicts a fresh item is kappa = p(1-p) / tau^2 pseudo-items. Subjects and tasks get their own estimate (a zoo of
