@@ -60,7 +60,11 @@ def test_the_spread_rule_measures_easy_and_hard_items_too():
     assert all(0 < it.pool_share < 1 for _, it in drawn.items()) and len(list(drawn.items())) == 9
     assert drawn.version == build_test(example_records(), n_subjects=3, per_subject=3, rule="random",
                                        seed=1).version
-    with pytest.raises(ModelsatError, match="item rule must be one of distinguishing, spread, random"):
+    # mixed, 4 a subject: the two .5 items closest to half, then evenly spaced ranks of the rest (.25, .25, .75)
+    mixed = build_test(example_records(), n_subjects=3, per_subject=4, rule="mixed")
+    assert [sorted(it.pool_share for it in s.items) for s in mixed.subjects] == [[0.25, 0.5, 0.5, 0.75]] * 3
+    assert "half the items closest to 0.5" in mixed.selection["rule"]
+    with pytest.raises(ModelsatError, match="item rule must be one of distinguishing, spread, mixed, random"):
         build_test(example_records(), n_subjects=3, per_subject=3, rule="hardest")
 
 

@@ -242,12 +242,14 @@ def _question_text(prompt: str, options: list[str]) -> str:
     return prompt
 
 
-ITEM_RULES = ("distinguishing", "spread", "random")
+ITEM_RULES = ("distinguishing", "spread", "mixed", "random")
 RULE_TEXT = {   # recorded in the test's selection (the default's text predates the other rules: keep it as is)
     "distinguishing": "share of pool correct strictly in (0, 1); closest to 0.5 first; subjects by mean "
                       "|share - 0.5| of their best items",
     "spread": "share of pool correct strictly in (0, 1); per subject, items at evenly spaced ranks of share; "
               "subjects by mean |share - 0.5| of those items",
+    "mixed": "share of pool correct strictly in (0, 1); per subject, half the items closest to 0.5, the rest at "
+             "evenly spaced ranks of share; subjects by mean |share - 0.5| of those items",
     "random": "share of pool correct strictly in (0, 1); per subject, a seeded random draw; subjects by mean "
               "|share - 0.5| of those items",
 }
@@ -267,7 +269,9 @@ def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str
 
     `rule` chooses each subject's items: "distinguishing" (the above: closest to half the pool), "spread" (at
     evenly spaced ranks of share, so easy and hard items are measured too: items that half the pool gets right
-    are easy for the strongest models, whose profiles then crowd near the top) or "random" (a seeded draw).
+    are easy for the strongest models, whose profiles then crowd near the top), "mixed" (half of each: the
+    ceil(per_subject / 2) items closest to half the pool, the rest evenly spaced over the subject's others) or
+    "random" (a seeded draw).
     """
     if rule not in ITEM_RULES:
         raise ModelsatError(f"item rule must be one of {', '.join(ITEM_RULES)}, got {rule!r}")
@@ -300,13 +304,21 @@ def build_test(records: pd.DataFrame, exclude: set | None = None, pool: list[str
     stats = stats.assign(dist=(stats["share"] - 0.5).abs(), tie=rng.random(len(stats)))
     if rule != "distinguishing":
         # "spread": per subject, items at evenly spaced ranks of share (easy, middling and hard alike);
+        # "mixed": the subject's items closest to half first, then evenly spaced ranks of share among the rest;
         # "random": a seeded random draw of the subject's items
-        stats = stats.sort_values(["subject", "share" if rule == "spread" else "tie", "tie"])
+        n_near = per_subject - per_subject // 2 if rule == "mixed" else 0
         keep = np.zeros(len(stats), dtype=bool)
+        if n_near:
+            stats = stats.sort_values(["subject", "dist", "tie"])
+            keep[stats.groupby("subject", sort=False).cumcount().to_numpy() < n_near] = True
+        stats = stats.assign(_near=keep).sort_values(["subject", "tie" if rule == "random" else "share", "tie"])
+        keep = stats["_near"].to_numpy().copy()
+        n_far = per_subject - n_near
         for pos in stats.groupby("subject", sort=False).indices.values():
+            rest = pos[~keep[pos]]
             if len(pos) >= per_subject:
-                keep[pos[(2 * np.arange(per_subject) + 1) * len(pos) // (2 * per_subject)]] = True
-        stats = stats[keep]
+                keep[rest[(2 * np.arange(n_far) + 1) * len(rest) // (2 * n_far)]] = True
+        stats = stats[keep].drop(columns="_near")
     stats = stats.sort_values(["subject", "dist", "tie"])
     best = stats.groupby("subject").head(per_subject)
     per = best.groupby("subject").agg(n=("dist", "size"), mean_dist=("dist", "mean"))

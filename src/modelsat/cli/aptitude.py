@@ -57,7 +57,7 @@ def build_cmd(
     seed: int = typer.Option(0, "--seed", help="Breaks ties between equally distinguishing items."),
     rule: str = typer.Option("distinguishing", "--rule", help="How each subject's items are chosen: "
                              "'distinguishing' (closest to half the pool right), 'spread' (evenly spaced over the "
-                             "pool's share, easy to hard) or 'random' (a seeded draw)."),
+                             "pool's share, easy to hard), 'mixed' (half of each) or 'random' (a seeded draw)."),
 ) -> None:
     """Choose the core items (by distinguishability unless --rule says otherwise) and write the versioned
     aptitude-test file."""

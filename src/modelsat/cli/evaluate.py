@@ -40,8 +40,8 @@ def benchmark_cmd(
                                              "zoo beside its published figures)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
     aptitude_rule: str = typer.Option("distinguishing", "--aptitude-rule", help="How the aptitude test chooses "
-                                      "each subject's items from training items: distinguishing, spread or "
-                                      "random (`modelsat aptitude build --help`)."),
+                                      "each subject's items from training items: distinguishing, spread, mixed "
+                                      "or random (`modelsat aptitude build --help`)."),
     list_only: bool = typer.Option(False, "--list", help="List the routers and zoos and exit."),
 ) -> None:
     """Train what must be trained, evaluate every router on every zoo, print the tables, write JSON, Markdown
