@@ -355,3 +355,37 @@ def test_centred_lm_term_has_zero_mean_over_the_centring_instructions_and_surviv
     np.testing.assert_array_equal(again.score(centre, cands), s)
     with pytest.raises(ModelsatError, match="lm_center_items"):
         dataclasses.replace(tiny_preset().model, lm_center_items=-1)
+
+
+def test_level_guard_chooses_a_margin_on_validation_items_and_keeps_it_through_save_and_load(tmp_path, monkeypatch):
+    """level_guard: another candidate is routed to only where it outscores, by the margin chosen on validation
+    items, the candidate the router ranks highest overall; without validation items the margin is 0."""
+    from modelsat.routers.modelsat import router as router_module
+    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
+    records = synthetic_records(3)
+    extra = records[records["model"] == "math-whiz"].assign(model="dunce", score=0.0)
+    records = pd.concat([records, extra], ignore_index=True)
+    profiles = PROFILES + [profile("dunce", 0.3, 0.3)]
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "level_guard": True}}
+    plain = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles)
+    assert plain.training_info_["level_guard"]["by"] == "none" and plain.level_margin_ == 0.0
+    items = records.drop_duplicates(["benchmark", "item_id"])["prompt"].tolist()
+    np.testing.assert_array_equal(plain.score(items, profiles), plain._raw_score(items, profiles))
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles, validation=records)
+    sel = router.training_info_["level_guard"]
+    assert sel["by"] == "routing" and sel["margin"] == router.level_margin_ and sel["candidate_sets"] == 40
+    acc = sel["routed_accuracy"]
+    assert acc[f"{sel['margin']:.4g}"] == max(acc.values())
+    if sel["margin"] > 0:             # plain argmax is kept unless a margin is strictly better
+        assert acc[f"{sel['margin']:.4g}"] > acc["0"]
+    assert len(router.level_prompts_) == len(items) and router.fit_choices()["level_guard"] == sel
+    # the margin goes to the candidate of the highest level, and to no other column
+    raw, levels = router._raw_score(items, profiles), router.levels(profiles)
+    expect = raw.copy()
+    expect[:, int(np.argmax(levels))] += router.level_margin_
+    np.testing.assert_allclose(router.score(items, profiles), expect)
+    # a guard of NO_DEVIATION routes every item to that candidate
+    assert (router._guarded(raw, levels, router_module.NO_DEVIATION).argmax(1) == np.argmax(levels)).all()
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert again.level_margin_ == router.level_margin_ and again.level_prompts_ == router.level_prompts_
+    np.testing.assert_allclose(again.score(items, profiles), router.score(items, profiles), rtol=1e-6, atol=1e-6)

@@ -55,6 +55,10 @@ class ModelConfig:
     #                                  this grid by its accuracy on validation items (None: C = 1)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
+    level_guard: bool = False        # after training, choose on validation items a margin by which another
+    #                                  candidate must outscore the one the router ranks highest on average (its
+    #                                  mean score over 64 kept training instructions) to be routed to; 0 = plain
+    #                                  argmax. Chosen on random zoo-sized subsets of the training models
     prior_token: bool = False        # the prior, as a number, added to the profile tokens (no extra tokens)
     capability_reads: str = "aptitude"  # what φ reads of a candidate: "aptitude" (profile tokens + W·ψ of the
     #                                  capability text) or "prior" (one token carrying the prior alone: an ablation

@@ -43,6 +43,12 @@ def resolve_preset(preset: str | dict | Preset, overrides: dict | None = None) -
 GATE_MULTIPLIERS = (0.0, 0.5, 1.0, 2.0)
 GATE_SELECTION_ITEMS = 400
 GATE_MIN_ITEMS = 50
+LEVEL_ITEMS = 64                        # training instructions a candidate's level (mean score) is taken over
+GUARD_SELECTION_ITEMS = 600             # validation items the level guard's margin is chosen on
+GUARD_SUBSETS = 40                      # random candidate sets drawn from the training models ...
+GUARD_SET_SIZES = (4, 7)                # ... of these sizes (the MMLU-Pro zoos hold 4-7 models)
+GUARD_QUANTILES = (0.25, 0.5, 0.75, 0.9)  # margins tried: quantiles of the gap to the level's pick (+0, +inf)
+NO_DEVIATION = 1e9                      # a margin no score gap reaches: always the level's pick
 
 
 @register
@@ -97,7 +103,7 @@ class ModelSATRouter(Router):
             resume: bool = False, validation: pd.DataFrame | None = None) -> "ModelSATRouter":
         """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints.
         `validation` (held-out items) is read only where the preset chooses on them: a fitted prior with
-        `prior_select: routing` or `prior_task_C_grid`, and `gate_select`."""
+        `prior_select: routing` or `prior_task_C_grid`, `gate_select` and `level_guard`."""
         from modelsat.routers.modelsat.model import ModelSAT
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
@@ -120,15 +126,76 @@ class ModelSATRouter(Router):
         self.offset_cache_: dict = {}
         if self.preset_.model.gate_select and self.preset_.model.prior:
             self.training_info_["gate_selection"] = self._select_gate(validation, profiles)
+        self.level_margin_, self.level_cache_ = 0.0, {}
+        self.level_prompts_ = self._sample(data.prompts, LEVEL_ITEMS, 11) if self.preset_.model.level_guard else []
+        if self.preset_.model.level_guard:
+            self.training_info_["level_guard"] = self._select_margin(validation, profiles)
         return self
+
+    def _sample(self, prompts: Sequence[str], k: int, salt: int) -> list[str]:
+        """A seeded sample of `k` of `prompts` (all of them when fewer), in their order."""
+        if len(prompts) <= k:
+            return list(prompts)
+        rows = np.sort(np.random.default_rng(self.seed + salt).choice(len(prompts), k, replace=False))
+        return [prompts[i] for i in rows]
+
+    def levels(self, candidates: Sequence[Profile]) -> np.ndarray:
+        """(m,) each candidate's mean score over the level instructions (the router's own ranking of the
+        candidates overall), memoised by profile content like the LM offsets."""
+        from modelsat.routers.modelsat.model import profile_key
+        cache = self.__dict__.setdefault("level_cache_", {})
+        keys = [profile_key(c) for c in candidates]
+        todo = [i for i, k in enumerate(keys) if k not in cache]
+        if todo:
+            cands = [candidates[i] for i in todo]
+            for i, level in zip(todo, self._raw_score(self.level_prompts_, cands).mean(axis=0)):
+                cache[keys[i]] = float(level)
+        return np.array([cache[k] for k in keys])
+
+    def _guarded(self, scores: np.ndarray, levels: np.ndarray, margin: float) -> np.ndarray:
+        """`scores` with `margin` added to the column of the highest level: another candidate is routed to
+        only where it outscores that one by more than the margin."""
+        out = np.array(scores, dtype=float, copy=True)
+        if margin > 0 and out.shape[1] > 1:
+            out[:, int(np.argmax(levels))] += margin
+        return out
+
+    def _select_margin(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
+        """The level guard's margin: of 0, quantiles of the score gap to the level's pick and NO_DEVIATION,
+        the one with the best macro routed accuracy on at most GUARD_SELECTION_ITEMS validation items, averaged
+        over GUARD_SUBSETS random candidate sets of the training models; 0 unless another is strictly better."""
+        from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
+        by_name = {p.model: p for p in profiles}
+        table = held_out_table(validation, list(by_name), GATE_MIN_ITEMS, self.name)
+        if table is None or len(table.models) < 3:
+            return {"by": "none", "reason": f"fewer than {GATE_MIN_ITEMS} validation items or 3 models", "margin": 0.0}
+        rng = np.random.default_rng(self.seed + 13)
+        rows = np.arange(len(table.prompts))
+        if len(rows) > GUARD_SELECTION_ITEMS:
+            rows = np.sort(rng.choice(len(rows), GUARD_SELECTION_ITEMS, replace=False))
+        prompts = [table.prompts[i] for i in rows]
+        truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
+        cands = [by_name[m] for m in table.models]
+        scores, levels = self._raw_score(prompts, cands), self.levels(cands)
+        lo, hi = min(GUARD_SET_SIZES[0], len(cands)), min(GUARD_SET_SIZES[1], len(cands))
+        sets = [np.sort(rng.choice(len(cands), rng.integers(lo, hi + 1), replace=False)) for _ in range(GUARD_SUBSETS)]
+        gaps = np.concatenate([scores[:, c].max(1) - scores[:, c[np.argmax(levels[c])]] for c in sets])
+        margins = [0.0] + sorted({float(np.quantile(gaps[gaps > 0], q)) for q in GUARD_QUANTILES
+                                  if (gaps > 0).any()}) + [NO_DEVIATION]
+        routed = {m: float(np.mean([macro_routed_accuracy(self._guarded(scores[:, c], levels[c], m), truth[:, c],
+                                                          groups) for c in sets])) for m in margins}
+        best = 0.0
+        for m in margins:
+            if routed[m] > routed[best]:
+                best = m
+        self.level_margin_ = best
+        return {"by": "routing", "validation_items": len(prompts), "candidate_sets": len(sets), "margin": best,
+                "routed_accuracy": {f"{m:.4g}": a for m, a in routed.items()}}
 
     def _center_sample(self, prompts: Sequence[str]) -> list[str]:
         """The training instructions each candidate's LM term is centred on (`lm_center_items`; [] when off)."""
-        k = min(self.preset_.model.lm_center_items, len(prompts))
-        if k == 0:
-            return []
-        rows = np.sort(np.random.default_rng(self.seed + 7).choice(len(prompts), k, replace=False))
-        return [prompts[i] for i in rows]
+        k = self.preset_.model.lm_center_items
+        return self._sample(prompts, k, 7) if k else []
 
     def _lm_part(self, scores: np.ndarray, priors: np.ndarray) -> np.ndarray:
         """The LM term of `scores` (gate · log-odds): the scores less what the prior and bias give alone."""
@@ -190,15 +257,23 @@ class ModelSATRouter(Router):
         prior_router = getattr(self, "prior_router_", None)
         if prior_router is not None:
             out["prior"] = prior_router.fit_choices()
-        gate = getattr(self, "training_info_", {}).get("gate_selection")
-        if gate is not None:
-            out["gate_selection"] = gate
+        info = getattr(self, "training_info_", {})
+        for key in ("gate_selection", "level_guard"):
+            if info.get(key) is not None:
+                out[key] = info[key]
         return out
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         self._check_fitted()
         if not candidates:
             raise RouterError("modelsat: no candidates to score")
+        instructions, candidates = list(instructions), list(candidates)
+        scores = self._raw_score(instructions, candidates)
+        margin = getattr(self, "level_margin_", 0.0)
+        return self._guarded(scores, self.levels(candidates), margin) if margin > 0 else scores
+
+    def _raw_score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n, m) the model's scores (prior + LM term, centred where configured), before the level guard."""
         instructions, candidates = list(instructions), list(candidates)
         priors = self.prior(instructions, candidates) if self.preset_.model.prior else None
         return self.model_.score_matrix(instructions, candidates, priors) - self.lm_offsets(candidates)
@@ -214,7 +289,9 @@ class ModelSATRouter(Router):
         write_json_atomic({"router": self.name, "params": self.get_params(), "preset": self.preset_.to_dict(),
                            "training": getattr(self, "training_info_", {}),
                            "history": getattr(self, "history_", []),
-                           "center_prompts": getattr(self, "center_prompts_", [])}, d / "config.json")
+                           "center_prompts": getattr(self, "center_prompts_", []),
+                           "level_prompts": getattr(self, "level_prompts_", []),
+                           "level_margin": getattr(self, "level_margin_", 0.0)}, d / "config.json")
         tmp = d / ".adapter.safetensors.tmp"
         save_file(self.model_.trained_state(), str(tmp))
         tmp.replace(d / "adapter.safetensors")
@@ -245,6 +322,10 @@ class ModelSATRouter(Router):
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
         router.center_prompts_ = list(config.get("center_prompts", []))
+        router.level_prompts_ = list(config.get("level_prompts", []))
+        router.level_margin_ = float(config.get("level_margin", 0.0))
+        if router.level_margin_ > 0 and not router.level_prompts_:
+            raise RouterError(f"{d}: config.json sets a level margin but holds no level_prompts")
         if router.preset_.model.lm_center_items and not router.center_prompts_:
             raise RouterError(f"{d}: the preset centres the LM term (lm_center_items) but config.json holds "
                               "no center_prompts")
