@@ -386,6 +386,14 @@ def test_level_guard_chooses_a_margin_on_validation_items_and_keeps_it_through_s
     np.testing.assert_allclose(router.score(items, profiles), expect)
     # a guard of NO_DEVIATION routes every item to that candidate
     assert (router._guarded(raw, levels, router_module.NO_DEVIATION).argmax(1) == np.argmax(levels)).all()
+    # with a margin the favourite depends on the candidate set, so the benchmark must score each zoo alone
+    assert plain.columns_independent
+    router.level_margin_ = 0.5
+    assert not router.columns_independent
+    alone = router.score(items, profiles[1:])          # the favourite of this set gets the margin
+    expect = raw[:, 1:].copy()
+    expect[:, int(np.argmax(levels[1:]))] += 0.5
+    np.testing.assert_allclose(alone, expect, atol=1e-5)
     again = ModelSATRouter.load(router.save(tmp_path / "r"))
     assert again.level_margin_ == router.level_margin_ and again.level_prompts_ == router.level_prompts_
     np.testing.assert_allclose(again.score(items, profiles), router.score(items, profiles), rtol=1e-6, atol=1e-6)

@@ -58,8 +58,13 @@ class ModelSATRouter(Router):
 
     name = "modelsat"
     uses_embeddings = True
-    columns_independent = True
     tunes_on_validation = True
+
+    @property
+    def columns_independent(self) -> bool:
+        """A candidate's score is the same in any candidate set, unless a level guard is set: its margin goes
+        to the set's favourite, so the benchmark must score each zoo on its own."""
+        return getattr(self, "level_margin_", 0.0) <= 0
 
     def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
                  verbose: bool = False):
