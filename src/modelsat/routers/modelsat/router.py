@@ -147,14 +147,19 @@ class ModelSATRouter(Router):
     def levels(self, candidates: Sequence[Profile]) -> np.ndarray:
         """(m,) each candidate's mean score over the level instructions (the router's own ranking of the
         candidates overall), memoised by profile content like the LM offsets."""
+        return self._memoised_mean("level_cache_", candidates,
+                                   lambda cands: self._raw_score(self.level_prompts_, cands))
+
+    def _memoised_mean(self, cache_name: str, candidates: Sequence[Profile], scores) -> np.ndarray:
+        """(m,) each candidate's mean over the rows of `scores(candidates)`, memoised in `self.<cache_name>` by
+        profile content, so only candidates not seen before are scored."""
         from modelsat.routers.modelsat.model import profile_key
-        cache = self.__dict__.setdefault("level_cache_", {})
+        cache = self.__dict__.setdefault(cache_name, {})
         keys = [profile_key(c) for c in candidates]
         todo = [i for i, k in enumerate(keys) if k not in cache]
         if todo:
-            cands = [candidates[i] for i in todo]
-            for i, level in zip(todo, self._raw_score(self.level_prompts_, cands).mean(axis=0)):
-                cache[keys[i]] = float(level)
+            for i, value in zip(todo, scores([candidates[i] for i in todo]).mean(axis=0)):
+                cache[keys[i]] = float(value)
         return np.array([cache[k] for k in keys])
 
     def _guarded(self, scores: np.ndarray, levels: np.ndarray, margin: float) -> np.ndarray:
@@ -212,20 +217,14 @@ class ModelSATRouter(Router):
     def lm_offsets(self, candidates: Sequence[Profile]) -> np.ndarray:
         """(m,) each candidate's mean LM term over the centring instructions (zeros when centring is off),
         memoised by profile content: a served zoo pays for it once per candidate."""
-        from modelsat.routers.modelsat.model import profile_key
         prompts = getattr(self, "center_prompts_", [])
         if not prompts:
             return np.zeros(len(candidates))
-        cache = self.__dict__.setdefault("offset_cache_", {})
-        keys = [profile_key(c) for c in candidates]
-        todo = [i for i, k in enumerate(keys) if k not in cache]
-        if todo:
-            cands = [candidates[i] for i in todo]
+
+        def lm_terms(cands):
             priors = self.prior(prompts, cands)
-            lm = self._lm_part(self.model_.score_matrix(prompts, cands, priors), priors)
-            for i, off in zip(todo, lm.mean(axis=0)):
-                cache[keys[i]] = float(off)
-        return np.array([cache[k] for k in keys])
+            return self._lm_part(self.model_.score_matrix(prompts, cands, priors), priors)
+        return self._memoised_mean("offset_cache_", candidates, lm_terms)
 
     def _select_gate(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
         """Scales the LM term's gate by the multiplier of GATE_MULTIPLIERS that routes best (macro-averaged) on
@@ -272,7 +271,6 @@ class ModelSATRouter(Router):
         self._check_fitted()
         if not candidates:
             raise RouterError("modelsat: no candidates to score")
-        instructions, candidates = list(instructions), list(candidates)
         scores = self._raw_score(instructions, candidates)
         margin = getattr(self, "level_margin_", 0.0)
         return self._guarded(scores, self.levels(candidates), margin) if margin > 0 else scores
