@@ -397,3 +397,57 @@ def test_level_guard_chooses_a_margin_on_validation_items_and_keeps_it_through_s
     again = ModelSATRouter.load(router.save(tmp_path / "r"))
     assert again.level_margin_ == router.level_margin_ and again.level_prompts_ == router.level_prompts_
     np.testing.assert_allclose(again.score(items, profiles), router.score(items, profiles), rtol=1e-6, atol=1e-6)
+
+
+def test_records_prior_updates_a_trained_models_prior_by_its_nearest_results_and_never_an_items_own():
+    """prior_records: p' = (Σ neighbour results + κ·p) / (neighbours with a result + κ) for a candidate the
+    router holds records of; an instruction's own item is not its neighbour; a profile-only model keeps p."""
+    from modelsat.embeddings import embed
+    from modelsat.routers.modelsat.records_prior import RecordsPrior, text_key
+    records = synthetic_records(6)
+    table = records.pivot_table(index="prompt", columns="model", values="score")
+    prompts = table.index.tolist()
+    scores = table.to_numpy().copy()
+    scores[0, 1] = np.nan                                     # a model without a result on an item
+    rp = RecordsPrior(embed(prompts), scores, list(table.columns), [text_key(t) for t in prompts], k=3,
+                      strength=2.0)
+    newcomer = profile("newcomer", 0.5, 0.5)
+    cands = [PROFILES[1], newcomer, PROFILES[0]]
+    base = np.full((len(prompts), 3), 0.5)
+    out = rp.update(prompts, cands, base)
+    np.testing.assert_array_equal(out[:, 1], base[:, 1])
+    sim = embed(prompts) @ embed(prompts).T
+    np.fill_diagonal(sim, -np.inf)
+    for i in range(len(prompts)):
+        near = np.argsort(-sim[i], kind="stable")[:3]
+        assert i not in near
+        for j, c in ((0, cands[0]), (2, cands[2])):
+            col = scores[near, list(table.columns).index(c.model)]
+            known = col[~np.isnan(col)]
+            assert out[i, j] == pytest.approx((known.sum() + 2.0 * 0.5) / (len(known) + 2.0))
+    # the largest strength of the grid means no update at all
+    rp.strength = 1e9
+    np.testing.assert_array_equal(rp.update(prompts, cands, base), base)
+
+
+def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_after_save_and_load(tmp_path):
+    records = synthetic_records(6)
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True}}).fit(records, PROFILES)
+    info = router.fit_choices()["records_prior"]
+    assert info["by"] == "leave-one-out likelihood" and len(info["log_loss"]) == 20
+    assert info["log_loss"][f"k={info['k']},kappa={info['strength']:g}"] == min(info["log_loss"].values())
+    # each subject's items all go one model's way, so the neighbours predict better than a flat profile prior
+    assert info["strength"] < 1e9
+    prompts = records["prompt"].unique().tolist()
+    newcomer = profile("newcomer", 0.9, 0.2)
+    cands = PROFILES + [newcomer]
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    np.testing.assert_array_equal(again.score(prompts, cands), router.score(prompts, cands))
+    updated = router.prior(prompts, cands)
+    kept, router.records_prior_ = router.records_prior_, None
+    base = router.prior(prompts, cands)
+    router.records_prior_ = kept
+    np.testing.assert_array_equal(updated[:, 2], base[:, 2])         # the newcomer: its profile prior alone
+    assert np.abs(updated[:, :2] - base[:, :2]).max() > 0.01                 # the trained models: updated
+    with pytest.raises(ModelsatError, match="prior_records"):
+        dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)

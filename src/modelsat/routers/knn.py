@@ -22,17 +22,32 @@ from modelsat.routers.base import Router, register
 TIE_BREAK = 1e-6
 
 
+def neighbour_sums(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: int,
+                   exclude: Sequence[Sequence[int]] | None = None,
+                   chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, counts), each (n_query, n_models): `scores` summed over each query's k most similar rows of
+    `index`, and how many of those rows hold a score (NaN = none). `exclude[i]` lists rows query i may not use
+    (an item never votes for itself)."""
+    k = max(1, min(k, len(index)))
+    sums, counts = np.empty((len(query), scores.shape[1])), np.empty((len(query), scores.shape[1]))
+    known, filled = ~np.isnan(scores), np.nan_to_num(scores, nan=0.0)
+    for start in range(0, len(query), chunk):
+        sim = query[start:start + chunk] @ index.T
+        if exclude is not None:
+            for i, rows in enumerate(exclude[start:start + chunk]):
+                sim[i, list(rows)] = -np.inf
+        # stable ordering (similarity, then row) so results do not depend on the partition algorithm
+        nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        sums[start:start + chunk] = filled[nearest].sum(axis=1)
+        counts[start:start + chunk] = known[nearest].sum(axis=1)
+    return sums, counts
+
+
 def neighbour_means(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: int,
                     chunk: int = 1024) -> np.ndarray:
     """(n_query, n_models) mean of `scores` over each query's k most similar rows of `index`."""
-    k = max(1, min(k, len(index)))
-    out = np.empty((len(query), scores.shape[1]))
-    for start in range(0, len(query), chunk):
-        sim = query[start:start + chunk] @ index.T
-        # stable ordering (similarity, then row) so results do not depend on the partition algorithm
-        nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
-        out[start:start + chunk] = scores[nearest].mean(axis=1)
-    return out
+    sums, _ = neighbour_sums(query, index, np.nan_to_num(scores, nan=0.0), k, chunk=chunk)
+    return sums / max(1, min(k, len(index)))
 
 
 @register

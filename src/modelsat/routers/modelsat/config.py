@@ -53,6 +53,10 @@ class ModelConfig:
     #                                  the same estimate from each call's "candidates"
     prior_task_C_grid: list[float] | None = None  # prior_source "fitted": the task classifier's C, chosen from
     #                                  this grid by its accuracy on validation items (None: C = 1)
+    prior_records: bool = False      # update the prior of each candidate the router holds records of by its results
+    #                                  on the training items nearest the instruction (a Beta update, k and its
+    #                                  weight chosen by leave-one-out likelihood; routers/modelsat/records_prior.py);
+    #                                  a candidate known only by its profile keeps the profile prior
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     level_guard: bool = False        # after training, choose on validation items a margin by which another
@@ -93,6 +97,8 @@ class ModelConfig:
         if self.capability_reads == "prior" and not (self.prior and self.prior_token and self.profile_tokens > 0):
             raise ModelsatError("model.capability_reads: prior needs prior: true, prior_token: true and "
                                 "profile_tokens >= 1 (the prior is what that token carries)")
+        if self.prior_records and not self.prior:
+            raise ModelsatError("model.prior_records needs prior: true (it updates the prior)")
         if self.lm_center_items < 0:
             raise ModelsatError(f"model.lm_center_items must be >= 0, got {self.lm_center_items}")
         if self.lm_center_items and not self.prior:

@@ -94,10 +94,13 @@ class ModelSATRouter(Router):
         from modelsat.routers.modelsat.prior import PRIORS
         cfg = self.preset_.model
         if cfg.prior_source == "fitted":
-            return self.prior_router_.score(list(instructions), list(candidates))
-        if cfg.prior_source == "profile":
-            return PRIORS["profile"](list(instructions), list(candidates), features=cfg.prior_features)
-        return PRIORS[cfg.prior_source](list(instructions), list(candidates))
+            base = self.prior_router_.score(list(instructions), list(candidates))
+        elif cfg.prior_source == "profile":
+            base = PRIORS["profile"](list(instructions), list(candidates), features=cfg.prior_features)
+        else:
+            base = PRIORS[cfg.prior_source](list(instructions), list(candidates))
+        records_prior = getattr(self, "records_prior_", None)
+        return base if records_prior is None else records_prior.update(instructions, candidates, base)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -122,11 +125,17 @@ class ModelSATRouter(Router):
                                               kappa_fit=cfg.prior_kappa_fit,
                                               C_grid=cfg.prior_task_C_grid).fit(
                 records, profiles, validation=validation)
+        self.records_prior_, records_info = None, None
+        if self.preset_.model.prior_records:
+            from modelsat.routers.modelsat.records_prior import RecordsPrior
+            self.records_prior_, records_info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
                                "benchmarks": sorted(records["benchmark"].unique().tolist()),
                                "steps": self.preset_.train.total_steps, "seconds": round(time.time() - t0, 1)}
+        if records_info is not None:
+            self.training_info_["records_prior"] = records_info
         self.center_prompts_ = self._center_sample(data.prompts)
         self.offset_cache_: dict = {}
         if self.preset_.model.gate_select and self.preset_.model.prior:
@@ -262,7 +271,7 @@ class ModelSATRouter(Router):
         if prior_router is not None:
             out["prior"] = prior_router.fit_choices()
         info = getattr(self, "training_info_", {})
-        for key in ("gate_selection", "level_guard"):
+        for key in ("records_prior", "gate_selection", "level_guard"):
             if info.get(key) is not None:
                 out[key] = info[key]
         return out
@@ -300,6 +309,13 @@ class ModelSATRouter(Router):
         tmp.replace(d / "adapter.safetensors")
         if getattr(self, "prior_router_", None) is not None:
             self.prior_router_.save(d / "prior")
+        if getattr(self, "records_prior_", None) is not None:
+            from safetensors.numpy import save_file as save_arrays
+            arrays, extra = self.records_prior_.state()
+            tmp = d / ".records_prior.safetensors.tmp"
+            save_arrays(arrays, str(tmp))
+            tmp.replace(d / "records_prior.safetensors")
+            write_json_atomic(extra, d / "records_prior.json")
         card = dict(card or {})
         card.setdefault("training_data", getattr(self, "training_info_", {}))
         (d / "README.md").write_text(model_card(self, card))
@@ -336,6 +352,16 @@ class ModelSATRouter(Router):
             if not (d / "prior" / "config.json").exists():
                 raise RouterError(f"{d}: the preset's prior is 'fitted' but {d / 'prior'} is missing")
             router.prior_router_ = Router.load(d / "prior")
+        router.records_prior_ = None
+        if router.preset_.model.prior_records:
+            from safetensors.numpy import load_file as load_arrays
+            from modelsat.routers.modelsat.records_prior import RecordsPrior
+            try:
+                router.records_prior_ = RecordsPrior.from_state(load_arrays(str(d / "records_prior.safetensors")),
+                                                                json.loads((d / "records_prior.json").read_text()))
+            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                raise RouterError(f"{d}: the preset sets prior_records but its records prior "
+                                  f"(records_prior.safetensors + records_prior.json) cannot be read: {exc}") from exc
         return router
 
 

@@ -1,0 +1,114 @@
+"""An optional update of the profile prior by a candidate's own training records near the instruction
+(`model.prior_records`).
+
+The profile prior p reads a candidate's aptitude test at the instruction's subjects; where the router holds
+records of that candidate (a training model), its results on the k training items most similar to the
+instruction are further evidence. Read as a Beta(κp, κ(1−p)) prior updated by those results:
+
+    p' = (Σ results of the k neighbours + κ·p) / (number of neighbours with a result + κ)
+
+A candidate known only by its profile keeps p (the "new model" path is unchanged). k and κ are chosen by the
+leave-one-out log-likelihood of the training records themselves (each item's neighbours never include it),
+which rests on thousands of (item, model) results rather than a few hundred routed validation items; the
+largest κ in the grid means "no update", so the records are used only where they predict better than the
+profile. This is the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from modelsat.aptitude.profile import Profile
+
+K_GRID = (20, 40, 80, 160)
+STRENGTH_GRID = (10.0, 30.0, 100.0, 300.0, 1e9)   # κ: how many neighbour results the profile prior weighs as
+SELECTION_ITEMS = 600                             # training items the leave-one-out likelihood is taken over
+LIKELIHOOD_FLOOR = 0.02
+
+
+def text_key(text: str) -> str:
+    """A short digest of an instruction (the router keeps digests of its training prompts, not the prompts)."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+class RecordsPrior:
+    """The training items' embeddings and every training model's results on them, with the chosen k and κ."""
+
+    def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
+                 k: int, strength: float):
+        self.embeddings = np.asarray(embeddings, dtype=np.float32)
+        self.scores = np.asarray(scores, dtype=np.float32)          # (n_items, n_models), NaN = no result
+        self.models, self.keys = list(models), list(keys)
+        self.k, self.strength = int(k), float(strength)
+        self._rows: dict[str, list[int]] = {}
+        for i, key in enumerate(self.keys):
+            self._rows.setdefault(key, []).append(i)
+
+    @classmethod
+    def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
+            base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0
+            ) -> tuple["RecordsPrior", dict]:
+        """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
+        log-likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw."""
+        from modelsat.embeddings import embed
+        from modelsat.routers._training_data import item_table
+        table = item_table(records, "modelsat prior_records")
+        by_name = {p.model: p for p in profiles}
+        cols = [j for j, m in enumerate(table.models) if m in by_name]
+        models = [table.models[j] for j in cols]
+        prior = cls(embed(table.prompts), table.scores[:, cols], models, [text_key(t) for t in table.prompts],
+                    K_GRID[0], STRENGTH_GRID[-1])
+        rng = np.random.default_rng(seed + 17)
+        rows = np.arange(len(table.prompts))
+        if len(rows) > SELECTION_ITEMS:
+            rows = np.sort(rng.choice(len(rows), SELECTION_ITEMS, replace=False))
+        prompts = [table.prompts[i] for i in rows]
+        cands = [by_name[m] for m in models]
+        base, truth = np.asarray(base_prior(prompts, cands), dtype=np.float64), prior.scores[rows]
+        known = ~np.isnan(truth)
+        loss = {}
+        for k in K_GRID:
+            prior.k = k
+            sums, counts = prior._neighbours(prompts)
+            for kappa in STRENGTH_GRID:
+                p = np.clip((sums + kappa * base) / (counts + kappa), LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
+                y = truth[known]
+                loss[(k, kappa)] = float(-np.mean(y * np.log(p[known]) + (1 - y) * np.log(1 - p[known])))
+        (prior.k, prior.strength) = min(loss, key=lambda kk: (loss[kk], -kk[1], kk[0]))
+        info = {"by": "leave-one-out likelihood", "items": len(rows), "k": prior.k, "strength": prior.strength,
+                "log_loss": {f"k={k},kappa={kappa:g}": round(v, 5) for (k, kappa), v in loss.items()}}
+        return prior, info
+
+    def _neighbours(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, counts) of every model's results over each instruction's k nearest training items, an
+        instruction's own item (same text) left out."""
+        from modelsat.embeddings import embed
+        from modelsat.routers.knn import neighbour_sums
+        exclude = [self._rows.get(text_key(t), ()) for t in instructions]
+        return neighbour_sums(embed(list(instructions)), self.embeddings, self.scores, self.k, exclude=exclude)
+
+    def update(self, instructions: Sequence[str], candidates: Sequence[Profile], base: np.ndarray) -> np.ndarray:
+        """(n, m) `base` with every candidate the records hold updated by its neighbours' results."""
+        out = np.array(base, dtype=np.float64, copy=True)
+        cols = [(j, self.models.index(c.model)) for j, c in enumerate(candidates) if c.model in self.models]
+        if not cols or not len(instructions) or self.strength >= STRENGTH_GRID[-1]:
+            return out
+        sums, counts = self._neighbours(instructions)
+        for j, col in cols:
+            out[:, j] = (sums[:, col] + self.strength * out[:, j]) / (counts[:, col] + self.strength)
+        return out
+
+    # ---- files ---------------------------------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays for safetensors, JSON-able rest)."""
+        return ({"embeddings": self.embeddings, "scores": self.scores},
+                {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength})
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "RecordsPrior":
+        return cls(arrays["embeddings"], arrays["scores"], extra["models"], extra["keys"], extra["k"],
+                   extra["strength"])
