@@ -445,9 +445,14 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
     np.testing.assert_array_equal(again.score(prompts, cands), router.score(prompts, cands))
     updated = router.prior(prompts, cands)
     kept, router.records_prior_ = router.records_prior_, None
-    base = router.prior(prompts, cands)
+    base, base_known = router.prior(prompts, cands), router.prior(prompts, router.records_profiles_)
     router.records_prior_ = kept
-    np.testing.assert_array_equal(updated[:, 2], base[:, 2])         # the newcomer: its profile prior alone
     assert np.abs(updated[:, :2] - base[:, :2]).max() > 0.01                 # the trained models: updated
+    # the newcomer, known by its profile only, moves by the mean log-odds shift of the trained models
+    clip = lambda p: np.clip(p, 0.02, 0.98)                                   # noqa: E731
+    logit = lambda p: np.log(clip(p) / (1 - clip(p)))                         # noqa: E731
+    shift = (logit(kept.update(prompts, router.records_profiles_, base_known)) - logit(base_known)).mean(axis=1)
+    np.testing.assert_allclose(updated[:, 2], 1 / (1 + np.exp(-(logit(base[:, 2]) + shift))))
+    assert np.abs(shift).max() > 0
     with pytest.raises(ModelsatError, match="prior_records"):
         dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)

@@ -35,6 +35,10 @@ def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p / (1 - p))
+
+
 class RecordsPrior:
     """The training items' embeddings and every training model's results on them, with the chosen k and κ."""
 
@@ -91,15 +95,33 @@ class RecordsPrior:
         exclude = [self._rows.get(text_key(t), ()) for t in instructions]
         return neighbour_sums(embed(list(instructions)), self.embeddings, self.scores, self.k, exclude=exclude)
 
-    def update(self, instructions: Sequence[str], candidates: Sequence[Profile], base: np.ndarray) -> np.ndarray:
-        """(n, m) `base` with every candidate the records hold updated by its neighbours' results."""
+    def update(self, instructions: Sequence[str], candidates: Sequence[Profile], base: np.ndarray,
+               base_known: np.ndarray | None = None) -> np.ndarray:
+        """(n, m) `base` with every candidate the records hold updated by its neighbours' results.
+
+        `base_known` (n, len(models)): the base prior of every model the records hold. Given it, a candidate
+        the records lack is moved by the mean log-odds shift the update gives those models: how much easier
+        or harder the instruction's neighbourhood is than its subjects, for everyone. Without it an item
+        harder than its subject would lower every trained model's prior and leave a newcomer's, so a newcomer
+        would win the hard items and lose the easy ones on difficulty alone."""
         out = np.array(base, dtype=np.float64, copy=True)
         cols = [(j, self.models.index(c.model)) for j, c in enumerate(candidates) if c.model in self.models]
-        if not cols or not len(instructions) or self.strength >= STRENGTH_GRID[-1]:
+        if not len(instructions) or self.strength >= STRENGTH_GRID[-1]:
+            return out
+        new = [j for j, c in enumerate(candidates) if c.model not in self.models]
+        if not cols and (base_known is None or not new):
             return out
         sums, counts = self._neighbours(instructions)
         for j, col in cols:
             out[:, j] = (sums[:, col] + self.strength * out[:, j]) / (counts[:, col] + self.strength)
+        if new and base_known is not None:
+            known = np.clip(np.asarray(base_known, dtype=np.float64), LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
+            moved = np.clip((sums + self.strength * known) / (counts + self.strength),
+                            LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
+            shift = (_logit(moved) - _logit(known)).mean(axis=1)
+            for j in new:
+                p = np.clip(out[:, j], LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
+                out[:, j] = 1 / (1 + np.exp(-(_logit(p) + shift)))
         return out
 
     # ---- files ---------------------------------------------------------------------------------------------

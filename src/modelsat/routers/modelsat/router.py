@@ -91,6 +91,10 @@ class ModelSATRouter(Router):
 
     def prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) the explicit prior this router adds to its learned score."""
+        return self._records_updated(instructions, candidates, self._base_prior(instructions, candidates))
+
+    def _base_prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n, m) the profile prior, before any records update."""
         from modelsat.routers.modelsat.prior import PRIORS
         cfg = self.preset_.model
         if cfg.prior_source == "fitted":
@@ -99,8 +103,19 @@ class ModelSATRouter(Router):
             base = PRIORS["profile"](list(instructions), list(candidates), features=cfg.prior_features)
         else:
             base = PRIORS[cfg.prior_source](list(instructions), list(candidates))
+        return base
+
+    def _records_updated(self, instructions: Sequence[str], candidates: Sequence[Profile],
+                         base: np.ndarray) -> np.ndarray:
+        """`base` updated by the records prior where the preset sets one (`model.prior_records`)."""
         records_prior = getattr(self, "records_prior_", None)
-        return base if records_prior is None else records_prior.update(instructions, candidates, base)
+        if records_prior is None:
+            return base
+        known = getattr(self, "records_profiles_", [])
+        base_known = None
+        if known and any(c.model not in records_prior.models for c in candidates):
+            base_known = self._base_prior(instructions, known)
+        return records_prior.update(instructions, candidates, base, base_known)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -129,6 +144,8 @@ class ModelSATRouter(Router):
         if self.preset_.model.prior_records:
             from modelsat.routers.modelsat.records_prior import RecordsPrior
             self.records_prior_, records_info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed)
+            by_name = {p.model: p for p in profiles}
+            self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
@@ -315,7 +332,8 @@ class ModelSATRouter(Router):
             tmp = d / ".records_prior.safetensors.tmp"
             save_arrays(arrays, str(tmp))
             tmp.replace(d / "records_prior.safetensors")
-            write_json_atomic(extra, d / "records_prior.json")
+            write_json_atomic({**extra, "profiles": [p.to_dict() for p in self.records_profiles_]},
+                              d / "records_prior.json")
         card = dict(card or {})
         card.setdefault("training_data", getattr(self, "training_info_", {}))
         (d / "README.md").write_text(model_card(self, card))
@@ -357,9 +375,11 @@ class ModelSATRouter(Router):
             from safetensors.numpy import load_file as load_arrays
             from modelsat.routers.modelsat.records_prior import RecordsPrior
             try:
+                extra = json.loads((d / "records_prior.json").read_text())
                 router.records_prior_ = RecordsPrior.from_state(load_arrays(str(d / "records_prior.safetensors")),
-                                                                json.loads((d / "records_prior.json").read_text()))
-            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                                                                extra)
+                router.records_profiles_ = [Profile.from_dict(p) for p in extra["profiles"]]
+            except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise RouterError(f"{d}: the preset sets prior_records but its records prior "
                                   f"(records_prior.safetensors + records_prior.json) cannot be read: {exc}") from exc
         return router
