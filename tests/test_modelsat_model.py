@@ -456,3 +456,15 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
     assert np.abs(shift).max() > 0
     with pytest.raises(ModelsatError, match="prior_records"):
         dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)
+
+
+def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
+    records = synthetic_records(6)
+    plain = ModelSATRouter(preset="tiny").fit(records, PROFILES)
+    late = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                              "prior_records_training": False}}).fit(records, PROFILES)
+    a, b = plain.model_.trained_state(), late.model_.trained_state()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    prompts = records["prompt"].unique().tolist()
+    assert late.records_prior_ is not None
+    assert np.abs(late.prior(prompts, PROFILES) - plain.prior(prompts, PROFILES)).max() > 0.01

@@ -57,6 +57,9 @@ class ModelConfig:
     #                                  on the training items nearest the instruction (a Beta update, k and its
     #                                  weight chosen by leave-one-out likelihood; routers/modelsat/records_prior.py);
     #                                  a candidate known only by its profile keeps the profile prior
+    prior_records_training: bool = True  # prior_records: the LM also trains on the updated prior (each item's
+    #                                  neighbours leave it out); false: training reads the profile prior, only
+    #                                  scoring reads the update, so what the LM learns is as without it
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     level_guard: bool = False        # after training, choose on validation items a margin by which another

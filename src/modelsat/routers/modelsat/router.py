@@ -141,12 +141,12 @@ class ModelSATRouter(Router):
                                               C_grid=cfg.prior_task_C_grid).fit(
                 records, profiles, validation=validation)
         self.records_prior_, records_info = None, None
-        if self.preset_.model.prior_records:
-            from modelsat.routers.modelsat.records_prior import RecordsPrior
-            self.records_prior_, records_info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed)
-            by_name = {p.model: p for p in profiles}
-            self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
+        cfg = self.preset_.model
+        if cfg.prior_records and cfg.prior_records_training:
+            records_info = self._fit_records_prior(records, profiles)
         data = training_data(records, profiles, self.prior, self.preset_.train.max_train_items, self.seed)
+        if cfg.prior_records and not cfg.prior_records_training:
+            records_info = self._fit_records_prior(records, profiles)
         self.history_ = train(self.model_, data, self.preset_, out_dir=out_dir, resume=resume, log=self._log)
         self.training_info_ = {"n_items": len(data.prompts), "models": data.models,
                                "benchmarks": sorted(records["benchmark"].unique().tolist()),
@@ -162,6 +162,14 @@ class ModelSATRouter(Router):
         if self.preset_.model.level_guard:
             self.training_info_["level_guard"] = self._select_margin(validation, profiles)
         return self
+
+    def _fit_records_prior(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> dict:
+        """Fits the records prior (`model.prior_records`) on the training records; returns what it chose."""
+        from modelsat.routers.modelsat.records_prior import RecordsPrior
+        self.records_prior_, info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed)
+        by_name = {p.model: p for p in profiles}
+        self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
+        return info
 
     def _sample(self, prompts: Sequence[str], k: int, salt: int) -> list[str]:
         """A seeded sample of `k` of `prompts` (all of them when fewer), in their order."""
