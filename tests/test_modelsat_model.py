@@ -431,10 +431,10 @@ def test_records_prior_updates_a_trained_models_prior_by_its_nearest_results_and
 
 
 def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_after_save_and_load(tmp_path):
-    records = synthetic_records(6)
+    records = synthetic_records(30)
     router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True}}).fit(records, PROFILES)
     info = router.fit_choices()["records_prior"]
-    assert info["by"] == "leave-one-out likelihood" and len(info["log_loss"]) == 20
+    assert info["by"] == "leave-one-out model-contrastive likelihood" and len(info["log_loss"]) == 20
     assert info["log_loss"][f"k={info['k']},kappa={info['strength']:g}"] == min(info["log_loss"].values())
     # each subject's items all go one model's way, so the neighbours predict better than a flat profile prior
     assert info["strength"] < 1e9
@@ -459,7 +459,7 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
 
 
 def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
-    records = synthetic_records(6)
+    records = synthetic_records(30)
     plain = ModelSATRouter(preset="tiny").fit(records, PROFILES)
     late = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
                                                               "prior_records_training": False}}).fit(records, PROFILES)

@@ -7,11 +7,12 @@ instruction are further evidence. Read as a Beta(κp, κ(1−p)) prior updated b
 
     p' = (Σ results of the k neighbours + κ·p) / (number of neighbours with a result + κ)
 
-A candidate known only by its profile keeps p (the "new model" path is unchanged). k and κ are chosen by the
-leave-one-out log-likelihood of the training records themselves (each item's neighbours never include it),
-which rests on thousands of (item, model) results rather than a few hundred routed validation items; the
-largest κ in the grid means "no update", so the records are used only where they predict better than the
-profile. This is the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
+A candidate known only by its profile moves by the mean log-odds shift of the models the records hold (see
+`update`). k and κ are chosen on the training records themselves, each item's neighbours leaving it out, by
+the model-contrastive likelihood (`contrastive_log_loss`: which models got the item right, given that some
+did and some did not), which rests on hundreds of items × every training model rather than a few hundred
+routed validation items, and ignores what neighbours say about an item's difficulty; the largest κ in the grid
+means "no update", so the records are used only where they tell models apart better than the profile. This is the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
 """
 
 from __future__ import annotations
@@ -39,13 +40,34 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def contrastive_log_loss(prior: np.ndarray, truth: np.ndarray) -> float:
+    """How well `prior` (n, m) tells apart, item by item, the models that answered right from those that did not:
+    the mean over items with both of −log softmax_j(logit prior_ij) over the right models j, among the models
+    with a result (eq. 5's model-contrastive reading). What every model shares on an item (its difficulty)
+    cancels in the softmax, so a neighbourhood that only says "this is hard" earns nothing: routing is a
+    choice between models, not a forecast of the item."""
+    logits = np.where(np.isnan(truth), -np.inf, _logit(np.clip(prior, LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)))
+    y = np.nan_to_num(truth, nan=0.0)
+    known = ~np.isnan(truth)
+    right, n = (y * known).sum(axis=1), known.sum(axis=1)
+    use = (right > 0) & (right < n)
+    if not use.any():
+        return 0.0
+    logits = logits[use]
+    top = logits.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+    log_p = np.where(known[use], logits - log_norm[:, None], 0.0)
+    return float(-np.mean((y[use] * log_p).sum(axis=1) / right[use]))
+
+
 class RecordsPrior:
     """The training items' embeddings and every training model's results on them, with the chosen k and κ."""
 
     def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
                  k: int, strength: float):
-        self.embeddings = np.asarray(embeddings, dtype=np.float32)
-        self.scores = np.asarray(scores, dtype=np.float32)          # (n_items, n_models), NaN = no result
+        # C order: safetensors writes the raw buffer, and a column selection can come back in Fortran order
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.scores = np.ascontiguousarray(scores, dtype=np.float32)   # (n_items, n_models), NaN = no result
         self.models, self.keys = list(models), list(keys)
         self.k, self.strength = int(k), float(strength)
         self._rows: dict[str, list[int]] = {}
@@ -57,7 +79,7 @@ class RecordsPrior:
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0
             ) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
-        log-likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw."""
+        model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw."""
         from modelsat.embeddings import embed
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
@@ -73,17 +95,15 @@ class RecordsPrior:
         prompts = [table.prompts[i] for i in rows]
         cands = [by_name[m] for m in models]
         base, truth = np.asarray(base_prior(prompts, cands), dtype=np.float64), prior.scores[rows]
-        known = ~np.isnan(truth)
         loss = {}
         for k in K_GRID:
             prior.k = k
             sums, counts = prior._neighbours(prompts)
             for kappa in STRENGTH_GRID:
-                p = np.clip((sums + kappa * base) / (counts + kappa), LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
-                y = truth[known]
-                loss[(k, kappa)] = float(-np.mean(y * np.log(p[known]) + (1 - y) * np.log(1 - p[known])))
+                loss[(k, kappa)] = contrastive_log_loss((sums + kappa * base) / (counts + kappa), truth)
         (prior.k, prior.strength) = min(loss, key=lambda kk: (loss[kk], -kk[1], kk[0]))
-        info = {"by": "leave-one-out likelihood", "items": len(rows), "k": prior.k, "strength": prior.strength,
+        info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows), "k": prior.k,
+                "strength": prior.strength,
                 "log_loss": {f"k={k},kappa={kappa:g}": round(v, 5) for (k, kappa), v in loss.items()}}
         return prior, info
 
