@@ -468,3 +468,17 @@ def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
     prompts = records["prompt"].unique().tolist()
     assert late.records_prior_ is not None
     assert np.abs(late.prior(prompts, PROFILES) - plain.prior(prompts, PROFILES)).max() > 0.01
+
+
+def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_right_model_first():
+    from modelsat.routers.modelsat.records_prior import contrastive_log_loss
+    truth = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, np.nan], [1.0, 1.0, 1.0]])   # the last item tells no model apart
+    good = np.array([[0.8, 0.3, 0.3], [0.4, 0.7, 0.5], [0.5, 0.5, 0.5]])
+    bad = good[:, [1, 0, 2]]
+    assert contrastive_log_loss(good, truth) < contrastive_log_loss(bad, truth)
+    logit = np.log(good / (1 - good))
+    harder = 1 / (1 + np.exp(-(logit - np.array([[1.0], [0.5], [2.0]]))))   # every model shifted alike per item
+    assert contrastive_log_loss(harder, truth) == pytest.approx(contrastive_log_loss(good, truth))
+    # the second item's third model has no result, so it is not among the alternatives
+    only_two = contrastive_log_loss(good[1:2, :2], truth[1:2, :2])
+    assert contrastive_log_loss(good[1:2], truth[1:2]) == pytest.approx(only_two)

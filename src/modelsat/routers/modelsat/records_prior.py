@@ -12,7 +12,8 @@ A candidate known only by its profile moves by the mean log-odds shift of the mo
 the model-contrastive likelihood (`contrastive_log_loss`: which models got the item right, given that some
 did and some did not), which rests on hundreds of items × every training model rather than a few hundred
 routed validation items, and ignores what neighbours say about an item's difficulty; the largest κ in the grid
-means "no update", so the records are used only where they tell models apart better than the profile. This is the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
+means "no update", so the records are used only where they tell models apart better than the profile. This is
+the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
 """
 
 from __future__ import annotations
