@@ -470,6 +470,27 @@ def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
     assert np.abs(late.prior(prompts, PROFILES) - plain.prior(prompts, PROFILES)).max() > 0.01
 
 
+def test_records_prior_on_static_features_is_centred_on_the_training_items_and_survives_save_and_load(tmp_path):
+    """prior_records_features: static finds neighbours on the static features less their training mean (no
+    encoder forward), saves that mean, and scores the same after load."""
+    from modelsat.embeddings import static_encode
+    records = synthetic_records(30)
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                                "prior_records_features": "static"}}).fit(
+        records, PROFILES)
+    rp = router.records_prior_
+    assert router.fit_choices()["records_prior"]["features"] == "static" and rp.strength < 1e9
+    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
+    x = static_encode(prompts) - static_encode(prompts).mean(axis=0)
+    np.testing.assert_allclose(rp.encode(prompts), x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(rp.center, static_encode(prompts).mean(axis=0), atol=1e-6)
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert again.records_prior_.features == "static"
+    np.testing.assert_array_equal(again.score(prompts, PROFILES), router.score(prompts, PROFILES))
+    with pytest.raises(ModelsatError, match="prior_records_features"):
+        dataclasses.replace(tiny_preset().model, prior_records=True, prior_records_features="tfidf")
+
+
 def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_right_model_first():
     from modelsat.routers.modelsat.records_prior import contrastive_log_loss
     truth = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, np.nan], [1.0, 1.0, 1.0]])   # the last item tells no model apart

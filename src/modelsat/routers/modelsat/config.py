@@ -60,6 +60,10 @@ class ModelConfig:
     prior_records_training: bool = True  # prior_records: the LM also trains on the updated prior (each item's
     #                                  neighbours leave it out); false: training reads the profile prior, only
     #                                  scoring reads the update, so what the LM learns is as without it
+    prior_records_features: str = "minilm"  # prior_records: the features the neighbours are found on: "minilm"
+    #                                  (MiniLM embeddings: one encoder forward per instruction) or "static" (the
+    #                                  mean of MiniLM's input token vectors, centred on the training items: no
+    #                                  encoder, for a router that reads the static subject map for latency)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     level_guard: bool = False        # after training, choose on validation items a margin by which another
@@ -96,6 +100,7 @@ class ModelConfig:
         _choice("prior_kappa_fit", self.prior_kappa_fit, ("likelihood", "profiles", "candidates"))
         from modelsat.routers.subject_map import FEATURES
         _choice("prior_features", self.prior_features, FEATURES)
+        _choice("prior_records_features", self.prior_records_features, FEATURES)
         _choice("capability_reads", self.capability_reads, ("aptitude", "prior"))
         if self.capability_reads == "prior" and not (self.prior and self.prior_token and self.profile_tokens > 0):
             raise ModelsatError("model.capability_reads: prior needs prior: true, prior_token: true and "

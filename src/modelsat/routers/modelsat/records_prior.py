@@ -37,6 +37,16 @@ def text_key(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
+def encode(texts: Sequence[str], features: str, center: np.ndarray | None = None) -> np.ndarray:
+    """(n, d) unit-norm features of `texts`: MiniLM embeddings, or static ones less `center`."""
+    if features == "minilm":
+        from modelsat.embeddings import embed
+        return embed(list(texts))
+    from modelsat.embeddings import static_encode
+    x = static_encode(list(texts)) - center
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
@@ -65,9 +75,11 @@ class RecordsPrior:
     """The training items' embeddings and every training model's results on them, with the chosen k and κ."""
 
     def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
-                 k: int, strength: float):
+                 k: int, strength: float, features: str = "minilm", center: np.ndarray | None = None):
         # C order: safetensors writes the raw buffer, and a column selection can come back in Fortran order
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.features = features
+        self.center = None if center is None else np.ascontiguousarray(center, dtype=np.float32)
         self.scores = np.ascontiguousarray(scores, dtype=np.float32)   # (n_items, n_models), NaN = no result
         self.models, self.keys = list(models), list(keys)
         self.k, self.strength = int(k), float(strength)
@@ -77,18 +89,25 @@ class RecordsPrior:
 
     @classmethod
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
-            base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0
-            ) -> tuple["RecordsPrior", dict]:
+            base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
+            features: str = "minilm") -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
-        model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw."""
-        from modelsat.embeddings import embed
+        model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
+        `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
+        training items: a bag of word vectors shares one large direction, which would otherwise decide the
+        neighbours)."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
         cols = [j for j, m in enumerate(table.models) if m in by_name]
         models = [table.models[j] for j in cols]
-        prior = cls(embed(table.prompts), table.scores[:, cols], models, [text_key(t) for t in table.prompts],
-                    K_GRID[0], STRENGTH_GRID[-1])
+        center = None
+        if features == "static":
+            from modelsat.embeddings import static_encode
+            center = static_encode(table.prompts).mean(axis=0)
+        prior = cls(encode(table.prompts, features, center), table.scores[:, cols], models,
+                    [text_key(t) for t in table.prompts], K_GRID[0], STRENGTH_GRID[-1], features=features,
+                    center=center)
         rng = np.random.default_rng(seed + 17)
         rows = np.arange(len(table.prompts))
         if len(rows) > SELECTION_ITEMS:
@@ -104,17 +123,20 @@ class RecordsPrior:
                 loss[(k, kappa)] = contrastive_log_loss((sums + kappa * base) / (counts + kappa), truth)
         (prior.k, prior.strength) = min(loss, key=lambda kk: (loss[kk], -kk[1], kk[0]))
         info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows), "k": prior.k,
-                "strength": prior.strength,
+                "strength": prior.strength, "features": features,
                 "log_loss": {f"k={k},kappa={kappa:g}": round(v, 5) for (k, kappa), v in loss.items()}}
         return prior, info
 
     def _neighbours(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sums, counts) of every model's results over each instruction's k nearest training items, an
         instruction's own item (same text) left out."""
-        from modelsat.embeddings import embed
         from modelsat.routers.knn import neighbour_sums
         exclude = [self._rows.get(text_key(t), ()) for t in instructions]
-        return neighbour_sums(embed(list(instructions)), self.embeddings, self.scores, self.k, exclude=exclude)
+        return neighbour_sums(self.encode(instructions), self.embeddings, self.scores, self.k, exclude=exclude)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, d) unit-norm features of `texts`, as the training items' were made."""
+        return encode(texts, self.features, self.center)
 
     def update(self, instructions: Sequence[str], candidates: Sequence[Profile], base: np.ndarray,
                base_known: np.ndarray | None = None) -> np.ndarray:
@@ -148,10 +170,16 @@ class RecordsPrior:
     # ---- files ---------------------------------------------------------------------------------------------
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays for safetensors, JSON-able rest)."""
-        return ({"embeddings": self.embeddings, "scores": self.scores},
-                {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength})
+        arrays = {"embeddings": self.embeddings, "scores": self.scores}
+        if self.center is not None:
+            arrays["center"] = self.center
+        return (arrays, {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength,
+                         "features": self.features})
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "RecordsPrior":
+        features = extra.get("features", "minilm")
+        if features == "static" and "center" not in arrays:
+            raise KeyError("center (static features need the training items' mean)")
         return cls(arrays["embeddings"], arrays["scores"], extra["models"], extra["keys"], extra["k"],
-                   extra["strength"])
+                   extra["strength"], features=features, center=arrays.get("center"))
