@@ -14,6 +14,10 @@ did and some did not), which rests on hundreds of items × every training model 
 routed validation items, and ignores what neighbours say about an item's difficulty; the largest κ in the grid
 means "no update", so the records are used only where they tell models apart better than the profile. This is
 the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
+
+The neighbours are found on MiniLM embeddings, or (`model.prior_records_features: static`) on the static
+features centred on the training items, which need no encoder forward but find neighbours too loosely: on the
+shipped preset that routed worse than no update (README, "What was tried", row 23).
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ def encode(texts: Sequence[str], features: str, center: np.ndarray | None = None
         from modelsat.embeddings import embed
         return embed(list(texts))
     from modelsat.embeddings import static_encode
-    x = static_encode(list(texts)) - center
+    return _unit(static_encode(list(texts)) - center)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
@@ -104,10 +111,13 @@ class RecordsPrior:
         center = None
         if features == "static":
             from modelsat.embeddings import static_encode
-            center = static_encode(table.prompts).mean(axis=0)
-        prior = cls(encode(table.prompts, features, center), table.scores[:, cols], models,
-                    [text_key(t) for t in table.prompts], K_GRID[0], STRENGTH_GRID[-1], features=features,
-                    center=center)
+            raw = static_encode(table.prompts)
+            center = raw.mean(axis=0)
+            feats = _unit(raw - center)
+        else:
+            feats = encode(table.prompts, features)
+        prior = cls(feats, table.scores[:, cols], models, [text_key(t) for t in table.prompts], K_GRID[0],
+                    STRENGTH_GRID[-1], features=features, center=center)
         rng = np.random.default_rng(seed + 17)
         rows = np.arange(len(table.prompts))
         if len(rows) > SELECTION_ITEMS:
