@@ -491,6 +491,59 @@ def test_records_prior_on_static_features_is_centred_on_the_training_items_and_s
         dataclasses.replace(tiny_preset().model, prior_records=True, prior_records_features="tfidf")
 
 
+def test_records_prior_label_update_reads_the_predicted_labels_items_without_the_instructions_own():
+    """prior_records_category: p1 = (Σ results over the predicted label's training items + κc·p) / (their count +
+    κc), the instruction's own item left out; it tells the models apart even where the profiles are wrong."""
+    from modelsat.embeddings import embed
+    from modelsat.routers.modelsat.records_prior import RecordsPrior, _fit_labels, text_key
+    records = synthetic_records(6).drop_duplicates(["item_id", "model"])
+    table = records.pivot_table(index="prompt", columns="model", values="score")
+    subjects = records.drop_duplicates("prompt").set_index("prompt").reindex(table.index)["subject"]
+    labels = np.array([sorted(set(subjects)).index(v) for v in subjects])
+    prompts, scores, x = table.index.tolist(), table.to_numpy().copy(), embed(table.index.tolist())
+    scores[0, 1] = np.nan
+    coef, intercept = _fit_labels(x, labels, 2, seed=0)
+    assert (np.argmax(x @ coef.T + intercept, axis=1) == labels).all()
+    rp = RecordsPrior(x, scores, list(table.columns), [text_key(t) for t in prompts], k=3, strength=1e9,
+                      labels=labels, label_coef=coef, label_intercept=intercept, category_strength=4.0)
+    assert rp.uses_labels
+    wrong = [profile("math-whiz", 0.2, 0.9), profile("theologian", 0.9, 0.2)]   # profiles that point the wrong way
+    base = np.tile([0.3, 0.7], (len(prompts), 1)) * (labels == 0)[:, None] + \
+        np.tile([0.7, 0.3], (len(prompts), 1)) * (labels == 1)[:, None]
+    out = rp.update(prompts, wrong, base)
+    for i in range(len(prompts)):
+        same = [r for r in range(len(prompts)) if labels[r] == labels[i] and r != i]
+        for j in range(2):
+            col = scores[same, j]
+            known = col[~np.isnan(col)]
+            assert out[i, j] == pytest.approx((known.sum() + 4.0 * base[i, j]) / (len(known) + 4.0))
+    truth = table.to_numpy()
+    assert (out.argmax(1) == truth.argmax(1)).all() and (base.argmax(1) != truth.argmax(1)).all()
+    again = RecordsPrior.from_state(*rp.state())
+    np.testing.assert_array_equal(again.update(prompts, wrong, base), out)
+    rp.category_strength = 1e9                                               # the grid's largest: no update
+    np.testing.assert_array_equal(rp.update(prompts, wrong, base), base)
+
+
+def test_router_with_the_label_update_chooses_its_weight_with_k_and_strength_and_survives_save_and_load(tmp_path):
+    records = synthetic_records(30)
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                                "prior_records_category": True}}).fit(
+        records, PROFILES)
+    info = router.fit_choices()["records_prior"]
+    assert info["label"] == "subject" and info["labels"] == ["high_school_mathematics", "world_religions"]
+    assert info["label_accuracy"] == 1.0 and len(info["log_loss"]) == 80
+    chosen = f"k={info['k']},kappa={info['strength']:g},kappa_c={info['category_strength']:g}"
+    assert info["log_loss"][chosen] == min(info["log_loss"].values())
+    prompts = records["prompt"].unique().tolist()
+    cands = PROFILES + [profile("newcomer", 0.9, 0.2)]
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert again.records_prior_.category_strength == router.records_prior_.category_strength
+    np.testing.assert_array_equal(again.score(prompts, cands), router.score(prompts, cands))
+    with pytest.raises(ModelsatError, match="prior_records_category"):
+        dataclasses.replace(tiny_preset().model, prior_records_category=True)
+
+
 def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_right_model_first():
     from modelsat.routers.modelsat.records_prior import contrastive_log_loss
     truth = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, np.nan], [1.0, 1.0, 1.0]])   # the last item tells no model apart

@@ -64,6 +64,10 @@ class ModelConfig:
     #                                  (MiniLM embeddings: one encoder forward per instruction) or "static" (the
     #                                  mean of MiniLM's input token vectors, centred on the training items: no
     #                                  encoder, for a router that reads the static subject map for latency)
+    prior_records_category: bool = False  # prior_records: first update the prior by the candidate's results on
+    #                                  the training items of the instruction's predicted label (category, else
+    #                                  benchmark, else subject), then by the k nearest; its weight is chosen with
+    #                                  k and κ (the largest means no label update)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     level_guard: bool = False        # after training, choose on validation items a margin by which another
@@ -107,6 +111,8 @@ class ModelConfig:
                                 "profile_tokens >= 1 (the prior is what that token carries)")
         if self.prior_records and not self.prior:
             raise ModelsatError("model.prior_records needs prior: true (it updates the prior)")
+        if self.prior_records_category and not self.prior_records:
+            raise ModelsatError("model.prior_records_category needs prior_records: true (it is a step of it)")
         if self.lm_center_items < 0:
             raise ModelsatError(f"model.lm_center_items must be >= 0, got {self.lm_center_items}")
         if self.lm_center_items and not self.prior:

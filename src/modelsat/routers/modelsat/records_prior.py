@@ -15,6 +15,17 @@ routed validation items, and ignores what neighbours say about an item's difficu
 means "no update", so the records are used only where they tell models apart better than the profile. This is
 the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
 
+Optionally (`model.prior_records_category`) a coarser neighbourhood comes first: the training items of the
+instruction's predicted label (the records' category, else benchmark, else subject, as `per-category` picks it;
+a logistic regression on the same features predicts it). The chain is profile → label → nearest items:
+
+    p1 = (Σ results over the label's training items + κc·p) / (their count + κc),   p' = the update above of p1
+
+so a RouterDC-style zoo, whose benchmarks each have their own best model, reads that per-benchmark evidence
+(thousands of items) and the k neighbours refine it. κc is chosen with k and κ by the same likelihood; its
+largest value means "no label update". The selection items' labels are predicted by a classifier fitted
+without them.
+
 The neighbours are found on MiniLM embeddings, or (`model.prior_records_features: static`) on the static
 features centred on the training items, which need no encoder forward but find neighbours too loosely: on the
 shipped preset that routed worse than no update (README, "What was tried", row 23).
@@ -32,6 +43,7 @@ from modelsat.aptitude.profile import Profile
 
 K_GRID = (20, 40, 80, 160)
 STRENGTH_GRID = (10.0, 30.0, 100.0, 300.0, 1e9)   # κ: how many neighbour results the profile prior weighs as
+CATEGORY_STRENGTH_GRID = (30.0, 300.0, 3000.0, 1e9)  # κc: how many of the label's results the profile weighs as
 SELECTION_ITEMS = 600                             # training items the leave-one-out likelihood is taken over
 LIKELIHOOD_FLOOR = 0.02
 
@@ -82,7 +94,9 @@ class RecordsPrior:
     """The training items' embeddings and every training model's results on them, with the chosen k and κ."""
 
     def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
-                 k: int, strength: float, features: str = "minilm", center: np.ndarray | None = None):
+                 k: int, strength: float, features: str = "minilm", center: np.ndarray | None = None,
+                 labels: np.ndarray | None = None, label_coef: np.ndarray | None = None,
+                 label_intercept: np.ndarray | None = None, category_strength: float = 1e9):
         # C order: safetensors writes the raw buffer, and a column selection can come back in Fortran order
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.features = features
@@ -93,16 +107,31 @@ class RecordsPrior:
         self._rows: dict[str, list[int]] = {}
         for i, key in enumerate(self.keys):
             self._rows.setdefault(key, []).append(i)
+        self.category_strength = float(category_strength)
+        self.labels = None if labels is None else np.ascontiguousarray(labels, dtype=np.int64)
+        self.label_coef = None if label_coef is None else np.ascontiguousarray(label_coef, dtype=np.float32)
+        self.label_intercept = (None if label_intercept is None
+                                else np.ascontiguousarray(label_intercept, dtype=np.float32))
+        if self.labels is not None:
+            n_labels = int(self.labels.max()) + 1
+            known, filled = ~np.isnan(self.scores), np.nan_to_num(self.scores, nan=0.0)
+            self._label_sums = np.stack([filled[self.labels == c].sum(axis=0) for c in range(n_labels)])
+            self._label_counts = np.stack([known[self.labels == c].sum(axis=0) for c in range(n_labels)])
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether the label update is on (fitted with labels and a finite κc)."""
+        return self.labels is not None and self.category_strength < CATEGORY_STRENGTH_GRID[-1]
 
     @classmethod
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
-            features: str = "minilm") -> tuple["RecordsPrior", dict]:
+            features: str = "minilm", category: bool = False) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
         model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
         `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
         training items: a bag of word vectors shares one large direction, which would otherwise decide the
-        neighbours)."""
+        neighbours). `category`: also weigh the label update (κc chosen with k and κ; the module's docstring)."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
@@ -116,26 +145,86 @@ class RecordsPrior:
             feats = _unit(raw - center)
         else:
             feats = encode(table.prompts, features)
-        prior = cls(feats, table.scores[:, cols], models, [text_key(t) for t in table.prompts], K_GRID[0],
-                    STRENGTH_GRID[-1], features=features, center=center)
         rng = np.random.default_rng(seed + 17)
         rows = np.arange(len(table.prompts))
         if len(rows) > SELECTION_ITEMS:
             rows = np.sort(rng.choice(len(rows), SELECTION_ITEMS, replace=False))
+        labels = coef = intercept = None
+        label_info: dict = {}
+        if category:
+            from modelsat.routers.per_category import choose_labels
+            label_used, names = choose_labels(table, "auto")
+            label_names = sorted(set(names))
+            if len(label_names) > 1:
+                labels = np.array([label_names.index(v) for v in names])
+                # each selection item's label is predicted by a classifier fitted without it (two random
+                # folds: the items come in benchmark order, so halves in order would each lack labels)
+                selection_labels = np.empty(len(rows), dtype=np.int64)
+                for fold in np.array_split(rng.permutation(len(rows)), 2):
+                    rest = np.setdiff1d(np.arange(len(labels)), rows[fold])
+                    held_coef, held_intercept = _fit_labels(feats[rest], labels[rest], len(label_names), seed)
+                    selection_labels[fold] = np.argmax(feats[rows[fold]] @ held_coef.T + held_intercept, axis=1)
+                coef, intercept = _fit_labels(feats, labels, len(label_names), seed)
+                label_info = {"label": label_used, "labels": label_names,
+                              "label_accuracy": round(float(np.mean(selection_labels == labels[rows])), 4)}
+        prior = cls(feats, table.scores[:, cols], models, [text_key(t) for t in table.prompts], K_GRID[0],
+                    STRENGTH_GRID[-1], features=features, center=center, labels=labels, label_coef=coef,
+                    label_intercept=intercept)
         prompts = [table.prompts[i] for i in rows]
         cands = [by_name[m] for m in models]
         base, truth = np.asarray(base_prior(prompts, cands), dtype=np.float64), prior.scores[rows]
+        label_grid = CATEGORY_STRENGTH_GRID if labels is not None else CATEGORY_STRENGTH_GRID[-1:]
+        firsts = {}
+        if labels is not None:
+            label_sums, label_counts = prior._label_neighbours(prompts, selection_labels)
+        for kappa_c in label_grid:
+            firsts[kappa_c] = (base if kappa_c >= CATEGORY_STRENGTH_GRID[-1]
+                               else (label_sums + kappa_c * base) / (label_counts + kappa_c))
         loss = {}
         for k in K_GRID:
             prior.k = k
             sums, counts = prior._neighbours(prompts)
-            for kappa in STRENGTH_GRID:
-                loss[(k, kappa)] = contrastive_log_loss((sums + kappa * base) / (counts + kappa), truth)
-        (prior.k, prior.strength) = min(loss, key=lambda kk: (loss[kk], -kk[1], kk[0]))
+            for kappa_c, first in firsts.items():
+                for kappa in STRENGTH_GRID:
+                    loss[(k, kappa, kappa_c)] = contrastive_log_loss((sums + kappa * first) / (counts + kappa),
+                                                                     truth)
+        (prior.k, prior.strength, prior.category_strength) = min(
+            loss, key=lambda kk: (loss[kk], -kk[2], -kk[1], kk[0]))
         info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows), "k": prior.k,
-                "strength": prior.strength, "features": features,
-                "log_loss": {f"k={k},kappa={kappa:g}": round(v, 5) for (k, kappa), v in loss.items()}}
+                "strength": prior.strength, "features": features, **label_info,
+                "log_loss": {_loss_key(k, kappa, kappa_c, labels is not None): round(v, 5)
+                             for (k, kappa, kappa_c), v in loss.items()}}
+        if labels is not None:
+            info["category_strength"] = prior.category_strength
         return prior, info
+
+    def _label_neighbours(self, instructions: Sequence[str],
+                          predicted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, counts) of every model's results over the training items of each instruction's predicted
+        label (`predicted`, else the classifier's), an instruction's own item (same text) left out."""
+        if predicted is None:
+            predicted = np.argmax(self.encode(instructions) @ self.label_coef.T + self.label_intercept, axis=1)
+        sums = self._label_sums[predicted].astype(np.float64)
+        counts = self._label_counts[predicted].astype(np.float64)
+        known = ~np.isnan(self.scores)
+        for i, text in enumerate(instructions):
+            for row in self._rows.get(text_key(text), ()):
+                if self.labels[row] == predicted[i]:
+                    sums[i] -= np.nan_to_num(self.scores[row], nan=0.0)
+                    counts[i] -= known[row]
+        return sums, counts
+
+    def _chain(self, instructions: Sequence[str], base: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+        """(n, len(columns)) `base` (the prior of the models at `columns`) updated by the label, then by the
+        k nearest items."""
+        out = np.asarray(base, dtype=np.float64)
+        if self.uses_labels:
+            sums, counts = self._label_neighbours(instructions)
+            out = (sums[:, columns] + self.category_strength * out) / (counts[:, columns] + self.category_strength)
+        if self.strength < STRENGTH_GRID[-1]:
+            sums, counts = self._neighbours(instructions)
+            out = (sums[:, columns] + self.strength * out) / (counts[:, columns] + self.strength)
+        return out
 
     def _neighbours(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sums, counts) of every model's results over each instruction's k nearest training items, an
@@ -159,17 +248,17 @@ class RecordsPrior:
         would win the hard items and lose the easy ones on difficulty alone."""
         out = np.array(base, dtype=np.float64, copy=True)
         cols = [(j, self.models.index(c.model)) for j, c in enumerate(candidates) if c.model in self.models]
-        if not len(instructions) or self.strength >= STRENGTH_GRID[-1]:
+        if not len(instructions) or (self.strength >= STRENGTH_GRID[-1] and not self.uses_labels):
             return out
         new = [j for j, c in enumerate(candidates) if c.model not in self.models]
         if not cols and (base_known is None or not new):
             return out
-        sums, counts = self._neighbours(instructions)
-        for j, col in cols:
-            out[:, j] = (sums[:, col] + self.strength * out[:, j]) / (counts[:, col] + self.strength)
+        if cols:
+            js, col_ids = [j for j, _ in cols], [col for _, col in cols]
+            out[:, js] = self._chain(instructions, out[:, js], col_ids)
         if new and base_known is not None:
             known = np.clip(np.asarray(base_known, dtype=np.float64), LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
-            moved = np.clip((sums + self.strength * known) / (counts + self.strength),
+            moved = np.clip(self._chain(instructions, known, list(range(len(self.models)))),
                             LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
             shift = (_logit(moved) - _logit(known)).mean(axis=1)
             for j in new:
@@ -183,8 +272,10 @@ class RecordsPrior:
         arrays = {"embeddings": self.embeddings, "scores": self.scores}
         if self.center is not None:
             arrays["center"] = self.center
+        if self.labels is not None:
+            arrays.update(labels=self.labels, label_coef=self.label_coef, label_intercept=self.label_intercept)
         return (arrays, {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength,
-                         "features": self.features})
+                         "features": self.features, "category_strength": self.category_strength})
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "RecordsPrior":
@@ -192,4 +283,18 @@ class RecordsPrior:
         if features == "static" and "center" not in arrays:
             raise KeyError("center (static features need the training items' mean)")
         return cls(arrays["embeddings"], arrays["scores"], extra["models"], extra["keys"], extra["k"],
-                   extra["strength"], features=features, center=arrays.get("center"))
+                   extra["strength"], features=features, center=arrays.get("center"), labels=arrays.get("labels"),
+                   label_coef=arrays.get("label_coef"), label_intercept=arrays.get("label_intercept"),
+                   category_strength=extra.get("category_strength", 1e9))
+
+
+def _fit_labels(x: np.ndarray, y: np.ndarray, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(coef, intercept) of the label classifier (per-category's logistic regression) on features `x`."""
+    from modelsat.routers.per_category import fit_logistic
+    coef, intercept = fit_logistic(np.asarray(x, dtype=np.float64), y, n_labels, seed=seed)
+    return coef.astype(np.float32), intercept.astype(np.float32)
+
+
+def _loss_key(k: int, kappa: float, kappa_c: float, labelled: bool) -> str:
+    key = f"k={k},kappa={kappa:g}"
+    return key + f",kappa_c={kappa_c:g}" if labelled else key
