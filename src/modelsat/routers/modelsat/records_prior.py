@@ -214,16 +214,21 @@ class RecordsPrior:
                     counts[i] -= known[row]
         return sums, counts
 
-    def _chain(self, instructions: Sequence[str], base: np.ndarray, columns: Sequence[int]) -> np.ndarray:
-        """(n, len(columns)) `base` (the prior of the models at `columns`) updated by the label, then by the
-        k nearest items."""
+    def _evidence(self, instructions: Sequence[str]) -> tuple[tuple | None, tuple | None]:
+        """((sums, counts) over each instruction's label, (sums, counts) over its k nearest), each None when
+        that update is off; every model's columns."""
+        by_label = self._label_neighbours(instructions) if self.uses_labels else None
+        nearest = self._neighbours(instructions) if self.strength < STRENGTH_GRID[-1] else None
+        return by_label, nearest
+
+    def _chain(self, evidence: tuple, base: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+        """(n, len(columns)) `base` (the prior of the models at `columns`) updated by the label's results, then
+        by the k nearest items' (`evidence` from `_evidence`)."""
         out = np.asarray(base, dtype=np.float64)
-        if self.uses_labels:
-            sums, counts = self._label_neighbours(instructions)
-            out = (sums[:, columns] + self.category_strength * out) / (counts[:, columns] + self.category_strength)
-        if self.strength < STRENGTH_GRID[-1]:
-            sums, counts = self._neighbours(instructions)
-            out = (sums[:, columns] + self.strength * out) / (counts[:, columns] + self.strength)
+        for found, kappa in zip(evidence, (self.category_strength, self.strength)):
+            if found is not None:
+                sums, counts = found
+                out = (sums[:, columns] + kappa * out) / (counts[:, columns] + kappa)
         return out
 
     def _neighbours(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -253,12 +258,13 @@ class RecordsPrior:
         new = [j for j, c in enumerate(candidates) if c.model not in self.models]
         if not cols and (base_known is None or not new):
             return out
+        evidence = self._evidence(instructions)
         if cols:
             js, col_ids = [j for j, _ in cols], [col for _, col in cols]
-            out[:, js] = self._chain(instructions, out[:, js], col_ids)
+            out[:, js] = self._chain(evidence, out[:, js], col_ids)
         if new and base_known is not None:
             known = np.clip(np.asarray(base_known, dtype=np.float64), LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
-            moved = np.clip(self._chain(instructions, known, list(range(len(self.models)))),
+            moved = np.clip(self._chain(evidence, known, list(range(len(self.models)))),
                             LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)
             shift = (_logit(moved) - _logit(known)).mean(axis=1)
             for j in new:
