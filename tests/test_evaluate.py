@@ -106,10 +106,13 @@ def test_the_fit_status_keeps_what_a_router_chose_and_the_report_prints_it():
     assert "choices" not in H.fit_router("toy-benchmark", _BenchmarkOracle(), fam)[1]     # chose nothing
     info = {"models": ["math", "code", "mid"], "train_models": ["math", "code", "mid"], "split_counts": {},
             "profile_method": "none", "splits_file": "toy.csv",
-            "fit": {"knn": status | {"choices": {"k": 5, "prior": {"kappa": 1e6, "task_kappa": None}}}}}
+            "fit": {"knn": status | {"choices": {"k": 5, "prior": {"kappa": 1e6, "task_kappa": None},
+                                                 "loss": {f"k={k}": 0.5 for k in range(20)}}}}}
     md = markdown({"run": {"started": "now", "seed": 0, "quick": True, "bootstrap_resamples": 10},
                    "families": {"toy": info}, "zoos": []})
     assert "chose k=5, prior.kappa=1e+06" in md and "task_kappa" not in md
+    # a grid's 20 losses are counted, not listed, in the Markdown
+    assert "loss=(20 values in results.json)" in md and "k=19" not in md
 
 
 def test_an_unseen_model_gives_na_for_a_learned_id_router():

@@ -219,13 +219,19 @@ def print_report(results: dict, console: Console) -> None:
 
 
 # ---- Markdown -------------------------------------------------------------------------------------------------
+MAX_CHOICE_ENTRIES = 8   # a nested choice with more entries (a grid's losses) is only counted in the Markdown
+
+
 def _choices_text(choices: dict, prefix: str = "") -> str:
-    """A router's fit choices as `key=value` pairs, nested keys dotted, floats to 4 significant digits."""
+    """A router's fit choices as `key=value` pairs, nested keys dotted, floats to 4 significant digits; a nested
+    dict of more than MAX_CHOICE_ENTRIES entries is named with its size (results.json keeps it whole)."""
     parts = []
     for key, value in choices.items():
         if value is None:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and len(value) > MAX_CHOICE_ENTRIES:
+            parts.append(f"{prefix}{key}=({len(value)} values in results.json)")
+        elif isinstance(value, dict):
             inner = _choices_text(value, f"{prefix}{key}.")
             parts += [inner] if inner else []
         elif isinstance(value, float):
