@@ -183,7 +183,7 @@ class RecordsPrior:
         loss = {}
         for k in K_GRID:
             prior.k = k
-            sums, counts = prior._neighbours(prompts)
+            sums, counts = prior._neighbours(prompts, feats[rows])     # the selection items' own features
             for kappa_c, first in firsts.items():
                 for kappa in STRENGTH_GRID:
                     loss[(k, kappa, kappa_c)] = contrastive_log_loss((sums + kappa * first) / (counts + kappa),
@@ -198,27 +198,29 @@ class RecordsPrior:
             info["category_strength"] = prior.category_strength
         return prior, info
 
-    def _label_neighbours(self, instructions: Sequence[str],
-                          predicted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _label_neighbours(self, instructions: Sequence[str], predicted: np.ndarray | None = None,
+                          x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(sums, counts) of every model's results over the training items of each instruction's predicted
-        label (`predicted`, else the classifier's), an instruction's own item (same text) left out."""
+        label (`predicted`, else the classifier's on features `x`, else on `encode(instructions)`), an
+        instruction's own item (same text) left out."""
         if predicted is None:
-            predicted = np.argmax(self.encode(instructions) @ self.label_coef.T + self.label_intercept, axis=1)
+            x = self.encode(instructions) if x is None else x
+            predicted = np.argmax(x @ self.label_coef.T + self.label_intercept, axis=1)
         sums = self._label_sums[predicted].astype(np.float64)
         counts = self._label_counts[predicted].astype(np.float64)
-        known = ~np.isnan(self.scores)
         for i, text in enumerate(instructions):
             for row in self._rows.get(text_key(text), ()):
                 if self.labels[row] == predicted[i]:
                     sums[i] -= np.nan_to_num(self.scores[row], nan=0.0)
-                    counts[i] -= known[row]
+                    counts[i] -= ~np.isnan(self.scores[row])
         return sums, counts
 
     def _evidence(self, instructions: Sequence[str]) -> tuple[tuple | None, tuple | None]:
         """((sums, counts) over each instruction's label, (sums, counts) over its k nearest), each None when
         that update is off; every model's columns."""
-        by_label = self._label_neighbours(instructions) if self.uses_labels else None
-        nearest = self._neighbours(instructions) if self.strength < STRENGTH_GRID[-1] else None
+        x = self.encode(instructions)                 # once per call, for both
+        by_label = self._label_neighbours(instructions, x=x) if self.uses_labels else None
+        nearest = self._neighbours(instructions, x) if self.strength < STRENGTH_GRID[-1] else None
         return by_label, nearest
 
     def _chain(self, evidence: tuple, base: np.ndarray, columns: Sequence[int]) -> np.ndarray:
@@ -231,12 +233,14 @@ class RecordsPrior:
                 out = (sums[:, columns] + kappa * out) / (counts[:, columns] + kappa)
         return out
 
-    def _neighbours(self, instructions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(sums, counts) of every model's results over each instruction's k nearest training items, an
-        instruction's own item (same text) left out."""
+    def _neighbours(self, instructions: Sequence[str],
+                    x: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sums, counts) of every model's results over each instruction's k nearest training items (on
+        features `x`, else `encode(instructions)`), an instruction's own item (same text) left out."""
         from modelsat.routers.knn import neighbour_sums
         exclude = [self._rows.get(text_key(t), ()) for t in instructions]
-        return neighbour_sums(self.encode(instructions), self.embeddings, self.scores, self.k, exclude=exclude)
+        x = self.encode(instructions) if x is None else x
+        return neighbour_sums(x, self.embeddings, self.scores, self.k, exclude=exclude)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, d) unit-norm features of `texts`, as the training items' were made."""
