@@ -45,21 +45,37 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
               resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from out/checkpoint.pt."),
               source: list[str] = typer.Option(["mmlu_pro"], "--source", help="Records source(s) to train on."),
               data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (else MODELSAT_DATA)."),
-              seed: int = typer.Option(0, "--seed")) -> None:
-    """Train Model-SAT (capability encoder + connector + LM, plus the profile prior) and save the router."""
+              seed: int = typer.Option(0, "--seed"),
+              device: Optional[str] = typer.Option(
+                  None, "--device", help="auto | cpu | cuda: overrides the preset's train.device (auto = a GPU when "
+                  "torch sees one)."),
+              mixed_precision: Optional[str] = typer.Option(
+                  None, "--mixed-precision", help="no | bf16 | fp16 (GPU only): overrides train.mixed_precision.")
+              ) -> None:
+    """Train Model-SAT (capability encoder + connector + LM, plus the profile prior) and save the router.
+
+    Runs on one GPU when torch sees one (else the CPU). For several GPUs, launch it through Hugging Face
+    Accelerate, e.g. `accelerate launch --num_processes 4 -m modelsat.cli train --config configs/full.yaml --out
+    DIR`: every process computes its share of each step's groups, so the run takes the same steps as on one
+    device, and only the main process writes checkpoints and the router."""
     from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
-    from modelsat.routers.modelsat.train import evaluate, format_diagnostics, training_data
-    preset = resolve_preset(str(config))
+    from modelsat.routers.modelsat.train import evaluate, format_diagnostics, process_state, training_data
+    overrides = {k: v for k, v in (("device", device), ("mixed_precision", mixed_precision)) if v is not None}
+    preset = resolve_preset(str(config), {"train": overrides} if overrides else None)
+    main = process_state(preset.train).is_main_process     # joins launched processes before anything else
+    say = console.print if main else (lambda *a, **k: None)
     t0 = time.time()
     train_recs, val_recs = training_records(source, data_dir)
-    console.print(f"records: {len(train_recs)} train / {len(val_recs)} val rows "
-                  f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
+    say(f"records: {len(train_recs)} train / {len(val_recs)} val rows "
+        f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
     profiles, test = profiles_for(train_recs, data_dir, seed)
-    console.print(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
-    router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=True)
+    say(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
+    router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=main)
     # validation items are read only where the preset chooses on them (model.prior_select: routing,
     # prior_task_C_grid, gate_select); the diagnostics below then read items those choices were made on
     router.fit(train_recs, profiles, out_dir=out, resume=resume, validation=val_recs)
+    if not main:
+        return
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1)}
     choices = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)

@@ -128,7 +128,7 @@ class TrainConfig:
 
     seed: int = 0
     group_size: int = 4              # k: 1 positive + k−1 negatives per group
-    groups_per_step: int = 2
+    groups_per_step: int = 2         # per optimizer step, over all processes (each takes every Nth group)
     model_contrastive_frac: float = 0.75   # share of groups "one instruction, k candidates"; the rest are the
     #                                        paper's item-contrastive groups "one model, k instructions"
     model_group: str = "k"           # a model-contrastive group holds "k" candidates (1 right, k−1 wrong) or "all"
@@ -153,10 +153,20 @@ class TrainConfig:
     max_train_items: int | None = None
     threads: int | None = None       # torch threads (None = leave as is)
     log_every: int = 10
+    device: str = "auto"             # where training runs (Hugging Face Accelerate): "auto" (a GPU when there is one,
+                                     # else the CPU), "cpu" or "cuda"; under `accelerate launch` / `torchrun` each
+                                     # process takes its own GPU (or CPU process) and they share every step's groups
+    mixed_precision: str = "no"      # "no", "bf16" (GPU or CPU autocast; fp32 master weights) or "fp16" (GPU only,
+                                     # with loss scaling)
 
     def __post_init__(self):
         _choice("loss", self.loss, ("group", "bce", "group+bce"))
         _choice("model_group", self.model_group, ("k", "all"))
+        _choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        _choice("train.mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
+        if self.mixed_precision == "fp16" and self.device == "cpu":
+            raise ModelsatError("train.mixed_precision: fp16 needs a GPU (its loss scaling has no CPU kernels); "
+                                "use bf16 on a CPU")
         if self.group_size < 2:
             raise ModelsatError(f"train.group_size must be >= 2, got {self.group_size}")
         if not 0.0 <= self.model_contrastive_frac <= 1.0:

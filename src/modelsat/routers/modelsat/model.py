@@ -226,6 +226,16 @@ class ModelSAT(nn.Module):
     def device(self) -> torch.device:
         return self.bias.device
 
+    def place(self, device: torch.device | str) -> "ModelSAT":
+        """Moves the model to `device`, dropping the cached ψ outputs and capability inputs (they live on the
+        device they were computed on)."""
+        device = torch.device(device)
+        if device != self.device:
+            self._psi_cache.clear()
+            self._cap_cache.clear()
+            self.to(device)
+        return self
+
     def _ids(self, text: str) -> list[int]:
         ids = self._ids_cache.get(text)
         if ids is None:

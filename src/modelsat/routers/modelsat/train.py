@@ -195,21 +195,96 @@ def make_optimizer(model: ModelSAT, stage: int, cfg: TrainConfig):
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay) if groups else None
 
 
+# ---- devices, processes and precision (Hugging Face Accelerate) ----------------------------------------------------
+def _on_cpu(cfg: TrainConfig) -> bool:
+    return cfg.device == "cpu" or not torch.cuda.is_available()
+
+
+def process_state(cfg: TrainConfig):
+    """Accelerate's view of this process for `cfg.device` (index, count, is it the main one). Call it before
+    anything else asks Accelerate: the first call decides whether launched CPU processes join (gloo)."""
+    from accelerate import PartialState
+    return PartialState(cpu=_on_cpu(cfg))
+
+
+def make_accelerator(cfg: TrainConfig):
+    """The Accelerator for `cfg.device` and `cfg.mixed_precision`. Under `accelerate launch` / `torchrun` it joins
+    the launched processes (one GPU each, or CPU processes over gloo); alone it is one process. Accelerate keeps one
+    shared state per process; a lone process that trains several routers (the benchmark, tests) gets a fresh one
+    for each, so each run's own precision and device hold."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from modelsat.routers.base import RouterError
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RouterError("modelsat: train.device is cuda but torch sees no GPU (this torch is "
+                          f"{torch.__version__}); use device: auto or cpu")
+    if _on_cpu(cfg) and cfg.mixed_precision == "fp16":
+        raise RouterError("modelsat: train.mixed_precision fp16 needs a GPU and training runs on the CPU here; "
+                          "use bf16 or no")
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        AcceleratorState._reset_state(reset_partial_state=True)   # a lone process: nothing to keep in sync with
+    return Accelerator(cpu=_on_cpu(cfg), mixed_precision=cfg.mixed_precision)
+
+
+def _sum_gradients(params: list, accelerator) -> None:
+    """Sums the gradients of `params` over the processes, in one flat all-reduce (a parameter this process's
+    groups did not reach counts as zero). Each process computed its share of the step's groups, each group's
+    loss already divided by the step's group count, so the sum is the single-process gradient."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = accelerator.reduce(torch.cat([g.reshape(-1).float() for g in grads]), reduction="sum")
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n
+
+
+def _broadcast_trained_state(model: ModelSAT, accelerator) -> None:
+    """Every process starts from the main process's trained state (the seeded inits agree; this makes sure)."""
+    from accelerate.utils import broadcast
+    names = set(model.trained_state())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in names:
+                p.copy_(broadcast(p.detach().clone(), from_process=0))
+
+
+def _optimizer_step(opt, accelerator) -> None:
+    """opt.step(), through the loss scaler under fp16 (a step with inf/NaN gradients is skipped)."""
+    if accelerator.scaler is not None:
+        accelerator.scaler.step(opt)
+        accelerator.scaler.update()
+    else:
+        opt.step()
+
+
 # ---- the loop -----------------------------------------------------------------------------------------------------
 def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Path | None = None,
           resume: bool = False, eval_data: TrainingData | None = None, log: Callable[[str], None] = print) -> list:
-    """Trains `model` in place for preset.train.total_steps; returns the history (one dict per logged step)."""
+    """Trains `model` in place for preset.train.total_steps; returns the history (one dict per logged step).
+    The model is moved to the training device (`train.device`) and stays there. With several processes
+    (`accelerate launch`), every process draws the same groups and computes every Nth of them; the gradients are
+    summed, so a step is the same step as in one process, and only the main process logs and writes checkpoints."""
     cfg = preset.train
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    accelerator = make_accelerator(cfg)
+    rank, n_proc, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    if not main:
+        log = lambda message: None  # noqa: E731 (one voice)
+    model.place(accelerator.device)
+    if n_proc > 1:
+        _broadcast_trained_state(model, accelerator)
+        log(f"training on {n_proc} processes ({accelerator.device.type}), {cfg.groups_per_step} groups a step "
+            f"shared among them")
     sampler = GroupSampler(data, cfg)
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir else None
     start, history = 0, []
     opt = make_optimizer(model, stage_of(0, cfg), cfg) if cfg.total_steps else None
     average = TailAverage(model) if cfg.averaged_steps else None
     if resume and ckpt is not None and ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = torch.load(ckpt, weights_only=False, map_location=accelerator.device)
         model.load_trained_state(saved["state"])
         start, history = saved["step"], saved["history"]
         if average is not None:
@@ -218,7 +293,7 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
         if opt is not None and saved["opt"] is not None and stage_of(start - 1, cfg) == stage_of(start, cfg):
             opt.load_state_dict(saved["opt"])
         sampler.rng.bit_generator.state = saved["sampler_rng"]
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"].cpu())
         log(f"resumed from {ckpt} at step {start}")
     model.train()
     t0, running = time.time(), []
@@ -229,17 +304,22 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
         if opt is None:
             continue
         opt.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(cfg.groups_per_step):
-            kind, items, models, labels = sampler.group()
-            scores = group_scores(model, data, kind, items, models)
-            loss = group_loss(scores, torch.as_tensor(labels, device=scores.device), cfg) / cfg.groups_per_step
-            loss.backward()
-            total += float(loss.detach())
+        groups = [sampler.group() for _ in range(cfg.groups_per_step)]   # every process draws the same groups
+        total = torch.zeros((), device=accelerator.device)
+        for kind, items, models, labels in groups[rank::n_proc]:
+            with accelerator.autocast():
+                scores = group_scores(model, data, kind, items, models)
+            loss = group_loss(scores.float(), torch.as_tensor(labels, device=scores.device), cfg) / cfg.groups_per_step
+            accelerator.backward(loss)
+            total += loss.detach()
         params = [p for g in opt.param_groups for p in g["params"]]
+        if n_proc > 1:
+            _sum_gradients(params, accelerator)
+            total = accelerator.reduce(total, reduction="sum")
+        accelerator.unscale_gradients(optimizer=opt)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        running.append(total)
+        _optimizer_step(opt, accelerator)
+        running.append(float(total))
         done = step + 1
         if average is not None and done > cfg.total_steps - cfg.averaged_steps:
             average.update(model)
@@ -252,10 +332,13 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             log(f"step {done}/{cfg.total_steps} stage {rec['stage']} loss {rec['loss']:.4f} gate {rec['gate']:.3f} "
                 f"prior×{rec['prior_scale']:.3f} ({rec['s_per_step']:.2f} s/step)")
         if cfg.eval_every and eval_data is not None and done % cfg.eval_every == 0:
-            log(format_diagnostics(evaluate(model, eval_data, cfg.eval_items)))
+            if main:
+                log(format_diagnostics(evaluate(model, eval_data, cfg.eval_items)))
             model.train()
         if ckpt is not None and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
-            save_checkpoint(ckpt, model, opt, done, sampler, history, average)
+            if main:
+                save_checkpoint(ckpt, model, opt, done, sampler, history, average)
+            accelerator.wait_for_everyone()
     if average is not None and average.n:
         average.apply(model)
         log(f"kept the mean of the trained state over the last {average.n} steps (average_last {cfg.average_last:g})")
