@@ -247,7 +247,9 @@ class ModelSATRouter(Router):
         """The LM term of `scores` (gate · log-odds): the scores less what the prior and bias give alone."""
         import torch
         with torch.no_grad():
-            base = self.model_.combine(torch.zeros(priors.shape), torch.as_tensor(priors)).double().numpy()
+            dev = self.model_.device
+            base = self.model_.combine(torch.zeros(priors.shape, device=dev),
+                                       torch.as_tensor(priors, device=dev)).double().cpu().numpy()
         return scores - base
 
     def lm_offsets(self, candidates: Sequence[Profile]) -> np.ndarray:
