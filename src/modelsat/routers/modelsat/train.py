@@ -175,13 +175,15 @@ class TailAverage:
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 def save_checkpoint(path: Path, model: ModelSAT, opt, step: int, sampler: GroupSampler, history: list,
-                    average: TailAverage | None = None) -> None:
-    """Writes the checkpoint to a temporary file and renames it into place (never a half-written file)."""
+                    average: TailAverage | None = None, scaler=None) -> None:
+    """Writes the checkpoint to a temporary file and renames it into place (never a half-written file);
+    `scaler`: fp16's loss scaler, whose scale a resumed run continues from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"step": step, "state": model.trained_state(), "opt": opt.state_dict() if opt else None,
                 "sampler_rng": sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "history": history, "average": average.state() if average and average.n else None}, tmp)
+                "history": history, "average": average.state() if average and average.n else None,
+                "scaler": scaler.state_dict() if scaler is not None else None}, tmp)
     os.replace(tmp, path)
 
 
@@ -294,6 +296,8 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             opt.load_state_dict(saved["opt"])
         sampler.rng.bit_generator.state = saved["sampler_rng"]
         torch.set_rng_state(saved["torch_rng"].cpu())
+        if accelerator.scaler is not None and saved.get("scaler"):
+            accelerator.scaler.load_state_dict(saved["scaler"])
         log(f"resumed from {ckpt} at step {start}")
     model.train()
     t0, running = time.time(), []
@@ -337,7 +341,7 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             model.train()
         if ckpt is not None and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
             if main:
-                save_checkpoint(ckpt, model, opt, done, sampler, history, average)
+                save_checkpoint(ckpt, model, opt, done, sampler, history, average, accelerator.scaler)
             accelerator.wait_for_everyone()
     if average is not None and average.n:
         average.apply(model)
