@@ -231,7 +231,9 @@ def make_accelerator(cfg: TrainConfig):
 def _sum_gradients(params: list, accelerator) -> None:
     """Sums the gradients of `params` over the processes, in one flat all-reduce (a parameter this process's
     groups did not reach counts as zero). Each process computed its share of the step's groups, each group's
-    loss already divided by the step's group count, so the sum is the single-process gradient."""
+    loss already divided by the step's group count, so the sum is the single-process gradient. Not DDP's wrapper:
+    it syncs only through `forward` and only the parameters trainable when it wraps the model, and ours score
+    through other methods and change what trains between stages."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = accelerator.reduce(torch.cat([g.reshape(-1).float() for g in grads]), reduction="sum")
     offset = 0
