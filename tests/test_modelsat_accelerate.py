@@ -60,6 +60,8 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(ROOT / "tests"), ckpt=str(tmp_path / "ckpt"), out=str(tmp_path)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")     # loopback, whatever the machine's hostname resolves to
     env.pop("WORLD_SIZE", None)
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           str(script)], env=env, capture_output=True, text=True, timeout=300)
