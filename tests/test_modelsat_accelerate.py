@@ -112,3 +112,13 @@ def test_training_on_the_gpu_matches_the_cpu_in_kind(precision):
     for k in cpu:
         assert state[k].device.type == "cpu" and torch.isfinite(state[k]).all()
         torch.testing.assert_close(state[k], cpu[k], rtol=0.1, atol=0.05)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_train_command_refuses_a_device_it_cannot_have_before_loading_anything(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "modelsat.cli", "train", "--config", str(ROOT / "configs" / "quick.yaml"),
+                          "--out", str(tmp_path / "out"), "--device", "cuda"],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert run.returncode == 2
+    assert "train.device is cuda but torch sees no GPU" in run.stderr + run.stdout
+    assert "records:" not in run.stdout and not (tmp_path / "out").exists()

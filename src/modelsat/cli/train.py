@@ -59,9 +59,11 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     DIR`: every process computes its share of each step's groups, so the run takes the same steps as on one
     device, and only the main process writes checkpoints and the router."""
     from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
-    from modelsat.routers.modelsat.train import evaluate, format_diagnostics, process_state, training_data
+    from modelsat.routers.modelsat.train import (check_device, evaluate, format_diagnostics, process_state,
+                                                 training_data)
     overrides = {k: v for k, v in (("device", device), ("mixed_precision", mixed_precision)) if v is not None}
     preset = resolve_preset(str(config), {"train": overrides} if overrides else None)
+    check_device(preset.train)                               # before minutes of loading, not after
     main = process_state(preset.train).is_main_process     # joins launched processes before anything else
     say = console.print if main else (lambda *a, **k: None)
     t0 = time.time()

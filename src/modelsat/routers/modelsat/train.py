@@ -202,6 +202,17 @@ def _on_cpu(cfg: TrainConfig) -> bool:
     return cfg.device == "cpu" or not torch.cuda.is_available()
 
 
+def check_device(cfg: TrainConfig) -> None:
+    """Raises RouterError where this machine cannot give `cfg.device` or `cfg.mixed_precision`."""
+    from modelsat.routers.base import RouterError
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RouterError("modelsat: train.device is cuda but torch sees no GPU (this torch is "
+                          f"{torch.__version__}); use device: auto or cpu")
+    if _on_cpu(cfg) and cfg.mixed_precision == "fp16":
+        raise RouterError("modelsat: train.mixed_precision fp16 needs a GPU and training runs on the CPU here; "
+                          "use bf16 or no")
+
+
 def process_state(cfg: TrainConfig):
     """Accelerate's view of this process for `cfg.device` (index, count, is it the main one). Call it before
     anything else asks Accelerate: the first call decides whether launched CPU processes join (gloo)."""
@@ -216,13 +227,7 @@ def make_accelerator(cfg: TrainConfig):
     for each, so each run's own precision and device hold."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from modelsat.routers.base import RouterError
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise RouterError("modelsat: train.device is cuda but torch sees no GPU (this torch is "
-                          f"{torch.__version__}); use device: auto or cpu")
-    if _on_cpu(cfg) and cfg.mixed_precision == "fp16":
-        raise RouterError("modelsat: train.mixed_precision fp16 needs a GPU and training runs on the CPU here; "
-                          "use bf16 or no")
+    check_device(cfg)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)   # a lone process: nothing to keep in sync with
     return Accelerator(cpu=_on_cpu(cfg), mixed_precision=cfg.mixed_precision)
