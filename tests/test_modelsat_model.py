@@ -556,3 +556,19 @@ def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_ri
     # the second item's third model has no result, so it is not among the alternatives
     only_two = contrastive_log_loss(good[1:2, :2], truth[1:2, :2])
     assert contrastive_log_loss(good[1:2], truth[1:2]) == pytest.approx(only_two)
+
+
+def test_records_prior_balanced_selection_draws_each_benchmark_evenly_and_changes_nothing_for_one():
+    from modelsat.routers.modelsat.records_prior import SELECTION_ITEMS, selection_rows
+    benchmarks = ["mmlu"] * 5000 + ["arc"] * 300 + ["humaneval"] * 100 + ["gsm8k"] * 2000
+    rows = selection_rows(benchmarks, np.random.default_rng(0), balanced=True)
+    counts = pd.Series([benchmarks[i] for i in rows]).value_counts().to_dict()
+    assert len(rows) == SELECTION_ITEMS == len(set(rows.tolist())) and (np.diff(rows) > 0).all()
+    assert counts["humaneval"] == 100                                  # a small benchmark gives all it has
+    assert sorted(counts[b] for b in ("mmlu", "arc", "gsm8k")) == [166, 167, 167]
+    plain = selection_rows(benchmarks, np.random.default_rng(0))       # proportional: mmlu dominates
+    assert pd.Series([benchmarks[i] for i in plain]).value_counts()["mmlu"] > 300
+    one = ["mmlu_pro"] * 5000
+    assert (selection_rows(one, np.random.default_rng(3), balanced=True) == selection_rows(one, np.random.default_rng(3))).all()
+    with pytest.raises(ModelsatError, match="prior_records_balanced needs prior_records"):
+        ModelConfig(prior_records_balanced=True)

@@ -126,12 +126,14 @@ class RecordsPrior:
     @classmethod
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
-            features: str = "minilm", category: bool = False) -> tuple["RecordsPrior", dict]:
+            features: str = "minilm", category: bool = False,
+            balanced: bool = False) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
         model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
         `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
         training items: a bag of word vectors shares one large direction, which would otherwise decide the
-        neighbours). `category`: also weigh the label update (κc chosen with k and κ; the module's docstring)."""
+        neighbours). `category`: also weigh the label update (κc chosen with k and κ; the module's docstring).
+        `balanced`: the selection items are drawn evenly from each benchmark (`selection_rows`)."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
@@ -146,9 +148,7 @@ class RecordsPrior:
         else:
             feats = encode(table.prompts, features)
         rng = np.random.default_rng(seed + 17)
-        rows = np.arange(len(table.prompts))
-        if len(rows) > SELECTION_ITEMS:
-            rows = np.sort(rng.choice(len(rows), SELECTION_ITEMS, replace=False))
+        rows = selection_rows(table.benchmark, rng, balanced)
         labels = coef = intercept = None
         label_info: dict = {}
         if category:
@@ -190,7 +190,8 @@ class RecordsPrior:
                                                                      truth)
         (prior.k, prior.strength, prior.category_strength) = min(
             loss, key=lambda kk: (loss[kk], -kk[2], -kk[1], kk[0]))
-        info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows), "k": prior.k,
+        info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows),
+                **({"selection": "balanced by benchmark"} if balanced else {}), "k": prior.k,
                 "strength": prior.strength, "features": features, **label_info,
                 "log_loss": {_loss_key(k, kappa, kappa_c, labels is not None): round(v, 5)
                              for (k, kappa, kappa_c), v in loss.items()}}
@@ -296,6 +297,27 @@ class RecordsPrior:
                    extra["strength"], features=features, center=arrays.get("center"), labels=arrays.get("labels"),
                    label_coef=arrays.get("label_coef"), label_intercept=arrays.get("label_intercept"),
                    category_strength=extra.get("category_strength", 1e9))
+
+
+def selection_rows(benchmarks: Sequence[str], rng: np.random.Generator, balanced: bool = False) -> np.ndarray:
+    """The sorted rows the leave-one-out likelihood is taken over: all when there are at most SELECTION_ITEMS,
+    else SELECTION_ITEMS at random; `balanced` draws them evenly from each benchmark (all of a smaller one, the
+    rest shared among the larger), so that a benchmark of 300 items weighs in the choice as one of 4,000 does in
+    the benchmark's mean over benchmarks. With one benchmark both draws are the same."""
+    n = len(benchmarks)
+    names = sorted(set(benchmarks))
+    if n <= SELECTION_ITEMS:
+        return np.arange(n)
+    if not balanced or len(names) == 1:
+        return np.sort(rng.choice(n, SELECTION_ITEMS, replace=False))
+    by_name = {b: np.flatnonzero(np.asarray(benchmarks, dtype=object) == b) for b in names}
+    quota, left, picked = {}, SELECTION_ITEMS, []
+    for b in sorted(names, key=lambda b: len(by_name[b])):          # smallest first: they may give all they have
+        quota[b] = min(len(by_name[b]), left // (len(names) - len(quota)))
+        left -= quota[b]
+    for b in names:
+        picked.append(rng.choice(by_name[b], quota[b], replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def _fit_labels(x: np.ndarray, y: np.ndarray, n_labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
