@@ -310,7 +310,8 @@ def selection_rows(benchmarks: Sequence[str], rng: np.random.Generator, balanced
         return np.arange(n)
     if not balanced or len(names) == 1:
         return np.sort(rng.choice(n, SELECTION_ITEMS, replace=False))
-    by_name = {b: np.flatnonzero(np.asarray(benchmarks, dtype=object) == b) for b in names}
+    column = np.asarray(benchmarks, dtype=object)
+    by_name = {b: np.flatnonzero(column == b) for b in names}
     quota, left, picked = {}, SELECTION_ITEMS, []
     for b in sorted(names, key=lambda b: len(by_name[b])):          # smallest first: they may give all they have
         quota[b] = min(len(by_name[b]), left // (len(names) - len(quota)))
