@@ -470,6 +470,53 @@ def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
     assert np.abs(late.prior(prompts, PROFILES) - plain.prior(prompts, PROFILES)).max() > 0.01
 
 
+def coin_records(seed, n_per_subject=20):
+    """Which of the two models answers each item is a coin toss: nothing near an item says who wins it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for subject, templates in (("high_school_mathematics", MATH), ("world_religions", RELIGION)):
+        for i in range(n_per_subject):
+            prompt = templates[i % len(templates)].format(a=i + 3, b=2 * i + 5)
+            winner = PROFILES[int(rng.integers(2))].model
+            for p in PROFILES:
+                rows.append({"model": p.model, "benchmark": "toy", "item_id": f"{subject}-{i}", "prompt": prompt,
+                             "subject": subject, "score": float(p.model == winner)})
+    return pd.DataFrame(rows)
+
+
+def test_records_prior_gate_keeps_an_update_shown_to_help_and_drops_one_that_won_by_luck():
+    """prior_records_gate: the grid's best update is kept only when its per-item likelihood gain over no update
+    has a 95 % interval above zero."""
+    from modelsat.routers.modelsat.records_prior import RecordsPrior, paired_gain
+    flat = lambda prompts, cands: np.full((len(prompts), len(cands)), 0.5)      # noqa: E731
+    # coin tosses: the smallest loss of the grid is an update, by luck; the gate sees its interval cross zero
+    noise = coin_records(0)
+    lucky, _ = RecordsPrior.fit(noise, PROFILES, flat)
+    assert lucky.strength < 1e9
+    gated, info = RecordsPrior.fit(noise, PROFILES, flat, gate=True)
+    assert gated.strength == 1e9 and not gated.uses_labels
+    assert info["gate"]["update"] is False and info["gate"]["low"] <= 0 < info["gate"]["gain"]
+    assert info["gate"]["best"] == f"k={lucky.k},kappa={lucky.strength:g}"
+    # each subject's items all go one model's way: the neighbours' gain is clear, and the update stays
+    signal = synthetic_records(30)
+    plain, _ = RecordsPrior.fit(signal, PROFILES, flat)
+    kept, info = RecordsPrior.fit(signal, PROFILES, flat, gate=True)
+    assert (kept.k, kept.strength) == (plain.k, plain.strength) and kept.strength < 1e9
+    assert info["gate"]["update"] is True and info["gate"]["low"] > 0
+    # the router passes the option through and reports what the gate saw
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                                "prior_records_gate": True}}).fit(noise, PROFILES)
+    seen = router.fit_choices()["records_prior"]["gate"]
+    assert (router.records_prior_.strength < 1e9) == seen["update"] == (seen["low"] > 0)
+    # the interval is the paired normal one
+    gain, low, high = paired_gain(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 2.5, 3.0]))
+    d = np.array([0.5, 1.0, 0.5, 1.0])
+    assert gain == pytest.approx(0.75) and high - gain == pytest.approx(gain - low)
+    assert gain - low == pytest.approx(1.96 * d.std(ddof=1) / 2)
+    with pytest.raises(ModelsatError, match="prior_records_gate needs prior_records"):
+        ModelConfig(prior_records_gate=True)
+
+
 def test_records_prior_on_static_features_is_centred_on_the_training_items_and_survives_save_and_load(tmp_path):
     """prior_records_features: static finds neighbours on the static features less their training mean (no
     encoder forward), saves that mean, and scores the same after load."""

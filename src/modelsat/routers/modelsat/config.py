@@ -71,6 +71,9 @@ class ModelConfig:
     prior_records_balanced: bool = False  # prior_records: the items k, κ (and κc) are chosen on are drawn evenly
     #                                  from each benchmark, as the benchmark's mean over benchmarks weighs them,
     #                                  not in proportion to their sizes (one benchmark: no change)
+    prior_records_gate: bool = False  # prior_records: no update unless the chosen k, κ (κc) beat no update on the
+    #                                  selection items by a paired 95 % interval above zero (the best of the grid
+    #                                  is partly luck; an update not shown to help only moves the prior)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     level_guard: bool = False        # after training, choose on validation items a margin by which another
@@ -118,6 +121,8 @@ class ModelConfig:
             raise ModelsatError("model.prior_records_category needs prior_records: true (it is a step of it)")
         if self.prior_records_balanced and not self.prior_records:
             raise ModelsatError("model.prior_records_balanced needs prior_records: true (it is how that prior chooses)")
+        if self.prior_records_gate and not self.prior_records:
+            raise ModelsatError("model.prior_records_gate needs prior_records: true (it is how that prior chooses)")
         if self.lm_center_items < 0:
             raise ModelsatError(f"model.lm_center_items must be >= 0, got {self.lm_center_items}")
         if self.lm_center_items and not self.prior:

@@ -13,7 +13,10 @@ the model-contrastive likelihood (`contrastive_log_loss`: which models got the i
 did and some did not), which rests on hundreds of items × every training model rather than a few hundred
 routed validation items, and ignores what neighbours say about an item's difficulty; the largest κ in the grid
 means "no update", so the records are used only where they tell models apart better than the profile. This is
-the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects.
+the kNN router's evidence (`routers/knn.py`) folded into the prior the LM reads and corrects. With
+`model.prior_records_gate` the grid's best setting is kept only when its gain over no update, item by item on
+the selection items, has a 95 % interval above zero: the smallest of 20 losses on a few hundred items is partly
+luck, and an update that is not shown to help only moves the prior.
 
 Optionally (`model.prior_records_category`) a coarser neighbourhood comes first: the training items of the
 instruction's predicted label (the records' category, else benchmark, else subject, as `per-category` picks it;
@@ -76,18 +79,34 @@ def contrastive_log_loss(prior: np.ndarray, truth: np.ndarray) -> float:
     with a result (eq. 5's model-contrastive reading). What every model shares on an item (its difficulty)
     cancels in the softmax, so a neighbourhood that only says "this is hard" earns nothing: routing is a
     choice between models, not a forecast of the item."""
+    losses = contrastive_log_losses(prior, truth)
+    return float(losses.mean()) if len(losses) else 0.0
+
+
+def contrastive_log_losses(prior: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """`contrastive_log_loss` item by item: one value per item of `truth` with both right and wrong models (the
+    same items for every `prior`, so two priors' losses pair up)."""
     logits = np.where(np.isnan(truth), -np.inf, _logit(np.clip(prior, LIKELIHOOD_FLOOR, 1 - LIKELIHOOD_FLOOR)))
     y = np.nan_to_num(truth, nan=0.0)
     known = ~np.isnan(truth)
     right, n = (y * known).sum(axis=1), known.sum(axis=1)
     use = (right > 0) & (right < n)
     if not use.any():
-        return 0.0
+        return np.zeros(0)
     logits = logits[use]
     top = logits.max(axis=1, keepdims=True)
     log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
     log_p = np.where(known[use], logits - log_norm[:, None], 0.0)
-    return float(-np.mean((y[use] * log_p).sum(axis=1) / right[use]))
+    return -(y[use] * log_p).sum(axis=1) / right[use]
+
+
+def paired_gain(without: np.ndarray, with_: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of the per-item loss reduction `without − with_`, a normal 95 % interval."""
+    d = np.asarray(without, dtype=np.float64) - np.asarray(with_, dtype=np.float64)
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else 0.0, -np.inf, np.inf
+    half = 1.96 * float(d.std(ddof=1)) / np.sqrt(len(d))
+    return float(d.mean()), float(d.mean()) - half, float(d.mean()) + half
 
 
 class RecordsPrior:
@@ -127,13 +146,16 @@ class RecordsPrior:
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
             features: str = "minilm", category: bool = False,
-            balanced: bool = False) -> tuple["RecordsPrior", dict]:
+            balanced: bool = False, gate: bool = False) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
         model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
         `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
         training items: a bag of word vectors shares one large direction, which would otherwise decide the
         neighbours). `category`: also weigh the label update (κc chosen with k and κ; the module's docstring).
-        `balanced`: the selection items are drawn evenly from each benchmark (`selection_rows`)."""
+        `balanced`: the selection items are drawn evenly from each benchmark (`selection_rows`). `gate`: keep the
+        profile prior (no update) unless the chosen update's likelihood gain over it, item by item on the
+        selection items, has a 95 % interval above zero: the smallest loss of 20 or 80 settings is partly luck,
+        and an update that is not shown to help only moves the prior."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
@@ -180,19 +202,31 @@ class RecordsPrior:
         for kappa_c in label_grid:
             firsts[kappa_c] = (base if kappa_c >= CATEGORY_STRENGTH_GRID[-1]
                                else (label_sums + kappa_c * base) / (label_counts + kappa_c))
-        loss = {}
+        losses: dict[tuple, np.ndarray] = {}
         for k in K_GRID:
             prior.k = k
             sums, counts = prior._neighbours(prompts, feats[rows])     # the selection items' own features
             for kappa_c, first in firsts.items():
                 for kappa in STRENGTH_GRID:
-                    loss[(k, kappa, kappa_c)] = contrastive_log_loss((sums + kappa * first) / (counts + kappa),
-                                                                     truth)
-        (prior.k, prior.strength, prior.category_strength) = min(
-            loss, key=lambda kk: (loss[kk], -kk[2], -kk[1], kk[0]))
+                    losses[(k, kappa, kappa_c)] = contrastive_log_losses(
+                        (sums + kappa * first) / (counts + kappa), truth)
+        loss = {kk: float(v.mean()) if len(v) else 0.0 for kk, v in losses.items()}
+        order = lambda kk: (loss[kk], -kk[2], -kk[1], kk[0])                                  # noqa: E731
+        chosen = min(loss, key=order)
+        gate_info: dict = {}
+        if gate:
+            none = min((kk for kk in loss if kk[1] >= STRENGTH_GRID[-1] and kk[2] >= CATEGORY_STRENGTH_GRID[-1]),
+                       key=order)
+            gain, low, high = paired_gain(losses[none], losses[chosen])
+            kept = chosen == none or low > 0
+            gate_info = {"gate": {"best": _loss_key(*chosen, labels is not None), "gain": round(float(gain), 5),
+                                  "low": round(float(low), 5), "high": round(float(high), 5),
+                                  "update": bool(kept and chosen != none)}}
+            chosen = chosen if kept else none
+        (prior.k, prior.strength, prior.category_strength) = chosen
         info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows),
                 **({"selection": "balanced by benchmark"} if balanced else {}), "k": prior.k,
-                "strength": prior.strength, "features": features, **label_info,
+                "strength": prior.strength, "features": features, **label_info, **gate_info,
                 "log_loss": {_loss_key(k, kappa, kappa_c, labels is not None): round(v, 5)
                              for (k, kappa, kappa_c), v in loss.items()}}
         if labels is not None:

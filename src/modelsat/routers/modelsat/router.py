@@ -169,7 +169,8 @@ class ModelSATRouter(Router):
         self.records_prior_, info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed,
                                                      features=self.preset_.model.prior_records_features,
                                                      category=self.preset_.model.prior_records_category,
-                                                     balanced=self.preset_.model.prior_records_balanced)
+                                                     balanced=self.preset_.model.prior_records_balanced,
+                                                     gate=self.preset_.model.prior_records_gate)
         by_name = {p.model: p for p in profiles}
         self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
         return info
