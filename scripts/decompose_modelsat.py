@@ -1,0 +1,112 @@
+"""Where a Model-SAT router gains or loses, stage by stage: its profile prior, that prior after the records update,
+and the full score (prior + LM term), each routed on the same test items, benchmark by benchmark, beside the
+best single model and per-benchmark best.
+
+Same splits, training items and test items as `compare_modelsat.py` / the benchmark for that seed (a quick run:
+at most 1,000 training items a benchmark; `--test-items 0`, the default here, keeps every test item). For each
+stage it prints, per benchmark, the routed accuracy (%) and the two models it picks most with their shares.
+
+    python scripts/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 1
+    python scripts/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
+        --overrides '{"model": {"prior_records_gate": true}}'
+
+The stages are read from the fitted router: `_base_prior` (the profile prior), `prior` (after the records
+update, where the preset sets one), `score` (what it routes by). A stage the preset lacks repeats the one before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from rich.console import Console
+
+from modelsat import sources
+from modelsat.errors import ModelsatError
+from modelsat.evaluate import harness as H
+from modelsat.evaluate.benchmark import QUICK_MAX_TRAIN_ITEMS, AptitudeTests, max_test_items_for
+from modelsat.evaluate.zoos import resolve_zoos
+from modelsat.paths import data_dir
+from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
+
+
+def stage_table(name: str, scores: np.ndarray, zd: H.ZooData, shorten) -> list[str]:
+    """Markdown rows: the stage's routed accuracy on each benchmark and its mean, with its two top picks."""
+    picks = np.argmax(scores, axis=1)
+    routed = zd.scores[np.arange(len(picks)), picks]
+    cells, means = [], []
+    for b in sorted(set(zd.groups)):
+        k = zd.groups == b
+        share = np.bincount(picks[k], minlength=len(zd.models)) / k.sum()
+        top = ", ".join(f"{shorten(zd.models[j])} {share[j]:.0%}" for j in np.argsort(-share, kind="stable")[:2]
+                        if share[j] > 0)
+        means.append(routed[k].mean())
+        cells.append(f"{100 * routed[k].mean():.2f} ({top})")
+    return [f"| {name} | " + " | ".join(cells) + f" | {100 * np.mean(means):.2f} |"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    ap.add_argument("--zoos", default="routerdc-in-domain,routerdc-out-of-domain",
+                    help="comma-separated zoos of ONE family (no release stream)")
+    ap.add_argument("--seed", type=int, default=0, help="the benchmark seed: split, training sample and router seed")
+    ap.add_argument("--preset", default="quick", help="the preset (a name in configs/ or a YAML path)")
+    ap.add_argument("--overrides", default="{}", help='JSON overrides of the preset: {"train": {...}, "model": {...}}')
+    ap.add_argument("--test-items", type=int, default=0,
+                    help="at most this many test items per benchmark and zoo; 0 = all (the default)")
+    from modelsat.aptitude.core_items import ITEM_RULES
+    ap.add_argument("--aptitude-rule", default="distinguishing", choices=ITEM_RULES,
+                    help="how the aptitude test chooses each subject's items")
+    args = ap.parse_args()
+    try:
+        overrides = json.loads(args.overrides)
+    except json.JSONDecodeError as exc:
+        ap.error(f"--overrides: not JSON ({exc})")
+    try:
+        resolve_preset(args.preset, overrides)       # a bad name or key fails here, before any data loads
+        zoos = resolve_zoos(args.zoos)
+    except ModelsatError as exc:
+        ap.error(str(exc))
+    if len({z.family for z in zoos}) != 1 or any(z.scenario == "release_stream" for z in zoos):
+        ap.error("--zoos: give zoos of one family, none a release stream")
+    console = Console()
+    data = data_dir(None)
+    with console.status("loading records, splitting, profiling ..."):
+        family = H.prepare_family(zoos[0].family, zoos, sources.load(zoos[0].source or zoos[0].family, data=data),
+                                  args.seed, AptitudeTests(data, args.seed, console, args.aptitude_rule).build,
+                                  dates_csv=data / "release_dates.csv")
+        H.cap_training_items(family, QUICK_MAX_TRAIN_ITEMS, args.seed)
+        zoo_data = [H.build_zoo_data(family, z, max_test_items=max_test_items_for(True, args.test_items),
+                                     seed=args.seed) for z in zoos]
+    profiles = [family.profiles[m] for m in family.train_models]
+    router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
+    t0 = time.perf_counter()
+    router.fit(family.train_records, profiles, validation=family.validation_records)
+    choices = router.fit_choices()
+    if "records_prior" in choices:                  # its 20-80 likelihoods are in the router's card, not here
+        choices["records_prior"] = {k: v for k, v in choices["records_prior"].items() if k != "log_loss"}
+    print(f"fitted in {time.perf_counter() - t0:.0f} s; chose {json.dumps(choices)}", flush=True)
+    shorten = lambda m: m.split("/")[-1][:24]      # noqa: E731
+    for zd in zoo_data:
+        cands = [family.profiles[m] for m in zd.models]
+        base = router._base_prior(zd.prompts, cands)
+        updated = router.prior(zd.prompts, cands)
+        full = router.score(zd.prompts, cands)
+        benches = sorted(set(zd.groups))
+        lines = [f"\n### {zd.name} (seed {args.seed}, {len(zd.prompts)} test items; accuracy %, top picks)", "",
+                 "| stage | " + " | ".join(b.split("/")[-1] for b in benches) + " | mean |",
+                 "|---|" + "---|" * (len(benches) + 1)]
+        for ref in ("best single", "per-benchmark best"):
+            if ref in zd.references:
+                per = zd.references[ref]
+                lines.append(f"| {ref} | " + " | ".join(f"{100 * per[zd.groups == b].mean():.2f}" for b in benches)
+                             + f" | {100 * np.mean([per[zd.groups == b].mean() for b in benches]):.2f} |")
+        for name, s in (("profile prior", base), ("+ records update", updated), ("+ LM term (routes)", full)):
+            lines += stage_table(name, s, zd, shorten)
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
