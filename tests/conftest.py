@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -8,3 +10,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from modelsat.paths import has_data_dir  # noqa: E402
 
 needs_data = pytest.mark.skipif(not has_data_dir(), reason="no data folder: set MODELSAT_DATA or put ../shared/data beside the project")
+
+
+def load_script(name: str):
+    """The module of scripts/NAME.py (the scripts folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,16 +1,6 @@
 """scripts/compare_modelsat.py --seeds: the table that ranks routers over several seeds."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_modelsat.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("compare_modelsat", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_script
 
 
 def entry(zoo: str, rows: dict[str, tuple[float, float, float]]) -> dict:
@@ -21,7 +11,7 @@ def entry(zoo: str, rows: dict[str, tuple[float, float, float]]) -> dict:
 
 
 def test_seed_table_averages_each_methods_delta_and_counts_significant_seeds():
-    mod = load_script()
+    mod = load_script("compare_modelsat")
     seed0 = {"zoos": [entry("middle-mixed", {"knn": (0.02, -0.01, 0.05), "modelsat:k": (-0.01, -0.03, 0.01)}),
                       entry("high-performance", {"knn": (0.00, 0.0, 0.0), "modelsat:k": (-0.03, -0.05, -0.01)}),
                       entry("routerdc-in-domain", {"knn": (0.03, 0.01, 0.05), "modelsat:k": (0.01, -0.01, 0.03)})]}
@@ -41,7 +31,7 @@ def test_seed_table_averages_each_methods_delta_and_counts_significant_seeds():
 
 
 def test_release_stream_steps_are_one_column_that_counts_the_steps_below_zero():
-    mod = load_script()
+    mod = load_script("compare_modelsat")
     steps = [entry("mmlu-pro-release-stream@A", {"modelsat:k": (-0.01, -0.03, 0.01)}),
              entry("mmlu-pro-release-stream@B", {"modelsat:k": (-0.03, -0.05, -0.01)}),
              entry("mmlu-pro-release-stream@C", {"modelsat:k": (0.01, 0.00, 0.02)})]
@@ -55,7 +45,7 @@ def test_release_stream_steps_are_one_column_that_counts_the_steps_below_zero():
 
 
 def test_head_to_head_rows_take_the_pooled_ci_over_shared_zoos_and_each_zoos_own():
-    mod = load_script()
+    mod = load_script("compare_modelsat")
     duel = {"modelsat:k": {"knn": {"estimate": 0.02, "low": 0.005, "high": 0.035}}}
     seed0 = {"zoos": [entry("middle-mixed", {"knn": (0.0, -0.01, 0.01)}) | {"head_to_head": duel},
                       entry("high-performance", {"knn": (0.0, -0.01, 0.01)}) | {"head_to_head": duel},

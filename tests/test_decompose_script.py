@@ -1,6 +1,5 @@
 """scripts/decompose_modelsat.py: the stage-by-stage table and its refusals."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,18 +7,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from tests.conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "decompose_modelsat.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("decompose_modelsat", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_stage_row_gives_each_benchmarks_routed_accuracy_its_top_picks_and_the_mean_over_benchmarks():
-    script = load_script()
+    script = load_script("decompose_modelsat")
     zd = SimpleNamespace(models=["org/a", "org/b", "org/c"], groups=np.array(["x/arc"] * 4 + ["x/gsm"] * 2),
                          scores=np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]],
                                          dtype=float))
