@@ -79,7 +79,11 @@ def contrastive_log_loss(prior: np.ndarray, truth: np.ndarray) -> float:
     with a result (eq. 5's model-contrastive reading). What every model shares on an item (its difficulty)
     cancels in the softmax, so a neighbourhood that only says "this is hard" earns nothing: routing is a
     choice between models, not a forecast of the item."""
-    losses = contrastive_log_losses(prior, truth)
+    return _mean_loss(contrastive_log_losses(prior, truth))
+
+
+def _mean_loss(losses: np.ndarray) -> float:
+    """The mean of per-item losses; 0 where no item tells models apart."""
     return float(losses.mean()) if len(losses) else 0.0
 
 
@@ -210,7 +214,7 @@ class RecordsPrior:
                 for kappa in STRENGTH_GRID:
                     losses[(k, kappa, kappa_c)] = contrastive_log_losses(
                         (sums + kappa * first) / (counts + kappa), truth)
-        loss = {kk: float(v.mean()) if len(v) else 0.0 for kk, v in losses.items()}
+        loss = {kk: _mean_loss(v) for kk, v in losses.items()}
         order = lambda kk: (loss[kk], -kk[2], -kk[1], kk[0])                                  # noqa: E731
         chosen = min(loss, key=order)
         gate_info: dict = {}
