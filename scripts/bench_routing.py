@@ -11,7 +11,8 @@ untrained router of the preset is timed unless --router points to a trained one.
                                     [--prior-features minilm|static]
 
 `--prior-features` swaps the subject map the prior reads (timing only: the scores are then not the trained
-router's): "minilm" pays one MiniLM forward per instruction, "static" none.
+router's): "minilm" pays one MiniLM forward per instruction, "static" none. That forward runs as a live request's
+does: in bfloat16 where the CPU has native bf16 units (embeddings.live_dtype; MODELSAT_LIVE_BF16=0 for float32).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def main() -> None:
                     help="time the prior with this shipped subject map instead of the router's own")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from modelsat.embeddings import transient
+    from modelsat.embeddings import live_dtype, transient
     from modelsat.routers.modelsat.model import ModelSAT
     from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
 
@@ -90,7 +91,8 @@ def main() -> None:
     print(f"preset {base.preset_.name}: LM {base.preset_.model.lm} ({model.lm.config.num_hidden_layers} layers), "
           f"encoder {base.preset_.model.encoder}, prior map {base.preset_.model.prior_features}, "
           f"{base.preset_.model.n_soft_tokens + base.preset_.model.profile_tokens} tokens a candidate, "
-          f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps")
+          f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps, live MiniLM in {live_dtype()} "
+          f"(MODELSAT_LIVE_BF16=0: float32)")
 
     def instruction(rep: int) -> str:
         # a new text every repeat (same length in tokens), so the instruction's MiniLM embedding is paid each

@@ -27,9 +27,28 @@ def test_transient_vectors_are_used_but_never_written_and_cached_ones_are_still_
     assert embeddings._key(text) not in cached_keys(tmp_path)
     v_stored = embeddings.embed([text])
     assert embeddings._key(text) in cached_keys(tmp_path)
-    np.testing.assert_allclose(v_transient, v_stored, atol=1e-6)
+    # a live vector may be encoded in bfloat16 (embeddings.live_dtype), a stored one always in float32
+    assert float(v_transient[0] @ v_stored[0]) > 0.9999
     with embeddings.transient():   # a cached vector is read, not recomputed
         np.testing.assert_array_equal(embeddings.embed([text]), v_stored)
+
+
+def test_live_vectors_are_bf16_only_where_the_cpu_has_it_natively_and_float32_when_turned_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSAT_CACHE", str(tmp_path))
+    texts = ["A 45-year-old patient presents with fatigue and cold intolerance; TSH is high. Treatment?",
+             "Solve for x: 3x + 5 = 20. (live dtype test)", "def add(a, b): return a + b  # what does this do?"]
+    full = embeddings.encode(texts)
+    live = embeddings.encode(texts, live=True)
+    assert live.dtype == np.float32 and live.shape == full.shape
+    np.testing.assert_allclose(np.linalg.norm(live, axis=1), 1.0, atol=1e-5)
+    cosines = (live * full).sum(1)
+    assert (cosines > 0.9999).all(), cosines
+    assert embeddings.live_dtype() in ("bfloat16", "float32")
+    if embeddings.live_dtype() == "float32":
+        np.testing.assert_array_equal(live, full)
+    monkeypatch.setenv("MODELSAT_LIVE_BF16", "0")
+    assert embeddings.live_dtype() == "float32"
+    np.testing.assert_array_equal(embeddings.encode(texts, live=True), full)
 
 
 def test_the_proxy_and_route_never_write_a_users_instruction_to_disk(tmp_path, monkeypatch):

@@ -307,6 +307,43 @@ def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_item
     assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))
 
 
+def test_gate_sets_judges_each_multiplier_by_its_routing_over_random_zoo_sized_sets(tmp_path, monkeypatch):
+    """gate_sets: the gate's multiplier is chosen by macro routed accuracy averaged over GUARD_SUBSETS random
+    4-7-model sets of the validation models (what the router's final scores route on each set), not by routing
+    among all of them at once; without gate_select it is refused."""
+    from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
+    from modelsat.routers.modelsat import router as router_module
+    from modelsat.routers.modelsat.router import GATE_MULTIPLIERS, GUARD_SET_SIZES, GUARD_SUBSETS
+    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
+    records = synthetic_records(3)
+    rng = np.random.default_rng(5)
+    extras, profiles = [records], list(PROFILES)
+    for i in range(4):    # four weaker models with their own results, so the sets differ from the whole pool
+        extra = records[records["model"] == "math-whiz"].assign(model=f"dunce-{i}")
+        extras.append(extra.assign(score=(rng.random(len(extra)) < 0.3).astype(float)))
+        profiles.append(profile(f"dunce-{i}", 0.3 + 0.05 * i, 0.3))
+    records = pd.concat(extras, ignore_index=True)
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "gate_select": True, "gate_sets": True}}
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles, validation=records)
+    sel = router.training_info_["gate_selection"]
+    assert sel["by"] == "routing" and sel["candidate_sets"] == GUARD_SUBSETS and sel["multiplier"] in GATE_MULTIPLIERS
+    assert sel["routed_accuracy"][str(sel["multiplier"])] == max(sel["routed_accuracy"].values())
+    # the figure of the chosen multiplier is what the router now routes, averaged over the same sets
+    table = held_out_table(records, [p.model for p in profiles], 5, router.name)
+    by_name = {p.model: p for p in profiles}
+    cands = [by_name[m] for m in table.models]
+    sets = router._candidate_sets(len(cands), np.random.default_rng(router.seed + 17))
+    assert all(GUARD_SET_SIZES[0] <= len(c) <= len(cands) for c in sets) and len({tuple(c) for c in sets}) > 1
+    s = router.score(table.prompts, cands)
+    groups = [table.benchmark[i] for i in range(len(table.prompts))]
+    routed = np.mean([macro_routed_accuracy(s[:, c], table.filled_scores[:, c], groups) for c in sets])
+    assert routed == pytest.approx(sel["routed_accuracy"][str(sel["multiplier"])], abs=1e-9)
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))
+    with pytest.raises(ModelsatError, match="gate_sets needs gate_select"):
+        dataclasses.replace(tiny_preset().model, gate_sets=True)
+
+
 def test_a_router_that_reads_only_the_prior_cannot_tell_apart_models_with_the_same_prior():
     cfg = dataclasses.replace(tiny_preset().model, encoder="tiny", order="fastest", prior_token=True,
                               capability_reads="prior", lm_gate_init=1.0)

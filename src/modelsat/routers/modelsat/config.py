@@ -76,6 +76,10 @@ class ModelConfig:
     #                                  is partly luck; an update not shown to help only moves the prior)
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
+    gate_sets: bool = False          # gate_select: judge each multiplier by its routing averaged over random
+    #                                  zoo-sized sets of the training models (as level_guard does), not by
+    #                                  routing among all of them at once, where the strongest models take nearly
+    #                                  every item and a term that misranks the smaller models goes unseen
     level_guard: bool = False        # after training, choose on validation items a margin by which another
     #                                  candidate must outscore the one the router ranks highest on average (its
     #                                  mean score over 64 kept training instructions) to be routed to; 0 = plain
@@ -123,6 +127,8 @@ class ModelConfig:
             raise ModelsatError("model.prior_records_balanced needs prior_records: true (it is how that prior chooses)")
         if self.prior_records_gate and not self.prior_records:
             raise ModelsatError("model.prior_records_gate needs prior_records: true (it is how that prior chooses)")
+        if self.gate_sets and not self.gate_select:
+            raise ModelsatError("model.gate_sets needs gate_select: true (it is how that gate is chosen)")
         if self.lm_center_items < 0:
             raise ModelsatError(f"model.lm_center_items must be >= 0, got {self.lm_center_items}")
         if self.lm_center_items and not self.prior:

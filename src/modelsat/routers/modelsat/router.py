@@ -225,8 +225,7 @@ class ModelSATRouter(Router):
         truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
         cands = [by_name[m] for m in table.models]
         scores, levels = self._raw_score(prompts, cands), self.levels(cands)
-        lo, hi = min(GUARD_SET_SIZES[0], len(cands)), min(GUARD_SET_SIZES[1], len(cands))
-        sets = [np.sort(rng.choice(len(cands), rng.integers(lo, hi + 1), replace=False)) for _ in range(GUARD_SUBSETS)]
+        sets = self._candidate_sets(len(cands), rng)
         gaps = np.concatenate([scores[:, c].max(1) - scores[:, c[np.argmax(levels[c])]] for c in sets])
         margins = [0.0] + sorted({float(np.quantile(gaps[gaps > 0], q)) for q in GUARD_QUANTILES
                                   if (gaps > 0).any()}) + [NO_DEVIATION]
@@ -285,7 +284,13 @@ class ModelSATRouter(Router):
         priors = self.prior(prompts, cands)
         full = self.model_.score_matrix(prompts, cands, priors) - self.lm_offsets(cands)
         lm = self._lm_part(full, priors)
-        routed = {m: macro_routed_accuracy(full - lm + m * lm, truth, groups) for m in GATE_MULTIPLIERS}
+        if self.preset_.model.gate_sets:
+            sets = self._candidate_sets(len(cands), np.random.default_rng(self.seed + 17))
+            routed = {m: float(np.mean([macro_routed_accuracy((full - lm + m * lm)[:, c], truth[:, c], groups)
+                                        for c in sets])) for m in GATE_MULTIPLIERS}
+        else:
+            sets = []
+            routed = {m: macro_routed_accuracy(full - lm + m * lm, truth, groups) for m in GATE_MULTIPLIERS}
         best = 1.0
         for m in GATE_MULTIPLIERS:
             if routed[m] > routed[best]:
@@ -293,8 +298,14 @@ class ModelSATRouter(Router):
         with torch.no_grad():
             self.model_.lm_gate.mul_(best)
         self.offset_cache_ = {}                      # the offsets scale with the gate
-        return {"by": "routing", "validation_items": len(prompts), "multiplier": best,
-                "routed_accuracy": {str(m): a for m, a in routed.items()}}
+        return {"by": "routing", "validation_items": len(prompts), "candidate_sets": len(sets) or None,
+                "multiplier": best, "routed_accuracy": {str(m): a for m, a in routed.items()}}
+
+    @staticmethod
+    def _candidate_sets(n_models: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """GUARD_SUBSETS random sets of GUARD_SET_SIZES models (as many as there are, when fewer) of n_models."""
+        lo, hi = min(GUARD_SET_SIZES[0], n_models), min(GUARD_SET_SIZES[1], n_models)
+        return [np.sort(rng.choice(n_models, rng.integers(lo, hi + 1), replace=False)) for _ in range(GUARD_SUBSETS)]
 
     def fit_choices(self) -> dict:
         out = {}
