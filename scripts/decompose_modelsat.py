@@ -9,6 +9,13 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
     python scripts/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 1
     python scripts/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
         --overrides '{"model": {"prior_records_gate": true}}'
+    python scripts/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
+        --router src/modelsat/shipped/modelsat-cpu-default
+
+`--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
+split alone (`modelsat train` trains on seed 0's, without the quick run's cap), or test items leak into it.
+Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
+bootstrap 95 % CI, as the benchmark reports it.
 
 The stages are read from the fitted router: `_base_prior` (the profile prior), `prior` (after the records
 update, where the preset sets one), `score` (what it routes by). A stage the preset lacks repeats the one before.
@@ -26,6 +33,7 @@ from rich.console import Console
 from modelsat import sources
 from modelsat.errors import ModelsatError
 from modelsat.evaluate import harness as H
+from modelsat.evaluate import metrics
 from modelsat.evaluate.benchmark import QUICK_MAX_TRAIN_ITEMS, AptitudeTests, max_test_items_for
 from modelsat.evaluate.zoos import resolve_zoos
 from modelsat.paths import data_dir
@@ -59,7 +67,11 @@ def main() -> None:
     from modelsat.aptitude.core_items import ITEM_RULES
     ap.add_argument("--aptitude-rule", default="distinguishing", choices=ITEM_RULES,
                     help="how the aptitude test chooses each subject's items")
+    ap.add_argument("--router", default=None, metavar="DIR",
+                    help="a saved Model-SAT router trained on this seed's training split (not fitted here)")
     args = ap.parse_args()
+    if args.router and (args.overrides.strip() not in ("", "{}") or args.preset != "quick"):
+        ap.error("--router reads a saved router: --preset and --overrides do not apply")
     try:
         overrides = json.loads(args.overrides)
     except json.JSONDecodeError as exc:
@@ -81,13 +93,17 @@ def main() -> None:
         zoo_data = [H.build_zoo_data(family, z, max_test_items=max_test_items_for(True, args.test_items),
                                      seed=args.seed) for z in zoos]
     profiles = [family.profiles[m] for m in family.train_models]
-    router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
     t0 = time.perf_counter()
-    router.fit(family.train_records, profiles, validation=family.validation_records)
+    if args.router:
+        router = ModelSATRouter.load(args.router)
+        print(f"loaded {args.router} (preset {router.preset_.name}); not fitted here", flush=True)
+    else:
+        router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
+        router.fit(family.train_records, profiles, validation=family.validation_records)
     choices = router.fit_choices()
     if "records_prior" in choices:                  # its 20-80 likelihoods are in the router's card, not here
         choices["records_prior"] = {k: v for k, v in choices["records_prior"].items() if k != "log_loss"}
-    print(f"fitted in {time.perf_counter() - t0:.0f} s; chose {json.dumps(choices)}", flush=True)
+    print(f"{'loaded' if args.router else 'fitted'} in {time.perf_counter() - t0:.0f} s; chose {json.dumps(choices)}", flush=True)
     shorten = lambda m: m.split("/")[-1][:24]      # noqa: E731
     for zd in zoo_data:
         cands = [family.profiles[m] for m in zd.models]
@@ -105,6 +121,10 @@ def main() -> None:
                              + f" | {100 * np.mean([per[zd.groups == b].mean() for b in benches]):.2f} |")
         for name, s in (("profile prior", base), ("+ records update", updated), ("+ LM term (routes)", full)):
             lines += stage_table(name, s, zd, shorten)
+        routed = zd.scores[np.arange(len(full)), np.argmax(full, axis=1)]
+        d = metrics.paired_bootstrap(routed, zd.references["best single"], zd.groups)
+        lines += ["", f"routed − best single ({shorten(zd.best_single)}): {100 * d.estimate:+.2f} "
+                      f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}] points"]
         print("\n".join(lines))
 
 
