@@ -4,9 +4,9 @@ reads (routers/subject_map.py): MMLU subjects named as well as from the full enc
 
 Live instructions (inside `transient()`: the proxy, `modelsat route`) are encoded in bfloat16 where the CPU has
 native bf16 matrix units (AVX512-BF16 or AMX): 13 -> 8 ms for a 90-token text on 2 cores, cosine to the float32
-vector above 0.9999 (scripts/bench_routing.py prints both). Vectors stored in the disk cache, which the benchmark and
-training read, are always float32, so no measured figure depends on the machine's bf16 support.
-`MODELSAT_LIVE_BF16=0` turns it off."""
+vector above 0.9999 (scripts/bench_routing.py says which precision it timed). Vectors stored in the disk cache,
+which the benchmark and training read, are always float32, so no measured figure depends on the machine's bf16
+support. `MODELSAT_LIVE_BF16=0` turns it off."""
 
 from __future__ import annotations
 
