@@ -495,6 +495,45 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
         dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)
 
 
+def test_records_prior_codes_round_trip_and_keep_the_nearest_rows():
+    from modelsat.routers.modelsat.records_prior import dequantize, pack4, quantize, unpack4
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 33)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for bits, levels in ((8, 127), (4, 7)):
+        codes = quantize(x, bits)
+        assert codes.dtype == np.int8 and np.abs(codes).max() == levels
+        np.testing.assert_array_equal(quantize(dequantize(codes), bits), codes)     # rounding again: the same
+        cos = np.sum(dequantize(codes) * x, axis=1)
+        assert cos.min() > (0.999 if bits == 8 else 0.95)
+    codes = quantize(x, 4)
+    packed = pack4(codes)
+    assert packed.dtype == np.uint8 and packed.shape == (200, 17)                   # two codes a byte, odd d padded
+    np.testing.assert_array_equal(unpack4(packed, 33), codes)
+
+
+def test_router_with_4_bit_records_prior_is_smaller_and_scores_the_same_after_save_and_load(tmp_path):
+    from safetensors.numpy import load_file
+    records = synthetic_records(30)
+    full = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True}}).fit(records, PROFILES)
+    small = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                               "prior_records_bits": 4}}).fit(records, PROFILES)
+    assert small.fit_choices()["records_prior"]["bits"] == 4
+    prompts = records["prompt"].unique().tolist()
+    cands = PROFILES + [profile("newcomer", 0.9, 0.2)]
+    again = ModelSATRouter.load(small.save(tmp_path / "small"))
+    np.testing.assert_array_equal(again.score(prompts, cands), small.score(prompts, cands))
+    np.testing.assert_array_equal(again.records_prior_.embeddings, small.records_prior_.embeddings)
+    full.save(tmp_path / "full")
+    kept = load_file(str(tmp_path / "small" / "records_prior.safetensors"))
+    assert kept["embeddings"].dtype == np.uint8 and kept["scores"].dtype == np.float16
+    assert kept["embeddings"].nbytes * 8 == full.records_prior_.embeddings.nbytes
+    # the rounded rows still find (nearly) the same neighbours: the update they give is close to float32's
+    assert np.abs(small.prior(prompts, cands) - full.prior(prompts, cands)).max() < 0.1
+    with pytest.raises(ModelsatError, match="prior_records_bits"):
+        ModelConfig(prior_records=True, prior_records_bits=16)
+
+
 def test_records_prior_read_only_at_scoring_leaves_training_as_without_it():
     records = synthetic_records(30)
     plain = ModelSATRouter(preset="tiny").fit(records, PROFILES)

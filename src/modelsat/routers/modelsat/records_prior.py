@@ -65,6 +65,35 @@ def encode(texts: Sequence[str], features: str, center: np.ndarray | None = None
     return _unit(static_encode(list(texts)) - center)
 
 
+def quantize(x: np.ndarray, bits: int) -> np.ndarray:
+    """(n, d) int8 codes of the rows of `x`, each row rounded to 2**(bits-1) - 1 levels of its own largest
+    |value| (8 bits: -127..127, 4 bits: -7..7). Only directions matter (the neighbours are found by cosine),
+    so no scale is kept: `dequantize` returns the unit rows, and quantizing those again gives the same codes."""
+    levels = 2 ** (bits - 1) - 1
+    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12) / levels
+    return np.clip(np.rint(x / scale), -levels, levels).astype(np.int8)
+
+
+def dequantize(codes: np.ndarray) -> np.ndarray:
+    """The unit rows `quantize` rounded."""
+    return _unit(codes.astype(np.float32))
+
+
+def pack4(codes: np.ndarray) -> np.ndarray:
+    """(n, ceil(d/2)) uint8: two 4-bit codes (-7..7, stored as 1..15) a byte."""
+    nibbles = (codes.astype(np.int16) + 8).astype(np.uint8)
+    if nibbles.shape[1] % 2:
+        nibbles = np.pad(nibbles, ((0, 0), (0, 1)), constant_values=8)
+    return (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+
+
+def unpack4(packed: np.ndarray, dims: int) -> np.ndarray:
+    """The (n, dims) int8 codes `pack4` packed."""
+    nibbles = np.empty((packed.shape[0], packed.shape[1] * 2), dtype=np.int16)
+    nibbles[:, 0::2], nibbles[:, 1::2] = packed >> 4, packed & 0x0F
+    return (nibbles[:, :dims] - 8).astype(np.int8)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -119,9 +148,15 @@ class RecordsPrior:
     def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
                  k: int, strength: float, features: str = "minilm", center: np.ndarray | None = None,
                  labels: np.ndarray | None = None, label_coef: np.ndarray | None = None,
-                 label_intercept: np.ndarray | None = None, category_strength: float = 1e9):
+                 label_intercept: np.ndarray | None = None, category_strength: float = 1e9, bits: int = 32):
         # C order: safetensors writes the raw buffer, and a column selection can come back in Fortran order
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.bits = int(bits)
+        self.codes = None
+        if self.bits < 32:        # the rows as they are kept (`model.prior_records_bits`), results in float16
+            self.codes = quantize(self.embeddings, self.bits)
+            self.embeddings = dequantize(self.codes)
+            scores = np.asarray(scores, dtype=np.float16)
         self.features = features
         self.center = None if center is None else np.ascontiguousarray(center, dtype=np.float32)
         self.scores = np.ascontiguousarray(scores, dtype=np.float32)   # (n_items, n_models), NaN = no result
@@ -150,7 +185,7 @@ class RecordsPrior:
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
             features: str = "minilm", category: bool = False,
-            balanced: bool = False, gate: bool = False) -> tuple["RecordsPrior", dict]:
+            balanced: bool = False, gate: bool = False, bits: int = 32) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
         model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
         `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
@@ -159,7 +194,8 @@ class RecordsPrior:
         `balanced`: the selection items are drawn evenly from each benchmark (`selection_rows`). `gate`: keep the
         profile prior (no update) unless the chosen update's likelihood gain over it, item by item on the
         selection items, has a 95 % interval above zero: the smallest loss of 20 or 80 settings is partly luck,
-        and an update that is not shown to help only moves the prior."""
+        and an update that is not shown to help only moves the prior. `bits` < 32: the training items' features
+        are rounded (`quantize`) before anything is chosen on them, so the saved prior is the fitted one."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
@@ -195,7 +231,7 @@ class RecordsPrior:
                               "label_accuracy": round(float(np.mean(selection_labels == labels[rows])), 4)}
         prior = cls(feats, table.scores[:, cols], models, [text_key(t) for t in table.prompts], K_GRID[0],
                     STRENGTH_GRID[-1], features=features, center=center, labels=labels, label_coef=coef,
-                    label_intercept=intercept)
+                    label_intercept=intercept, bits=bits)
         prompts = [table.prompts[i] for i in rows]
         cands = [by_name[m] for m in models]
         base, truth = np.asarray(base_prior(prompts, cands), dtype=np.float64), prior.scores[rows]
@@ -229,6 +265,7 @@ class RecordsPrior:
             chosen = chosen if kept else none
         (prior.k, prior.strength, prior.category_strength) = chosen
         info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows),
+                **({"bits": bits} if bits < 32 else {}),
                 **({"selection": "balanced by benchmark"} if balanced else {}), "k": prior.k,
                 "strength": prior.strength, "features": features, **label_info, **gate_info,
                 "log_loss": {_loss_key(k, kappa, kappa_c, labels is not None): round(v, 5)
@@ -319,20 +356,29 @@ class RecordsPrior:
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays for safetensors, JSON-able rest)."""
         arrays = {"embeddings": self.embeddings, "scores": self.scores}
+        if self.bits < 32:
+            arrays = {"embeddings": self.codes if self.bits == 8 else pack4(self.codes),
+                      "scores": self.scores.astype(np.float16)}
         if self.center is not None:
             arrays["center"] = self.center
         if self.labels is not None:
             arrays.update(labels=self.labels, label_coef=self.label_coef, label_intercept=self.label_intercept)
         return (arrays, {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength,
-                         "features": self.features, "category_strength": self.category_strength})
+                         "features": self.features, "category_strength": self.category_strength,
+                         "bits": self.bits, "dims": int(self.embeddings.shape[1])})
 
     @classmethod
     def from_state(cls, arrays: dict[str, np.ndarray], extra: dict) -> "RecordsPrior":
         features = extra.get("features", "minilm")
         if features == "static" and "center" not in arrays:
             raise KeyError("center (static features need the training items' mean)")
-        return cls(arrays["embeddings"], arrays["scores"], extra["models"], extra["keys"], extra["k"],
-                   extra["strength"], features=features, center=arrays.get("center"), labels=arrays.get("labels"),
+        bits = int(extra.get("bits", 32))
+        embeddings = arrays["embeddings"]
+        if bits < 32:             # codes → the unit rows they round (quantizing those again gives the codes)
+            codes = embeddings if bits == 8 else unpack4(embeddings, int(extra["dims"]))
+            embeddings = dequantize(codes)
+        return cls(embeddings, arrays["scores"], extra["models"], extra["keys"], extra["k"],
+                   extra["strength"], features=features, bits=bits, center=arrays.get("center"), labels=arrays.get("labels"),
                    label_coef=arrays.get("label_coef"), label_intercept=arrays.get("label_intercept"),
                    category_strength=extra.get("category_strength", 1e9))
 

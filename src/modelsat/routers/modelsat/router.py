@@ -170,7 +170,8 @@ class ModelSATRouter(Router):
                                                      features=self.preset_.model.prior_records_features,
                                                      category=self.preset_.model.prior_records_category,
                                                      balanced=self.preset_.model.prior_records_balanced,
-                                                     gate=self.preset_.model.prior_records_gate)
+                                                     gate=self.preset_.model.prior_records_gate,
+                                                     bits=self.preset_.model.prior_records_bits)
         by_name = {p.model: p for p in profiles}
         self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
         return info
