@@ -13,7 +13,8 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
         --router src/modelsat/shipped/modelsat-cpu-default
 
 `--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
-split alone (`modelsat train` trains on seed 0's, without the quick run's cap), or test items leak into it.
+split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, without the quick run's cap), or
+test items leak into it.
 Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
 bootstrap 95 % CI, as the benchmark reports it.
 

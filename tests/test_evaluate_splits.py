@@ -52,3 +52,17 @@ def test_split_file_round_trips_and_bad_rows_are_named(tmp_path):
     p.write_text("benchmark,item_id,split\nb1,1,train\nb1,2,dev\n")
     with pytest.raises(ModelsatError, match="row 3, field 'split': 'dev'"):
         read_splits(p)
+
+
+def test_train_command_records_follow_the_split_seed_and_hold_no_test_item_of_that_seed():
+    """`modelsat train --split-seed N` trains on the benchmark's seed-N split (real MMLU-Pro records)."""
+    from modelsat import sources as src
+    from modelsat.cli.train import training_records
+    records = src.load("mmlu_pro")
+    for seed in (0, 1):
+        train, validation = training_records(["mmlu_pro"], None, seed)
+        splits = assign_splits(records, seed=seed)
+        test = set(splits.loc[splits["split"] == "test", "item_id"])
+        assert set(train["item_id"]) == set(splits.loc[splits["split"] == "train", "item_id"])
+        assert not test & (set(train["item_id"]) | set(validation["item_id"]))
+    assert set(training_records(["mmlu_pro"], None, 0)[0]["item_id"]) != set(train["item_id"])

@@ -13,7 +13,7 @@ console = Console()
 
 
 def training_records(sources: list[str], data: str | None, seed: int = 0):
-    """(train records, validation records): the evaluation's own split (evaluate/splits.py, seed 0, 70/10/20
+    """(train records, validation records): the evaluation's own split (evaluate/splits.py, `seed`, 70/10/20
     per benchmark; sources with their own test files keep them), so the benchmark's test items are never
     trained on; test items are dropped here."""
     import pandas as pd
@@ -45,7 +45,11 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
               resume: bool = typer.Option(False, "--resume", help="Continue a stopped run from out/checkpoint.pt."),
               source: list[str] = typer.Option(["mmlu_pro"], "--source", help="Records source(s) to train on."),
               data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (else MODELSAT_DATA)."),
-              seed: int = typer.Option(0, "--seed"),
+              seed: int = typer.Option(0, "--seed", help="Seeds the router's draws (groups, initial weights)."),
+              split_seed: int = typer.Option(
+                  0, "--split-seed", help="Train on the benchmark's split of this seed (evaluate/splits.py): its "
+                  "test items are never trained on, so `scripts/decompose_modelsat.py --seed N --router DIR` reads "
+                  "a router trained with --split-seed N on held-out items only."),
               device: Optional[str] = typer.Option(
                   None, "--device", help="auto | cpu | cuda: overrides the preset's train.device (auto = a GPU when "
                   "torch sees one)."),
@@ -67,7 +71,7 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     main = process_state(preset.train).is_main_process     # joins launched processes before anything else
     say = console.print if main else (lambda *a, **k: None)
     t0 = time.time()
-    train_recs, val_recs = training_records(source, data_dir)
+    train_recs, val_recs = training_records(source, data_dir, split_seed)
     say(f"records: {len(train_recs)} train / {len(val_recs)} val rows "
         f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
     profiles, test = profiles_for(train_recs, data_dir, seed)
@@ -79,7 +83,7 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     if not main:
         return
     train_s = time.time() - t0
-    metrics = {"train_seconds": round(train_s, 1)}
+    metrics = {"train_seconds": round(train_s, 1), "split_seed": split_seed}
     choices = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
     if choices:
         metrics["choices"] = choices
