@@ -67,8 +67,8 @@ class ModelConfig:
     prior_records_bits: int = 32     # prior_records: how the training items' features are kept: 32 (float32), or
     #                                  8 or 4 bits a value, each row rounded to its own scale when fitted (the
     #                                  neighbours are found on the rounded rows, so a saved router scores as the
-    #                                  fitted one) and its results in float16; 4 bits keep 95 % of the 80 nearest
-    #                                  (README, "What was tried") at an eighth of the size, for a router that ships
+    #                                  fitted one) and its results in float16; 4 bits keep 95 % of the nearest
+    #                                  (scripts/records_prior_bits.py) at an eighth of the size, for a router that ships
     prior_records_category: bool = False  # prior_records: first update the prior by the candidate's results on
     #                                  the training items of the instruction's predicted label (category, else
     #                                  benchmark, else subject), then by the k nearest; its weight is chosen with
