@@ -5,7 +5,8 @@ included, since each repeat routes a new text) in the fast order (instruction KV
 candidate), the fastest order (instruction and prompt shared) and the paper order (one full sequence per
 candidate), and the ratio to one forward of the same instruction through the router's LM, measured in the same
 run (issue 13 targets: <= 1.5x at 5 candidates, <= 3x at 60). Latency does not depend on the weights, so an
-untrained router of the preset is timed unless --router points to a trained one.
+untrained router of the preset is timed unless --router points to a trained one; an untrained one has no records
+prior (`model.prior_records`), so time a trained router for what a request pays.
 
     python scripts/bench_routing.py [--preset cpu-default] [--router DIR] [--reps 15] [--threads 2]
                                     [--prior-features minilm|static]
@@ -13,11 +14,14 @@ untrained router of the preset is timed unless --router points to a trained one.
 `--prior-features` swaps the subject map the prior reads (timing only: the scores are then not the trained
 router's): "minilm" pays one MiniLM forward per instruction, "static" none. That forward runs as a live request's
 does: in bfloat16 where the CPU has native bf16 units (embeddings.live_dtype; MODELSAT_LIVE_BF16=0 for float32).
+The prior's numpy products run on one BLAS thread (modelsat.threads; MODELSAT_BLAS_SINGLE=0 to see what
+OpenBLAS workers left spinning cost the forward after them).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import time
 
@@ -57,6 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from modelsat.embeddings import live_dtype, transient
+    from modelsat.threads import blas_limit_off
     from modelsat.routers.modelsat.model import ModelSAT
     from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
 
@@ -81,10 +86,8 @@ def main() -> None:
     routers = {}
     orders = ("fast", "fastest", "paper")
     for order in orders:
-        r = ModelSATRouter(preset=base.preset_.to_dict())
+        r = copy.copy(base)              # every fitted part (prior, records prior, caches), φ shared
         r.preset_ = dataclasses.replace(base.preset_, model=dataclasses.replace(base.preset_.model, order=order))
-        r.model_ = base.model_
-        r.prior_router_ = getattr(base, "prior_router_", None)
         routers[order] = r
     model = base.model_
     ids = model.instruction_ids(INSTRUCTION)
@@ -92,7 +95,8 @@ def main() -> None:
           f"encoder {base.preset_.model.encoder}, prior map {base.preset_.model.prior_features}, "
           f"{base.preset_.model.n_soft_tokens + base.preset_.model.profile_tokens} tokens a candidate, "
           f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps, live MiniLM in {live_dtype()} "
-          f"(MODELSAT_LIVE_BF16=0: float32)")
+          f"(MODELSAT_LIVE_BF16=0: float32), the prior's numpy BLAS on {'all threads' if blas_limit_off() else '1 thread'}"
+          f" (MODELSAT_BLAS_SINGLE), {'a' if getattr(base, 'records_prior_', None) is not None else 'no'} records prior")
 
     def instruction(rep: int) -> str:
         # a new text every repeat (same length in tokens), so the instruction's MiniLM embedding is paid each

@@ -10,7 +10,7 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
     python scripts/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
         --overrides '{"model": {"prior_records_gate": true}}'
     python scripts/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
-        --router src/modelsat/shipped/modelsat-cpu-default
+        --router src/modelsat/shipped/modelsat-cpu-default [--center-items 200]
 
 `--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
 split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, without the quick run's cap), or
@@ -25,6 +25,7 @@ update, where the preset sets one), `score` (what it routes by). A stage the pre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -70,7 +71,12 @@ def main() -> None:
                     help="how the aptitude test chooses each subject's items")
     ap.add_argument("--router", default=None, metavar="DIR",
                     help="a saved Model-SAT router trained on this seed's training split (not fitted here)")
+    ap.add_argument("--center-items", type=int, default=None, metavar="N",
+                    help="with --router: centre each candidate's LM term on N of this split's training "
+                         "instructions after the fact (model.lm_center_items; 0 turns centring off)")
     args = ap.parse_args()
+    if args.center_items is not None and (not args.router or args.center_items < 0):
+        ap.error("--center-items needs --router and a count >= 0")
     if args.router and (args.overrides.strip() not in ("", "{}") or args.preset != "quick"):
         ap.error("--router reads a saved router: --preset and --overrides do not apply")
     try:
@@ -98,6 +104,13 @@ def main() -> None:
     if args.router:
         router = ModelSATRouter.load(args.router)
         print(f"loaded {args.router} (preset {router.preset_.name}); not fitted here", flush=True)
+        if args.center_items is not None:
+            model_cfg = dataclasses.replace(router.preset_.model, lm_center_items=args.center_items)
+            router.preset_ = dataclasses.replace(router.preset_, model=model_cfg)
+            router.center_prompts_ = router._center_sample(
+                list(dict.fromkeys(family.train_records["prompt"].astype(str))))
+            router.offset_cache_ = {}
+            print(f"LM term centred on {len(router.center_prompts_)} training instructions", flush=True)
     else:
         router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
         router.fit(family.train_records, profiles, validation=family.validation_records)

@@ -495,6 +495,16 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
         dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)
 
 
+def test_records_prior_scores_the_same_with_its_blas_on_one_thread_or_all(monkeypatch):
+    records = synthetic_records(30)
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True}}).fit(records, PROFILES)
+    prompts = records["prompt"].unique().tolist()
+    cands = PROFILES + [profile("newcomer", 0.9, 0.2)]
+    one = router.score(prompts, cands)
+    monkeypatch.setenv("MODELSAT_BLAS_SINGLE", "0")
+    np.testing.assert_array_equal(router.score(prompts, cands), one)
+
+
 def test_records_prior_codes_round_trip_and_keep_the_nearest_rows():
     from modelsat.routers.modelsat.records_prior import dequantize, pack4, quantize, unpack4
     rng = np.random.default_rng(0)

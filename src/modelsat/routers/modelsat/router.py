@@ -90,8 +90,11 @@ class ModelSATRouter(Router):
             print(msg, flush=True)
 
     def prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        """(n, m) the explicit prior this router adds to its learned score."""
-        return self._records_updated(instructions, candidates, self._base_prior(instructions, candidates))
+        """(n, m) the explicit prior this router adds to its learned score. Its numpy work runs its BLAS on one
+        thread (`modelsat.threads`): OpenBLAS workers left spinning would take the cores φ's forward needs next."""
+        from modelsat.threads import single_blas_thread
+        with single_blas_thread():
+            return self._records_updated(instructions, candidates, self._base_prior(instructions, candidates))
 
     def _base_prior(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
         """(n, m) the profile prior, before any records update."""
