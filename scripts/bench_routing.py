@@ -95,8 +95,9 @@ def main() -> None:
           f"encoder {base.preset_.model.encoder}, prior map {base.preset_.model.prior_features}, "
           f"{base.preset_.model.n_soft_tokens + base.preset_.model.profile_tokens} tokens a candidate, "
           f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps, live MiniLM in {live_dtype()} "
-          f"(MODELSAT_LIVE_BF16=0: float32), the prior's numpy BLAS on {'all threads' if blas_limit_off() else '1 thread'}"
-          f" (MODELSAT_BLAS_SINGLE), {'a' if getattr(base, 'records_prior_', None) is not None else 'no'} records prior")
+          f"(MODELSAT_LIVE_BF16=0: float32), the prior's numpy BLAS on "
+          f"{'all threads' if blas_limit_off() else '1 thread'} (MODELSAT_BLAS_SINGLE), "
+          f"{'a' if getattr(base, 'records_prior_', None) is not None else 'no'} records prior")
 
     def instruction(rep: int) -> str:
         # a new text every repeat (same length in tokens), so the instruction's MiniLM embedding is paid each
