@@ -12,6 +12,8 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
     python scripts/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
         --router src/modelsat/shipped/modelsat-cpu-default [--center-items 200]
 
+`--center-items N` (with `--router`) centres the saved router's LM term on N of the split's training instructions,
+as `model.lm_center_items` does, and prints the LM term's stage both ways.
 `--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
 split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, without the quick run's cap), or
 test items leak into it.
@@ -133,12 +135,20 @@ def main() -> None:
                 per = zd.references[ref]
                 lines.append(f"| {ref} | " + " | ".join(f"{100 * per[zd.groups == b].mean():.2f}" for b in benches)
                              + f" | {100 * np.mean([per[zd.groups == b].mean() for b in benches]):.2f} |")
-        for name, s in (("profile prior", base), ("+ records update", updated), ("+ LM term (routes)", full)):
+        stages = [("profile prior", base), ("+ records update", updated), ("+ LM term (routes)", full)]
+        if args.center_items and getattr(router, "level_margin_", 0.0) == 0:
+            # the same LM term before centring: score() subtracts each candidate's offset, nothing else
+            stages[2:] = [("+ LM term, not centred", full + router.lm_offsets(cands)),
+                          (f"+ LM term centred on {len(router.center_prompts_)} (routes)", full)]
+        for name, s in stages:
             lines += stage_table(name, s, zd, shorten)
-        routed = zd.scores[np.arange(len(full)), np.argmax(full, axis=1)]
-        d = metrics.paired_bootstrap(routed, zd.references["best single"], zd.groups)
-        lines += ["", f"routed − best single ({shorten(zd.best_single)}): {100 * d.estimate:+.2f} "
-                      f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}] points"]
+        lines.append("")
+        for name, s in stages[2:]:
+            routed = zd.scores[np.arange(len(s)), np.argmax(s, axis=1)]
+            d = metrics.paired_bootstrap(routed, zd.references["best single"], zd.groups)
+            lead = "routed" if name.endswith("(routes)") else name.lstrip("+ ")
+            lines.append(f"{lead} − best single ({shorten(zd.best_single)}): {100 * d.estimate:+.2f} "
+                         f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}] points")
         print("\n".join(lines))
 
 
