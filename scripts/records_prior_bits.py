@@ -16,10 +16,6 @@ import argparse
 import numpy as np
 
 
-def nearest(query: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
-    return np.argsort(-(query @ index.T), axis=1, kind="stable")[:, :k]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", default="mmlu_pro")
@@ -30,17 +26,18 @@ def main() -> None:
     from modelsat.cli.train import training_records
     from modelsat.embeddings import embed
     from modelsat.routers._training_data import item_table
+    from modelsat.routers.knn import nearest_rows
     from modelsat.routers.modelsat.records_prior import K_GRID, dequantize, quantize
     train, validation = training_records([args.source], args.data_dir, args.seed)
     index = embed(item_table(train).prompts, progress=True)
     query = embed(item_table(validation).prompts[:args.queries], progress=True)
-    ref = {k: nearest(query, index, k) for k in K_GRID}
+    ref = {k: nearest_rows(query, index, k) for k in K_GRID}
     print(f"{len(query)} validation instructions, {len(index)} training items ({args.source}, split seed {args.seed})")
     print("| bits | MB | " + " | ".join(f"k={k} kept" for k in K_GRID) + " |")
     print("|---:|---:|" + "---:|" * len(K_GRID))
     for bits in (32, 8, 4):
         rows = index if bits == 32 else dequantize(quantize(index, bits))
-        kept = [np.mean([len(set(a) & set(b)) / k for a, b in zip(nearest(query, rows, k), ref[k])])
+        kept = [np.mean([len(set(a) & set(b)) / k for a, b in zip(nearest_rows(query, rows, k), ref[k])])
                 for k in K_GRID]
         mb = index.size * bits / 8 / 1e6
         print(f"| {bits} | {mb:.1f} | " + " | ".join(f"{v:.3f}" for v in kept) + " |")

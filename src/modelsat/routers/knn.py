@@ -22,6 +22,18 @@ from modelsat.routers.base import Router, register
 TIE_BREAK = 1e-6
 
 
+def nearest_rows(query: np.ndarray, index: np.ndarray, k: int,
+                 exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """(n_query, k) the rows of `index` most similar (dot product) to each query row, most similar first.
+    `exclude[i]` lists rows query i may not use."""
+    sim = query @ index.T
+    if exclude is not None:
+        for i, rows in enumerate(exclude):
+            sim[i, list(rows)] = -np.inf
+    # stable ordering (similarity, then row) so results do not depend on the partition algorithm
+    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+
 def neighbour_sums(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: int,
                    exclude: Sequence[Sequence[int]] | None = None,
                    chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -32,12 +44,8 @@ def neighbour_sums(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: 
     sums, counts = np.empty((len(query), scores.shape[1])), np.empty((len(query), scores.shape[1]))
     known, filled = ~np.isnan(scores), np.nan_to_num(scores, nan=0.0)
     for start in range(0, len(query), chunk):
-        sim = query[start:start + chunk] @ index.T
-        if exclude is not None:
-            for i, rows in enumerate(exclude[start:start + chunk]):
-                sim[i, list(rows)] = -np.inf
-        # stable ordering (similarity, then row) so results do not depend on the partition algorithm
-        nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        nearest = nearest_rows(query[start:start + chunk], index, k,
+                               None if exclude is None else exclude[start:start + chunk])
         sums[start:start + chunk] = filled[nearest].sum(axis=1)
         counts[start:start + chunk] = known[nearest].sum(axis=1)
     return sums, counts
