@@ -88,7 +88,8 @@ def test_unseen_model_is_scored_from_its_profile_alone():
     assert s.shape == (1, 3) and np.isfinite(s).all()
 
 
-@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fast"), ("tiny", "fastest")])
+@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fast"), ("tiny", "fastest"),
+                                           ("tiny", "prompt-first")])
 def test_shared_instruction_cache_matches_separate_sequences(encoder, order):
     model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
                                          prior_token=True), seed=0)
@@ -124,6 +125,41 @@ def test_inference_with_lora_merged_and_cached_capabilities_matches_training_tim
                          for i, x in enumerate(xs)])
     np.testing.assert_allclose(fast, slow, atol=1e-4)
     np.testing.assert_array_equal(fast, again)
+
+
+def test_prompt_first_head_is_computed_once_and_recomputed_when_weights_change():
+    """The prompt-first order reads the prompt's keys/values from a cache: scores with it equal those computed with
+    the prompt in the sequence (with gradients on, as in training), and a change of φ's weights (LoRA merged for
+    inference, an optimizer step) makes the cache stale rather than silently reused."""
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="prompt-first",
+                                         prior_token=True, lm_gate_init=1.0), seed=0)
+    model.set_stage(2)                                            # LoRA trains, as in stage 2
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.5)
+    caps = [model.capability_input(p).detach() for p in PROFILES]
+    priors = torch.tensor([[0.7, 0.4]])
+    x = ["What is 2 plus 2?"]
+    with torch.no_grad():
+        cached = model.score_packed(x, caps, priors)
+    key = model._head_kv_cache[0]
+    in_sequence = model.score_packed(x, caps, priors)            # gradients on: the head is in the sequence
+    assert in_sequence.requires_grad
+    torch.testing.assert_close(cached, in_sequence.detach(), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        model.score_packed(x, caps, priors)
+    assert model._head_kv_cache[0] == key                         # same weights: the same cache
+    with torch.no_grad():
+        for name, p in model.lm.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.3)                                       # as an optimizer step does, in place
+        moved = model.score_packed(x, caps, priors)
+    assert model._head_kv_cache[0] != key
+    fresh = model.score_packed(x, caps, priors).detach()
+    torch.testing.assert_close(moved, fresh, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(moved, cached, atol=1e-3)
 
 
 def test_untrained_router_ranks_like_the_prior():
@@ -225,7 +261,7 @@ def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
     np.testing.assert_array_equal(fast.score(xs, PROFILES), again.score(xs, PROFILES))
 
 
-@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fastest")])
+@pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fastest"), ("tiny", "prompt-first")])
 def test_packing_several_instructions_in_one_forward_matches_one_at_a_time(encoder, order):
     model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
                                          prior_token=True, lm_gate_init=1.0), seed=0).eval()

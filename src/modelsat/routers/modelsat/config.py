@@ -27,6 +27,8 @@ class ModelConfig:
     #                                  "paper" = [capability, instruction, prompt] (eq. 3)
     #                                  "fastest" = [instruction, prompt, capability]: instruction and prompt shared,
     #                                  each candidate adds only its soft tokens (the score is read at the last one)
+    #                                  "prompt-first" = [prompt, instruction, capability]: as fastest, and the
+    #                                  prompt's keys/values are computed once per process, not once per request
     n_soft_tokens: int = 4           # the capability text is cut into this many chunks of subjects, one ψ vector each
     profile_tokens: int = 1          # soft tokens read from the profile's accuracy vector as numbers (57 MMLU subjects
     #                                  in a fixed order) by a linear layer: text embeddings barely see "85%" vs "40%"
@@ -111,7 +113,7 @@ class ModelConfig:
     tiny_init_range: float = 0.2     # a random 0.02-init tiny LM barely moves in a few dozen steps
 
     def __post_init__(self):
-        _choice("order", self.order, ("fast", "paper", "fastest"))
+        _choice("order", self.order, ("fast", "paper", "fastest", "prompt-first"))
         _choice("connector", self.connector, ("linear", "mlp"))
         _choice("tuning", self.tuning, ("lora", "full", "none"))
         _choice("prior_source", self.prior_source, ("profile", "fitted", "mean"))

@@ -3,6 +3,8 @@
     e_c   = W · ψ(c)                       capability encoder ψ, connector W -> soft tokens (eq. 2)
     z     = [e_c, e_x, e_p]  (paper order)  or  [e_x, e_c, e_p]  (fast order)       (eq. 3)
             or [e_x, e_p, e_c] ("fastest": the per-candidate part is only its few soft tokens)
+            or [e_p, e_x, e_c] ("prompt-first": as fastest, and the prompt, the same for every request,
+                                 is read once per process: its keys/values are kept while φ's weights stay)
     score = gate · (logit_Yes − logit_No at the last position of φ(z))  +  scale · logit(prior)  +  bias
 
 The prior (prior.py) is the candidate's profile accuracy at the instruction's subjects; the LM term is the
@@ -14,6 +16,8 @@ capability text as plain tokens (the paper's no-alignment ablation).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 
 from typing import Sequence
@@ -71,6 +75,12 @@ def _load_encoder(cfg: ModelConfig, seed: int):
         return tok, enc.eval()
     path = minilm_dir() if cfg.encoder == "minilm" else cfg.encoder
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg(lm_class: type) -> str:
+    """The name φ's forward takes a key/value cache by: `cache` in recent transformers, `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def _token_id(tok, word: str, fallback: int) -> int:
@@ -132,6 +142,7 @@ class ModelSAT(nn.Module):
         self._ids_cache: dict[str, list[int]] = {}
         self._psi_cache: dict[str, torch.Tensor] = {}
         self._cap_cache: dict[tuple, torch.Tensor] = {}   # inference only; cleared whenever weights may change
+        self._head_kv_cache: tuple | None = None            # the prompt-first head's keys/values (_head_kv)
         self.pack_tokens = 768     # score_matrix packs several instructions into one forward of about this length
         self.set_stage(0)
 
@@ -250,7 +261,8 @@ class ModelSAT(nn.Module):
 
     def prompt_ids(self, prior: float | None) -> list[int]:
         text = ""
-        if self.cfg.prior and self.cfg.prior_in_text and prior is not None and self.cfg.order != "fastest":
+        in_text = self.cfg.order in ("fast", "paper")   # in the other orders the prompt precedes the candidate
+        if self.cfg.prior and self.cfg.prior_in_text and prior is not None and in_text:
             text = f"Its estimated accuracy on this instruction's subjects is {round(100 * float(prior))}%. "
         return self._ids(text + self.cfg.inquiry_prompt + ASSISTANT_HEAD)
 
@@ -321,24 +333,36 @@ class ModelSAT(nn.Module):
             k = self.cfg.profile_tokens
             add = self.prior_projector(torch.tensor([float(prior) - 0.5], device=self.device)).view(k, -1)
             cap = torch.cat([cap[:k] + add.to(cap.dtype), cap[k:]])
-        if self.cfg.order == "fastest":
+        if self.cfg.order in ("fastest", "prompt-first"):
             return cap
         return torch.cat([self._embed(self._ids("Model capability: ")), cap, self._embed(self._ids("\n"))])
 
+    def _head_ids(self) -> list[int]:
+        """What precedes the instruction in every sequence, the same for every request: the user head and the
+        inquiry prompt in the prompt-first order (read once per process, `_head_kv`), nothing in the others."""
+        if self.cfg.order != "prompt-first":
+            return []
+        return self._ids(USER_HEAD + self.cfg.inquiry_prompt + "\nInstruction: ")
+
     def _prefix_ids(self, instruction: str) -> list[int]:
-        """The part shared by every candidate: the instruction (and, in the fastest order, the prompt)."""
+        """The part of one request shared by its candidates: the instruction (and, in the fastest order, the
+        prompt). The prompt-first order leaves the user's turn open (no assistant head: ~6 tokens less a request;
+        the candidate's soft tokens follow the instruction and the score is read at the last of them)."""
+        if self.cfg.order == "prompt-first":
+            return self._ids(instruction)[: self.cfg.max_instruction_tokens] + self._ids("\n")
         ids = self.instruction_ids(instruction)
         return ids + self.prompt_ids(None) if self.cfg.order == "fastest" else ids
 
     def _suffix(self, cap, prior: float | None) -> torch.Tensor:
-        """The per-candidate part (fast / fastest orders)."""
-        if self.cfg.order == "fastest":
+        """The per-candidate part (fast / fastest / prompt-first orders)."""
+        if self.cfg.order in ("fastest", "prompt-first"):
             return self._capability_block(cap, prior)
         return torch.cat([self._capability_block(cap, prior), self._embed(self.prompt_ids(prior))])
 
     def _sequence(self, instruction: str, cap, prior: float | None) -> torch.Tensor:
-        if self.cfg.order in ("fast", "fastest"):
-            return torch.cat([self._embed(self._prefix_ids(instruction)), self._suffix(cap, prior)])
+        if self.cfg.order != "paper":
+            ids = self._head_ids() + self._prefix_ids(instruction)
+            return torch.cat([self._embed(ids), self._suffix(cap, prior)])
         x = self._embed(self.instruction_ids(instruction))
         head = len(self._ids(USER_HEAD))   # paper order: [user head, capability, instruction, prompt]
         return torch.cat([x[:head], self._capability_block(cap, prior), x[head:], self._embed(self.prompt_ids(prior))])
@@ -384,19 +408,26 @@ class ModelSAT(nn.Module):
 
     def score_packed(self, instructions: Sequence[str], caps: Sequence, priors: torch.Tensor | None) -> torch.Tensor:
         """(n, B) scores of n instructions with the same B capabilities, fast orders, in ONE forward of the packed
-        sequence [prefix_1, suffix_1,1 .. suffix_1,B, prefix_2, ...]. The block mask lets each suffix see its own
-        instruction's prefix and itself only, and positions continue the prefix in every block: the scores of
-        n·B separate sequences, but φ's weights are read once (on a CPU a forward of few tokens costs about as
-        much as reading the weights, so one pass per instruction, or a second pass for the suffixes, would
-        cost nearly a whole forward each). `priors`: (n, B) or None."""
+        sequence [head, prefix_1, suffix_1,1 .. suffix_1,B, prefix_2, ...]. The block mask lets each suffix see
+        the head, its own instruction's prefix and itself only, and positions continue the prefix in every block:
+        the scores of n·B separate sequences, but φ's weights are read once (on a CPU a forward of few tokens
+        costs about as much as reading the weights, so one pass per instruction, or a second pass for the
+        suffixes, would cost nearly a whole forward each). The head (prompt-first order only) is the same for
+        every request: without gradients its keys/values come from `_head_kv`, computed once. `priors`: (n, B)
+        or None."""
         dev = self.device
-        pieces, positions, last, blocks = [], [], [], []    # blocks: (start, length, attends-from)
-        start = 0
+        head_ids = self._head_ids()
+        n_head = len(head_ids)
+        cached = n_head > 0 and not torch.is_grad_enabled()
+        pieces = [] if cached or not n_head else [self._embed(head_ids)]
+        positions = [] if cached else list(range(n_head))
+        last, blocks = [], []    # blocks: (start, length, attends-to-prefix), in columns after the head
+        start = n_head
         for i, x in enumerate(instructions):
             prefix = self._embed(self._prefix_ids(x))
             n_pre = prefix.shape[0]
             pieces.append(prefix)
-            positions.extend(range(n_pre))
+            positions.extend(range(n_head, n_head + n_pre))
             blocks.append((start, n_pre, None))
             pre_start = start
             start += n_pre
@@ -404,21 +435,41 @@ class ModelSAT(nn.Module):
                 suf = self._suffix(c, None if priors is None else float(priors[i, j]))
                 k = suf.shape[0]
                 pieces.append(suf)
-                positions.extend(range(n_pre, n_pre + k))
+                positions.extend(range(n_head + n_pre, n_head + n_pre + k))
                 blocks.append((start, k, (pre_start, n_pre)))
                 start += k
                 last.append(start - 1)
         total = start
         mask = torch.zeros(total, total, dtype=torch.bool, device=dev)
+        mask[:, :n_head] = True
+        mask[:n_head, :n_head] = torch.tril(torch.ones(n_head, n_head, dtype=torch.bool, device=dev))
         for b0, k, pre in blocks:
             mask[b0:b0 + k, b0:b0 + k] = torch.tril(torch.ones(k, k, dtype=torch.bool, device=dev))
             if pre is not None:
                 mask[b0:b0 + k, pre[0]:pre[0] + pre[1]] = True
+        past = {}
+        if cached:                # the head's rows are not computed; its columns are its cached keys/values
+            from transformers import DynamicCache
+            mask, last = mask[n_head:], [t - n_head for t in last]
+            past = {_cache_kwarg(type(self.lm.model)): DynamicCache(ddp_cache_data=self._head_kv(head_ids))}
         seq = torch.cat(pieces)[None]
-        h = self.lm.model(inputs_embeds=seq, attention_mask=mask[None, None],
-                          position_ids=torch.tensor([positions], device=dev), use_cache=False).last_hidden_state
+        h = self.lm.model(inputs_embeds=seq, attention_mask=mask[None, None], **past,
+                          position_ids=torch.tensor([positions], device=dev), use_cache=cached).last_hidden_state
         scores = self.combine(self._log_odds(h[0, last]), None if priors is None else priors.reshape(-1))
         return scores.view(len(instructions), len(caps))
+
+    def _head_kv(self, head_ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """φ's per-layer keys/values of the head, computed once and kept while φ's weights stay the same (the key
+        holds each weight's in-place version counter, so merging LoRA, loading a state or an optimizer step all
+        make it stale)."""
+        key = (tuple(head_ids), sum(p._version for p in self.lm.parameters()), self.device, self.lm.dtype)
+        if self._head_kv_cache is None or self._head_kv_cache[0] != key:
+            with torch.no_grad():
+                out = self.lm.model(inputs_embeds=self._embed(head_ids)[None], use_cache=True)
+            cache = out.cache if hasattr(out, "cache") else out.past_key_values
+            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            self._head_kv_cache = (key, kv)
+        return self._head_kv_cache[1]
 
     @torch.no_grad()
     def score_matrix(self, instructions: Sequence[str], candidates: Sequence[Profile], priors: np.ndarray | None,
