@@ -162,6 +162,24 @@ def test_prompt_first_head_is_computed_once_and_recomputed_when_weights_change()
     assert not torch.allclose(moved, cached, atol=1e-3)
 
 
+def test_merged_capability_is_one_token_the_sum_of_the_separate_ones():
+    base = dataclasses.replace(tiny_preset().model, encoder="tiny", order="prompt-first", profile_tokens=1,
+                               n_soft_tokens=2, prior_token=True)
+    separate = ModelSAT(base, seed=0)
+    merged = ModelSAT(dataclasses.replace(base, merge_capability=True), seed=0)
+    with torch.no_grad():
+        a = separate.capability_input(PROFILES[0])
+        b = merged.capability_input(PROFILES[0])
+        assert a.shape[0] == 3 and b.shape[0] == 1
+        torch.testing.assert_close(b[0], a.sum(0))
+        caps = [merged.capability_input(p) for p in PROFILES]
+        priors = torch.tensor([0.7, 0.4])
+        torch.testing.assert_close(merged.score_shared("What is 2 plus 2?", caps, priors),
+                                   merged.score_pairs(["What is 2 plus 2?"] * 2, caps, priors), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ModelsatError, match="merge_capability"):
+        dataclasses.replace(base, merge_capability=True, encoder="none")
+
+
 def test_untrained_router_ranks_like_the_prior():
     model = ModelSAT(dataclasses.replace(tiny_preset().model, lm_gate_init=0.0, prior_source="profile"), seed=0)
     priors = np.array([[0.8, 0.3], [0.2, 0.6]])

@@ -32,6 +32,10 @@ class ModelConfig:
     n_soft_tokens: int = 4           # the capability text is cut into this many chunks of subjects, one ψ vector each
     profile_tokens: int = 1          # soft tokens read from the profile's accuracy vector as numbers (57 MMLU subjects
     #                                  in a fixed order) by a linear layer: text embeddings barely see "85%" vs "40%"
+    merge_capability: bool = False   # add the profile token and the n_soft_tokens W·ψ vectors into ONE soft token
+    #                                  per candidate (needs profile_tokens: 1 and an encoder): a candidate costs φ
+    #                                  one token instead of 1 + n_soft_tokens (routing latency; ψ still reads the
+    #                                  capability text in n_soft_tokens chunks)
     connector: str = "linear"        # "linear" (the paper's single layer) or "mlp" (linear-GELU-linear)
     tuning: str = "lora"             # what stage 2 trains in φ: "lora", "full" or "none" (connector only)
     lora_r: int = 8
@@ -126,6 +130,10 @@ class ModelConfig:
         if self.capability_reads == "prior" and not (self.prior and self.prior_token and self.profile_tokens > 0):
             raise ModelsatError("model.capability_reads: prior needs prior: true, prior_token: true and "
                                 "profile_tokens >= 1 (the prior is what that token carries)")
+        if self.merge_capability and (self.profile_tokens != 1 or self.encoder == "none"
+                                      or self.capability_reads != "aptitude"):
+            raise ModelsatError("model.merge_capability needs profile_tokens: 1, an encoder and capability_reads: "
+                                "aptitude (it adds the W·ψ vectors into the profile token)")
         if self.prior_records and not self.prior:
             raise ModelsatError("model.prior_records needs prior: true (it updates the prior)")
         if self.prior_records_bits not in (32, 8, 4):

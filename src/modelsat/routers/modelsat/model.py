@@ -307,8 +307,9 @@ class ModelSAT(nn.Module):
         return torch.tensor(v, dtype=torch.float32, device=self.device) - 0.5
 
     def capability_input(self, profile: Profile, seed: int | None = None) -> torch.Tensor:
-        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens]; with
-        capability_reads "prior", zeros in the profile tokens' place (the prior is added to them later)."""
+        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens], or
+        with merge_capability their sum as one token; with capability_reads "prior", zeros in the profile tokens'
+        place (the prior is added to them later)."""
         if self.cfg.capability_reads == "prior":
             return self.lm.get_input_embeddings().weight.new_zeros(self.cfg.profile_tokens, self.lm.config.hidden_size)
         parts = []
@@ -321,6 +322,8 @@ class ModelSAT(nn.Module):
         else:
             parts.append(self.connector(self.psi(chunks)))
         dtype = self.lm.get_input_embeddings().weight.dtype
+        if self.cfg.merge_capability:      # one token: the profile token plus every W·ψ vector
+            return torch.cat(parts).sum(0, keepdim=True).to(dtype)
         return torch.cat([p.to(dtype) for p in parts])
 
     # ---- building sequences ------------------------------------------------------------------------------
