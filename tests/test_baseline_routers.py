@@ -26,6 +26,27 @@ def test_knn_routes_to_the_model_that_is_right_on_near_neighbours():
     assert set(knn.route(NEW_HISTORY, PROFILES)) == {"historian"}
 
 
+def test_nearest_rows_equals_a_stable_sort_of_the_whole_row_ties_and_exclusions_included():
+    from modelsat.routers.knn import neighbour_sums, nearest_rows
+    rng = np.random.default_rng(0)
+    index = np.round(rng.normal(size=(500, 8)), 1).astype(np.float32)
+    index[100:140] = index[7]                 # 41 identical rows: ties across the k-th place
+    query = np.vstack([index[7], rng.normal(size=(5, 8)).astype(np.float32)])
+    exclude = [[7, 120], [], [3], [], [], list(range(250))]
+    for k in (1, 5, 30, 60, 200):
+        got = nearest_rows(query, index, k, exclude)
+        sim = query @ index.T
+        for i, rows in enumerate(exclude):
+            sim[i, rows] = -np.inf
+        np.testing.assert_array_equal(got, np.argsort(-sim, axis=1, kind="stable")[:, :k])
+    scores = rng.integers(0, 2, size=(500, 3)).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.2] = np.nan
+    sums, counts = neighbour_sums(query, index, scores, 30, exclude)
+    rows = nearest_rows(query, index, 30, exclude)
+    np.testing.assert_array_equal(sums, np.nansum(scores[rows], axis=1))
+    np.testing.assert_array_equal(counts, (~np.isnan(scores[rows])).sum(axis=1))
+
+
 def test_knn_chooses_k_on_its_validation_split():
     knn = get("knn")(k_grid=(1, 3, 30)).fit(TRAIN, PROFILES)
     assert knn.k_ in (1, 3, 30)

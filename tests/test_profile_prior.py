@@ -83,6 +83,21 @@ def test_few_items_are_shrunk_toward_the_mean_by_kappa():
     assert a == pytest.approx((2 * 1.0 + 2 * 0.5) / 4)
 
 
+def test_shrunk_accuracies_are_shrink_of_each_subject_exactly():
+    from modelsat.routers.profile_prior import shrink
+    rng = np.random.default_rng(0)
+    subjects = [f"s{i}" for i in range(12)]
+    profs = [Profile(f"m{j}", "v", {s: SubjectScore(float(rng.random()), int(rng.integers(0, 30)))
+                                    for s in subjects if rng.random() < 0.8}) for j in range(4)]
+    for kappa in (0.0, 0.7, 5.0, 1e6):
+        got = shrunk_accuracies(profs, subjects, kappa)
+        for j, p in enumerate(profs):
+            for i, s in enumerate(subjects):
+                sc = p.subjects.get(s)
+                n, acc = (sc.n_items, sc.accuracy) if sc is not None else (0, p.mean_accuracy)
+                assert got[i, j] == shrink(n, acc, p.mean_accuracy, kappa)
+
+
 def _records(models_acc: dict[str, dict[str, float]]) -> pd.DataFrame:
     """Records of hand-made models on a few math and law prompts (score = 1 where the model is strong)."""
     prompts = {"high_school_mathematics": [MATH_Q, "Compute the derivative of x^3 + 2x.\nA. 3x^2+2\nB. x^2\nC. 3x\nD. 2"],

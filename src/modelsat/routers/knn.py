@@ -24,14 +24,32 @@ TIE_BREAK = 1e-6
 
 def nearest_rows(query: np.ndarray, index: np.ndarray, k: int,
                  exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-    """(n_query, k) the rows of `index` most similar (dot product) to each query row, most similar first.
-    `exclude[i]` lists rows query i may not use."""
+    """(n_query, k) the rows of `index` most similar (dot product) to each query row, most similar first, ties
+    by row (a stable sort of the whole row, so results do not depend on the partition algorithm). `exclude[i]`
+    lists rows query i may not use."""
     sim = query @ index.T
     if exclude is not None:
         for i, rows in enumerate(exclude):
             sim[i, list(rows)] = -np.inf
-    # stable ordering (similarity, then row) so results do not depend on the partition algorithm
-    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    neg = -sim
+    n = neg.shape[1]
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros((len(neg), 0), dtype=np.intp)
+    if 4 * k >= n:
+        return np.argsort(neg, axis=1, kind="stable")[:, :k]
+    # partition first (a live request sorts k + slack values, not the whole index), then sort the kept columns
+    # stably by (value, row); a row whose k-th value ties values left outside the kept set is sorted whole
+    keep = min(n, 2 * k)
+    cols = np.sort(np.argpartition(neg, keep - 1, axis=1)[:, :keep], axis=1)
+    vals = np.take_along_axis(neg, cols, axis=1)
+    order = np.argsort(vals, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(cols, order, axis=1)
+    kth = np.take_along_axis(vals, order[:, -1:], axis=1)
+    whole = (neg <= kth).sum(axis=1) > (vals <= kth).sum(axis=1)
+    if whole.any():
+        out[whole] = np.argsort(neg[whole], axis=1, kind="stable")[:, :k]
+    return out
 
 
 def neighbour_sums(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: int,
@@ -42,12 +60,13 @@ def neighbour_sums(query: np.ndarray, index: np.ndarray, scores: np.ndarray, k: 
     (an item never votes for itself)."""
     k = max(1, min(k, len(index)))
     sums, counts = np.empty((len(query), scores.shape[1])), np.empty((len(query), scores.shape[1]))
-    known, filled = ~np.isnan(scores), np.nan_to_num(scores, nan=0.0)
     for start in range(0, len(query), chunk):
         nearest = nearest_rows(query[start:start + chunk], index, k,
                                None if exclude is None else exclude[start:start + chunk])
-        sums[start:start + chunk] = filled[nearest].sum(axis=1)
-        counts[start:start + chunk] = known[nearest].sum(axis=1)
+        found = scores[nearest]          # (chunk, k, n_models): only the rows used, NaN where no score
+        known = ~np.isnan(found)
+        sums[start:start + chunk] = np.where(known, found, 0.0).sum(axis=1)
+        counts[start:start + chunk] = known.sum(axis=1)
     return sums, counts
 
 

@@ -90,12 +90,13 @@ def empirical_bayes_kappa(accuracy: np.ndarray, n_items: np.ndarray) -> float | 
 def shrunk_accuracies(candidates: Sequence[Profile], subjects: Sequence[str], kappa: float) -> np.ndarray:
     """(S, m) per-subject accuracies, each shrunk toward the candidate's mean by its item count."""
     out = np.zeros((len(subjects), len(candidates)), dtype=np.float64)
-    for j, c in enumerate(candidates):
+    for j, c in enumerate(candidates):     # `shrink`, one candidate's column at a time (the same float operations)
         mean = c.mean_accuracy
-        for i, s in enumerate(subjects):
-            sc = c.subjects.get(s)
-            n, acc = (sc.n_items, sc.accuracy) if sc is not None else (0, mean)
-            out[i, j] = shrink(n, acc, mean, kappa)
+        found = [c.subjects.get(s) for s in subjects]
+        n = np.array([0 if sc is None else sc.n_items for sc in found], dtype=np.float64)
+        acc = np.array([mean if sc is None else sc.accuracy for sc in found], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[:, j] = np.where(n + kappa <= 0, mean, (n * acc + kappa * mean) / (n + kappa))
     return out
 
 
