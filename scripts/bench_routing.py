@@ -3,11 +3,12 @@
 Prints p50/p99 of `router.score` (prior + model: everything a request pays, the instruction's MiniLM embedding
 included, since each repeat routes a new text) in the fast order (instruction KV computed once, shared by every
 candidate), the fastest order (instruction and prompt shared), the prompt-first order (as fastest, the prompt's
-keys/values computed once per process) and the paper order (one full sequence per candidate), and the ratio to one forward of the same instruction through the router's LM, measured in the same
-run (issue 13 targets: <= 1.5x at 5 candidates, <= 3x at 60). Latency does not depend on the weights (a router
-trained in one order is timed in every order, scores aside), so an
-untrained router of the preset is timed unless --router points to a trained one; an untrained one has no records
-prior (`model.prior_records`), so time a trained router for what a request pays.
+keys/values computed once per process) and the paper order (one full sequence per candidate), and the ratio to
+one forward of the same instruction through the router's LM, measured in the same run (issue 13 targets: <= 1.5x
+at 5 candidates, <= 3x at 60). Latency does not depend on the weights (a router trained in one order is timed in
+every order, its scores aside), so an untrained router of the preset is timed unless --router points to a trained
+one; an untrained one has no records prior (`model.prior_records`), so time a trained router for what a request
+pays.
 
     python scripts/bench_routing.py [--preset cpu-default] [--router DIR] [--reps 15] [--threads 2]
                                     [--prior-features minilm|static]
