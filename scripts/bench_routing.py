@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import sys
 import time
 
 import numpy as np
@@ -112,6 +113,11 @@ def main() -> None:
             h = model.lm.model(input_ids=x, use_cache=False).last_hidden_state[:, -1]
             model._log_odds(h)
 
+    from modelsat.embeddings import cache_file, in_disk_cache
+    stale = sum(in_disk_cache([instruction(rep) for rep in range(args.reps)]))
+    if stale:   # embed() would read them from disk: the MiniLM forward a live request pays would not be timed
+        sys.exit(f"{stale} of the timed instructions are in the embedding cache ({cache_file()}), so their MiniLM "
+                 "forward would not be timed; remove them or time with MODELSAT_CACHE pointing at another folder")
     rows = []
     for m in [int(c) for c in args.candidates.split(",")]:
         cands = synthetic_profiles(m)

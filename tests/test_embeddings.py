@@ -25,8 +25,10 @@ def test_transient_vectors_are_used_but_never_written_and_cached_ones_are_still_
     with embeddings.transient():
         v_transient = embeddings.embed([text])
     assert embeddings._key(text) not in cached_keys(tmp_path)
+    assert embeddings.in_disk_cache([text]) == [False]
     v_stored = embeddings.embed([text])
     assert embeddings._key(text) in cached_keys(tmp_path)
+    assert embeddings.in_disk_cache([text, text + " (another)"]) == [True, False]
     # a live vector may be encoded in bfloat16 (embeddings.live_dtype), a stored one always in float32
     assert float(v_transient[0] @ v_stored[0]) > 0.9999
     with embeddings.transient():   # a cached vector is read, not recomputed

@@ -150,6 +150,18 @@ def cache_file():
     return cache_dir() / f"minilm-embeddings-t{MAX_TOKENS}.sqlite"
 
 
+def in_disk_cache(texts: Sequence[str]) -> list[bool]:
+    """Whether each text's vector is in the on-disk cache (so `embed` would read it, not run MiniLM)."""
+    if not cache_file().exists():
+        return [False] * len(texts)
+    db = sqlite3.connect(cache_file(), timeout=60)
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+        return [db.execute("SELECT 1 FROM emb WHERE k = ?", (_key(t),)).fetchone() is not None for t in texts]
+    finally:
+        db.close()
+
+
 def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """(n, 384) embeddings of `texts`, read from the on-disk cache where present, computed and stored otherwise."""
     texts = [t if isinstance(t, str) else str(t) for t in texts]
