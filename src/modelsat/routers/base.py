@@ -92,6 +92,10 @@ class Router:
         """(n_instructions, n_candidates) scores; higher = more likely to answer well."""
         raise NotImplementedError
 
+    def prepare(self, candidates: Sequence[Profile]) -> None:
+        """Does, once, the per-candidate work that `score` would otherwise do on its first call with these
+        candidates (a server calls it at start-up, so no request pays for it). Nothing by default."""
+
     def fit_choices(self) -> dict:
         """What `fit` chose on data (a k, a kappa, a gate), JSON-ready, for the benchmark's results; {} if nothing."""
         return {}

@@ -55,6 +55,8 @@ class RoutingService:
         self._worker: Optional[asyncio.Task] = None
 
     async def start(self) -> None:
+        # per-candidate work (a centred router's offsets) done before the first request, not during it
+        await anyio.to_thread.run_sync(self.router.prepare, self.profiles)
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run())
 

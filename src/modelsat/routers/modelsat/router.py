@@ -192,6 +192,20 @@ class ModelSATRouter(Router):
         return self._memoised_mean("level_cache_", candidates,
                                    lambda cands: self._raw_score(self.level_prompts_, cands))
 
+    def prepare(self, candidates: Sequence[Profile]) -> None:
+        """Computes and memoises each candidate's LM offset (centring) and level (level guard) now: with
+        `lm_center_items` a candidate not seen before costs that many forwards. `save` keeps what is memoised."""
+        self._check_fitted()
+        candidates = list(candidates)
+        if candidates:
+            self.lm_offsets(candidates)
+            if getattr(self, "level_margin_", 0.0) > 0:
+                self.levels(candidates)
+
+    def memoised_state(self) -> dict:
+        """What `prepare` memoised, JSON-ready (config.json's 'memoised'): [profile_key, value] pairs."""
+        return {name: [[list(k), v] for k, v in getattr(self, name, {}).items()] for name in MEMOISED}
+
     def _memoised_mean(self, cache_name: str, candidates: Sequence[Profile], scores) -> np.ndarray:
         """(m,) each candidate's mean over the rows of `scores(candidates)`, memoised in `self.<cache_name>` by
         profile content, so only candidates not seen before are scored."""
@@ -349,7 +363,8 @@ class ModelSATRouter(Router):
                            "history": getattr(self, "history_", []),
                            "center_prompts": getattr(self, "center_prompts_", []),
                            "level_prompts": getattr(self, "level_prompts_", []),
-                           "level_margin": getattr(self, "level_margin_", 0.0)}, d / "config.json")
+                           "level_margin": getattr(self, "level_margin_", 0.0),
+                           "memoised": self.memoised_state()}, d / "config.json")
         tmp = d / ".adapter.safetensors.tmp"
         save_file(self.model_.trained_state(), str(tmp))
         tmp.replace(d / "adapter.safetensors")
@@ -390,6 +405,11 @@ class ModelSATRouter(Router):
         router.center_prompts_ = list(config.get("center_prompts", []))
         router.level_prompts_ = list(config.get("level_prompts", []))
         router.level_margin_ = float(config.get("level_margin", 0.0))
+        try:        # each candidate's offset / level memoised before save (prepare): valid for these weights only
+            for name in MEMOISED:
+                setattr(router, name, {_as_tuple(k): float(v) for k, v in config.get("memoised", {}).get(name, [])})
+        except (TypeError, ValueError) as exc:
+            raise RouterError(f"{d}: config.json's 'memoised' entries are malformed: {exc}") from exc
         if router.level_margin_ > 0 and not router.level_prompts_:
             raise RouterError(f"{d}: config.json sets a level margin but holds no level_prompts")
         if router.preset_.model.lm_center_items and not router.center_prompts_:
@@ -412,6 +432,14 @@ class ModelSATRouter(Router):
                 raise RouterError(f"{d}: the preset sets prior_records but its records prior "
                                   f"(records_prior.safetensors + records_prior.json) cannot be read: {exc}") from exc
         return router
+
+
+MEMOISED = ("offset_cache_", "level_cache_")     # per-candidate means kept by save (keys: profile_key)
+
+
+def _as_tuple(value):
+    """A profile_key read back from JSON: its lists turned back into the tuples it was made of."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 SHIPPED_NAME = "modelsat-cpu-default"
