@@ -280,3 +280,18 @@ def test_validate_command_reports_a_missing_environment_variable_by_name(tmp_pat
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "zoo.yaml")])
     assert result.exit_code == 0, result.output
     assert "sk-now-set" not in result.output
+
+
+def test_the_proxy_centres_its_candidates_at_start_up_not_on_the_first_request(tmp_path):
+    """A centred Model-SAT router (lm_center_items) costs that many forwards per new candidate: the proxy pays
+    them while starting (Router.prepare), so its first routed request does not."""
+    from modelsat.routers.modelsat.router import ModelSATRouter
+    from test_modelsat_model import PROFILES, synthetic_records
+    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(synthetic_records(4), PROFILES)
+    stubs = {"alpha": StubUpstream("alpha"), "beta": StubUpstream("beta")}
+    with proxy_for(tmp_path, stubs, router=router) as (proxy, _):
+        served = proxy.app.state.routing
+        assert len(served.router.offset_cache_) == 2                  # both upstreams' profiles, before any request
+        assert post(proxy, chat(MATH)).headers["x-modelsat-model"] in ("alpha", "beta")
+        assert len(served.router.offset_cache_) == 2
