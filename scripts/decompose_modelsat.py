@@ -18,7 +18,9 @@ as `model.lm_center_items` does, and prints the LM term's stage both ways.
 split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, without the quick run's cap), or
 test items leak into it.
 Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
-bootstrap 95 % CI, as the benchmark reports it.
+bootstrap 95 % CI, as the benchmark reports it; beside it the cheap baselines of `--baselines` (kNN and
+per-category best by default), fitted here on the same training items as the benchmark's, each minus the best
+single model and the routed result minus each, with the same CIs.
 
 The stages are read from the fitted router: `_base_prior` (the profile prior), `prior` (after the records
 update, where the preset sets one), `score` (what it routes by). A stage the preset lacks repeats the one before.
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument("--center-items", type=int, default=None, metavar="N",
                     help="with --router: centre each candidate's LM term on N of this split's training "
                          "instructions after the fact (model.lm_center_items; 0 turns centring off)")
+    ap.add_argument("--baselines", default="knn,per-category",
+                    help="comma-separated registered routers fitted beside it and set head to head ('' for none)")
     args = ap.parse_args()
     if args.center_items is not None and (not args.router or args.center_items < 0):
         ap.error("--center-items needs --router and a count >= 0")
@@ -85,9 +89,13 @@ def main() -> None:
         overrides = json.loads(args.overrides)
     except json.JSONDecodeError as exc:
         ap.error(f"--overrides: not JSON ({exc})")
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     try:
         resolve_preset(args.preset, overrides)       # a bad name or key fails here, before any data loads
         zoos = resolve_zoos(args.zoos)
+        from modelsat.routers import get
+        for b in baselines:
+            get(b)
     except ModelsatError as exc:
         ap.error(str(exc))
     if len({z.family for z in zoos}) != 1 or any(z.scenario == "release_stream" for z in zoos):
@@ -120,6 +128,13 @@ def main() -> None:
     if "records_prior" in choices:                  # its 20-80 likelihoods are in the router's card, not here
         choices["records_prior"] = {k: v for k, v in choices["records_prior"].items() if k != "log_loss"}
     print(f"{'loaded' if args.router else 'fitted'} in {time.perf_counter() - t0:.0f} s; chose {json.dumps(choices)}", flush=True)
+    fitted = {}
+    for b in baselines:
+        r, status = H.fit_router(b, H.make_router(b, quick=True, seed=args.seed), family)
+        if r is None:
+            print(f"baseline {b} skipped: {status['reason']}", flush=True)
+        else:
+            fitted[b] = r
     shorten = lambda m: m.split("/")[-1][:24]      # noqa: E731
     for zd in zoo_data:
         cands = [family.profiles[m] for m in zd.models]
@@ -149,6 +164,14 @@ def main() -> None:
             lead = "routed" if name.endswith("(routes)") else name.lstrip("+ ")
             lines.append(f"{lead} − best single ({shorten(zd.best_single)}): {100 * d.estimate:+.2f} "
                          f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}] points")
+        routed = zd.scores[np.arange(len(full)), np.argmax(full, axis=1)]
+        for b, r in fitted.items():
+            s = H.router_scores(r, zd, family.profiles, family)[0]
+            theirs = zd.scores[np.arange(len(s)), np.argmax(s, axis=1)]
+            for label, a, ref in ((f"{b} − best single", theirs, zd.references["best single"]),
+                                  (f"routed − {b}", routed, theirs)):
+                d = metrics.paired_bootstrap(a, ref, zd.groups)
+                lines.append(f"{label}: {100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}] points")
         print("\n".join(lines))
 
 
