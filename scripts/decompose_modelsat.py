@@ -19,8 +19,9 @@ split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, w
 test items leak into it.
 Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
 bootstrap 95 % CI, as the benchmark reports it; beside it the cheap baselines of `--baselines` (kNN and
-per-category best by default), fitted here on the same training items as the benchmark's, each minus the best
-single model and the routed result minus each, with the same CIs.
+per-category best by default), each minus the best single model and the routed result minus each, with the same
+CIs. They are fitted on the router's training items: the whole split with `--router` (what `modelsat train
+--split-seed N` trains on), the quick run's 1,000 a benchmark otherwise.
 
 The stages are read from the fitted router: `_base_prior` (the profile prior), `prior` (after the records
 update, where the preset sets one), `score` (what it routes by). A stage the preset lacks repeats the one before.
@@ -59,6 +60,19 @@ def stage_table(name: str, scores: np.ndarray, zd: H.ZooData, shorten) -> list[s
         means.append(routed[k].mean())
         cells.append(f"{100 * routed[k].mean():.2f} ({top})")
     return [f"| {name} | " + " | ".join(cells) + f" | {100 * np.mean(means):.2f} |"]
+
+
+def fit_baselines(names: list[str], family: H.Family, seed: int) -> dict:
+    """{name: router} of the registered routers `names`, fitted on the family's training items as they are now."""
+    fitted = {}
+    for b in names:
+        r, status = H.fit_router(b, H.make_router(b, quick=True, seed=seed), family)
+        if r is None:
+            print(f"baseline {b} skipped: {status['reason']}", flush=True)
+        else:
+            fitted[b] = r
+            print(f"baseline {b} fitted on {status['train_items']} training items", flush=True)
+    return fitted
 
 
 def main() -> None:
@@ -106,7 +120,12 @@ def main() -> None:
         family = H.prepare_family(zoos[0].family, zoos, sources.load(zoos[0].source or zoos[0].family, data=data),
                                   args.seed, AptitudeTests(data, args.seed, console, args.aptitude_rule).build,
                                   dates_csv=data / "release_dates.csv")
+        # a saved router trained on the whole split (`modelsat train --split-seed N`): its baselines get the same
+        # training items; a router fitted here gets the quick run's capped items, and so do they
+        fitted = fit_baselines(baselines, family, args.seed) if args.router else None
         H.cap_training_items(family, QUICK_MAX_TRAIN_ITEMS, args.seed)
+        if fitted is None:
+            fitted = fit_baselines(baselines, family, args.seed)
         zoo_data = [H.build_zoo_data(family, z, max_test_items=max_test_items_for(True, args.test_items),
                                      seed=args.seed) for z in zoos]
     profiles = [family.profiles[m] for m in family.train_models]
@@ -128,13 +147,6 @@ def main() -> None:
     if "records_prior" in choices:                  # its 20-80 likelihoods are in the router's card, not here
         choices["records_prior"] = {k: v for k, v in choices["records_prior"].items() if k != "log_loss"}
     print(f"{'loaded' if args.router else 'fitted'} in {time.perf_counter() - t0:.0f} s; chose {json.dumps(choices)}", flush=True)
-    fitted = {}
-    for b in baselines:
-        r, status = H.fit_router(b, H.make_router(b, quick=True, seed=args.seed), family)
-        if r is None:
-            print(f"baseline {b} skipped: {status['reason']}", flush=True)
-        else:
-            fitted[b] = r
     shorten = lambda m: m.split("/")[-1][:24]      # noqa: E731
     for zd in zoo_data:
         cands = [family.profiles[m] for m in zd.models]
