@@ -32,20 +32,19 @@ def main() -> None:
     args = ap.parse_args()
     dest = args.dest or shipped_router_dir()
     try:
-        ModelSATRouter.load(args.router)           # refuse a folder that is not a Model-SAT router before copying
+        router = ModelSATRouter.load(args.router)  # refuses a folder that is not a Model-SAT router, before copying
     except ModelsatError as exc:
         sys.exit(f"ship_router: {exc}")
+    zoo, cands = load_zoo(None)
+    t0 = time.perf_counter()
+    router.prepare(cands)
+    seconds = time.perf_counter() - t0
     if dest.resolve() != args.router.resolve():
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(args.router, tmp, ignore=shutil.ignore_patterns(".*"))
         shutil.rmtree(dest, ignore_errors=True)
         tmp.replace(dest)
-    router = ModelSATRouter.load(dest)
-    zoo, cands = load_zoo(None)
-    t0 = time.perf_counter()
-    router.prepare(cands)
-    seconds = time.perf_counter() - t0
     config = json.loads((dest / "config.json").read_text())
     config["memoised"] = router.memoised_state()
     write_json_atomic(config, dest / "config.json")
