@@ -12,6 +12,12 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
     python scripts/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
         --router src/modelsat/shipped/modelsat-cpu-default [--center-items 200]
 
+`--prior-only` fits the explicit prior alone (the profile prior and the records prior, as the preset fits them) and
+trains no LM: its two stages in seconds rather than minutes, e.g. to set two records-prior settings side by side:
+
+    python scripts/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 9 --prior-only \
+        --overrides '{"model": {"prior_records_residual": true}}'
+
 `--center-items N` (with `--router`) centres the saved router's LM term on N of the split's training instructions,
 as `model.lm_center_items` does, and prints the LM term's stage both ways.
 `--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
@@ -92,11 +98,15 @@ def main() -> None:
     ap.add_argument("--center-items", type=int, default=None, metavar="N",
                     help="with --router: centre each candidate's LM term on N of this split's training "
                          "instructions after the fact (model.lm_center_items; 0 turns centring off)")
+    ap.add_argument("--prior-only", action="store_true",
+                    help="fit the explicit prior alone (profile prior + records prior) and train no LM: its stages only")
     ap.add_argument("--baselines", default="knn,per-category",
                     help="comma-separated registered routers fitted beside it and set head to head ('' for none)")
     args = ap.parse_args()
     if args.center_items is not None and (not args.router or args.center_items < 0):
         ap.error("--center-items needs --router and a count >= 0")
+    if args.prior_only and args.router:
+        ap.error("--prior-only fits a prior here: it does not read a saved --router")
     if args.router and (args.overrides.strip() not in ("", "{}") or args.preset != "quick"):
         ap.error("--router reads a saved router: --preset and --overrides do not apply")
     try:
@@ -142,7 +152,13 @@ def main() -> None:
             print(f"LM term centred on {len(router.center_prompts_)} training instructions", flush=True)
     else:
         router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
-        router.fit(family.train_records, profiles, validation=family.validation_records)
+        if args.prior_only:
+            if not router._preset().model.prior:
+                ap.error("--prior-only: the preset has no prior (model.prior: false)")
+            router.training_info_ = {"records_prior": router.fit_prior(
+                family.train_records, profiles, validation=family.validation_records) or None}
+        else:
+            router.fit(family.train_records, profiles, validation=family.validation_records)
     choices = router.fit_choices()
     if "records_prior" in choices:                  # its 20-80 likelihoods are in the router's card, not here
         choices["records_prior"] = {k: v for k, v in choices["records_prior"].items() if k != "log_loss"}
@@ -152,7 +168,7 @@ def main() -> None:
         cands = [family.profiles[m] for m in zd.models]
         base = router._base_prior(zd.prompts, cands)
         updated = router.prior(zd.prompts, cands)
-        full = router.score(zd.prompts, cands)
+        full = updated if args.prior_only else router.score(zd.prompts, cands)
         benches = sorted(set(zd.groups))
         lines = [f"\n### {zd.name} (seed {args.seed}, {len(zd.prompts)} test items; accuracy %, top picks)", "",
                  "| stage | " + " | ".join(b.split("/")[-1] for b in benches) + " | mean |",
@@ -163,6 +179,8 @@ def main() -> None:
                 lines.append(f"| {ref} | " + " | ".join(f"{100 * per[zd.groups == b].mean():.2f}" for b in benches)
                              + f" | {100 * np.mean([per[zd.groups == b].mean() for b in benches]):.2f} |")
         stages = [("profile prior", base), ("+ records update", updated), ("+ LM term (routes)", full)]
+        if args.prior_only:
+            stages = [("profile prior", base), ("+ records update (routes)", updated)]
         if args.center_items and getattr(router, "level_margin_", 0.0) == 0:
             # the same LM term before centring: score() subtracts each candidate's offset, nothing else
             stages[2:] = [("+ LM term, not centred", full + router.lm_offsets(cands)),
@@ -170,7 +188,7 @@ def main() -> None:
         for name, s in stages:
             lines += stage_table(name, s, zd, shorten)
         lines.append("")
-        for name, s in stages[2:]:
+        for name, s in stages[len(stages) - 1 if args.prior_only else 2:]:
             routed = zd.scores[np.arange(len(s)), np.argmax(s, axis=1)]
             d = metrics.paired_bootstrap(routed, zd.references["best single"], zd.groups)
             lead = "routed" if name.endswith("(routes)") else name.lstrip("+ ")

@@ -29,6 +29,7 @@ def test_it_refuses_a_bad_preset_or_a_zoo_list_across_families_before_loading_da
                        (["--overrides", "{not json"], "not JSON"),
                        (["--router", "somewhere", "--overrides", '{"model": {"lm_layers": 2}}'], "do not apply"),
                        (["--center-items", "100"], "needs --router"),
+                       (["--prior-only", "--router", "somewhere"], "does not read a saved --router"),
                        (["--baselines", "knn,no-such-router"], "no-such-router")):
         done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
         assert done.returncode == 2 and said in done.stderr, done.stderr

@@ -685,6 +685,94 @@ def test_records_prior_gate_keeps_an_update_shown_to_help_and_drops_one_that_won
         ModelConfig(prior_records_gate=True)
 
 
+def test_records_prior_residual_moves_the_prior_by_what_neighbours_did_beyond_their_own_prior(tmp_path):
+    """prior_records_residual: p' = p + Σ (y_n − p_n) / (count + κ) over the k nearest, p_n the prior each neighbour
+    had; a neighbour whose prior already said its result moves nothing; the residuals survive save and load."""
+    from modelsat.embeddings import embed
+    from modelsat.routers.modelsat.records_prior import RecordsPrior, text_key
+    records = synthetic_records(6)
+    table = records.pivot_table(index="prompt", columns="model", values="score")
+    prompts, models = table.index.tolist(), list(table.columns)
+    scores = table.to_numpy().copy()
+    scores[0, 1] = np.nan
+    expected = np.where(np.isnan(scores), np.nan, 0.25 + 0.5 * np.nan_to_num(scores))   # right: 0.75, wrong: 0.25
+    rp = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
+                      expected=expected)
+    assert rp.residual
+    cands = [PROFILES[1], PROFILES[0]]
+    base = np.full((len(prompts), 2), 0.5)
+    out = rp.update(prompts, cands, base)
+    sim = embed(prompts) @ embed(prompts).T
+    np.fill_diagonal(sim, -np.inf)
+    for i in range(len(prompts)):
+        near = np.argsort(-sim[i], kind="stable")[:3]
+        for j, c in enumerate(cands):
+            col = models.index(c.model)
+            y, e = scores[near, col], expected[near, col]
+            known = ~np.isnan(y)
+            assert out[i, j] == pytest.approx(0.5 + (y[known] - e[known]).sum() / (known.sum() + 2.0))
+    # the raw update of the same neighbours differs: it reads the results, not what they add to their prior
+    raw = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0)
+    assert not raw.residual and np.abs(raw.update(prompts, cands, base) - out).max() > 0.05
+    # a prior that foresaw every result leaves nothing to move
+    foreseen = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
+                            expected=scores)
+    np.testing.assert_array_equal(foreseen.update(prompts, cands, base), base)
+    for bits in (32, 8):
+        kept = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
+                            expected=expected, bits=bits)
+        arrays, extra = kept.state()
+        assert "expected" in arrays and arrays["expected"].dtype == (np.float16 if bits < 32 else np.float32)
+        again = RecordsPrior.from_state(arrays, extra)
+        np.testing.assert_array_equal(again.update(prompts, cands, base), kept.update(prompts, cands, base))
+    with pytest.raises(ValueError, match="does not match"):
+        RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
+                     expected=expected[:, :1])
+
+
+def test_records_prior_residual_fit_updates_where_neighbours_beat_the_prior_and_not_where_it_foresaw_them(tmp_path):
+    """RecordsPrior.fit(residual=True): against a flat prior the neighbours' residuals tell the models apart (an
+    update is chosen); against a prior that already foresaw every result there is nothing left (no
+    update). The router passes the option through, says so, and scores the same after save and load."""
+    from modelsat.routers.modelsat.records_prior import RecordsPrior
+    signal = synthetic_records(30)
+    flat = lambda prompts, cands: np.full((len(prompts), len(cands)), 0.5)      # noqa: E731
+    updated, info = RecordsPrior.fit(signal, PROFILES, flat, residual=True)
+    assert updated.residual and info["residual"] is True and updated.strength < 1e9
+    math_prompts = set(signal.loc[signal["subject"] == "high_school_mathematics", "prompt"])
+
+    def foresight(prompts, cands):
+        is_math = np.array([p in math_prompts for p in prompts])
+        return np.stack([np.where(is_math == (c.model == "math-whiz"), 1.0, 0.0) for c in cands], axis=1)
+    nothing_left, _ = RecordsPrior.fit(signal, PROFILES, foresight, residual=True)
+    assert nothing_left.strength == 1e9
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
+                                                                "prior_records_residual": True}}).fit(signal, PROFILES)
+    assert router.fit_choices()["records_prior"]["residual"] is True and router.records_prior_.residual
+    prompts = signal["prompt"].unique().tolist()
+    again = ModelSATRouter.load(router.save(tmp_path / "r"))
+    assert again.records_prior_.residual
+    np.testing.assert_array_equal(again.score(prompts, PROFILES), router.score(prompts, PROFILES))
+    with pytest.raises(ModelsatError, match="prior_records_residual needs prior_records"):
+        ModelConfig(prior_records_residual=True)
+
+
+def test_fit_prior_fits_the_explicit_prior_alone_as_fit_does_and_trains_no_lm():
+    """ModelSATRouter.fit_prior: the same profile prior and records prior as `fit` (same choices, same prior
+    scores), no LM (score refuses)."""
+    records = synthetic_records(30)
+    overrides = {"model": {"prior_records": True}}
+    full = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
+    alone = ModelSATRouter(preset="tiny", overrides=overrides)
+    info = alone.fit_prior(records, PROFILES)
+    assert info == full.fit_choices()["records_prior"]
+    prompts = records["prompt"].unique().tolist()
+    np.testing.assert_array_equal(alone.prior(prompts, PROFILES), full.prior(prompts, PROFILES))
+    with pytest.raises(RouterError, match="not fitted"):
+        alone.score(prompts, PROFILES)
+    assert ModelSATRouter(preset="tiny").fit_prior(records, PROFILES) == {}
+
+
 def test_records_prior_on_static_features_is_centred_on_the_training_items_and_survives_save_and_load(tmp_path):
     """prior_records_features: static finds neighbours on the static features less their training mean (no
     encoder forward), saves that mean, and scores the same after load."""

@@ -85,6 +85,11 @@ class ModelConfig:
     prior_records_gate: bool = False  # prior_records: no update unless the chosen k, κ (κc) beat no update on the
     #                                  selection items by a paired 95 % interval above zero (the best of the grid
     #                                  is partly luck; an update not shown to help only moves the prior)
+    prior_records_residual: bool = False  # prior_records: the k nearest move the prior by what each neighbour's
+    #                                  result was above or below the prior at that neighbour (its own profile
+    #                                  prior), not by the raw result: a GSM8K neighbour of a maths-flavoured MMLU
+    #                                  item then says how a model did against its GSM8K expectation, not that it
+    #                                  is strong at GSM8K (p' = p + Σ(y − p_n) / (count + κ))
     gate_select: bool = False        # after training, scale the LM gate by the multiplier (0, 0.5, 1, 2) that
     #                                  routes best on validation items (0 = the prior alone)
     gate_sets: bool = False          # gate_select: judge each multiplier by its routing averaged over random
@@ -142,6 +147,8 @@ class ModelConfig:
             raise ModelsatError("model.prior_records_category needs prior_records: true (it is a step of it)")
         if self.prior_records_balanced and not self.prior_records:
             raise ModelsatError("model.prior_records_balanced needs prior_records: true (it is how that prior chooses)")
+        if self.prior_records_residual and not self.prior_records:
+            raise ModelsatError("model.prior_records_residual needs prior_records: true (it is how that prior updates)")
         if self.prior_records_gate and not self.prior_records:
             raise ModelsatError("model.prior_records_gate needs prior_records: true (it is how that prior chooses)")
         if self.gate_sets and not self.gate_select:

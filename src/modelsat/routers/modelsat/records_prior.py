@@ -29,6 +29,15 @@ so a RouterDC-style zoo, whose benchmarks each have their own best model, reads 
 largest value means "no label update". The selection items' labels are predicted by a classifier fitted
 without them.
 
+With `model.prior_records_residual` the k nearest move the prior by their residuals instead: each neighbour n
+holds, besides every model's result y_n, the profile prior p_n the router gave it (its own subjects and task), and
+
+    p' = p + Σ (y_n − p_n) / (number of neighbours with a result + κ)
+
+so a neighbour from another benchmark (a GSM8K item near a maths-flavoured MMLU item) says how a model did against
+what its prior expected there, not how good the model is at GSM8K; within one benchmark, where p_n ≈ p, it is the
+update above. κ and k are chosen as above.
+
 The neighbours are found on MiniLM embeddings, or (`model.prior_records_features: static`) on the static
 features centred on the training items, which need no encoder forward but find neighbours too loosely: on the
 shipped preset that routed worse than no update (README, "What was tried", row 23).
@@ -148,7 +157,8 @@ class RecordsPrior:
     def __init__(self, embeddings: np.ndarray, scores: np.ndarray, models: Sequence[str], keys: Sequence[str],
                  k: int, strength: float, features: str = "minilm", center: np.ndarray | None = None,
                  labels: np.ndarray | None = None, label_coef: np.ndarray | None = None,
-                 label_intercept: np.ndarray | None = None, category_strength: float = 1e9, bits: int = 32):
+                 label_intercept: np.ndarray | None = None, category_strength: float = 1e9, bits: int = 32,
+                 expected: np.ndarray | None = None):
         # C order: safetensors writes the raw buffer, and a column selection can come back in Fortran order
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.bits = int(bits)
@@ -157,9 +167,15 @@ class RecordsPrior:
             self.codes = quantize(self.embeddings, self.bits)
             self.embeddings = dequantize(self.codes)
             scores = np.asarray(scores, dtype=np.float16)
+            expected = None if expected is None else np.asarray(expected, dtype=np.float16)
         self.features = features
         self.center = None if center is None else np.ascontiguousarray(center, dtype=np.float32)
         self.scores = np.ascontiguousarray(scores, dtype=np.float32)   # (n_items, n_models), NaN = no result
+        # residual mode (`model.prior_records_residual`): the profile prior at each training item, same shape
+        self.expected = None if expected is None else np.ascontiguousarray(expected, dtype=np.float32)
+        if self.expected is not None and self.expected.shape != self.scores.shape:
+            raise ValueError(f"expected {self.expected.shape} does not match scores {self.scores.shape}")
+        self._nearest_scores = self.scores if self.expected is None else self.scores - self.expected
         self.models, self.keys = list(models), list(keys)
         self.k, self.strength = int(k), float(strength)
         self._rows: dict[str, list[int]] = {}
@@ -177,6 +193,18 @@ class RecordsPrior:
             self._label_counts = np.stack([known[self.labels == c].sum(axis=0) for c in range(n_labels)])
 
     @property
+    def residual(self) -> bool:
+        """Whether the k nearest move the prior by their residuals (y − the prior at the neighbour)."""
+        return self.expected is not None
+
+    def _nearest_update(self, sums: np.ndarray, counts: np.ndarray, kappa: float, base: np.ndarray) -> np.ndarray:
+        """`base` updated by the k nearest's (sums, counts) with weight κ: the Beta update, or in residual mode
+        the base moved by the residuals' sum over (count + κ)."""
+        if self.residual:
+            return base + sums / (counts + kappa)
+        return (sums + kappa * base) / (counts + kappa)
+
+    @property
     def uses_labels(self) -> bool:
         """Whether the label update is on (fitted with labels and a finite κc)."""
         return self.labels is not None and self.category_strength < CATEGORY_STRENGTH_GRID[-1]
@@ -185,7 +213,8 @@ class RecordsPrior:
     def fit(cls, records: pd.DataFrame, profiles: Sequence[Profile],
             base_prior: Callable[[Sequence[str], Sequence[Profile]], np.ndarray], seed: int = 0,
             features: str = "minilm", category: bool = False,
-            balanced: bool = False, gate: bool = False, bits: int = 32) -> tuple["RecordsPrior", dict]:
+            balanced: bool = False, gate: bool = False, bits: int = 32,
+            residual: bool = False) -> tuple["RecordsPrior", dict]:
         """The records prior of `records` (training items only) with k and κ chosen by leave-one-out
         model-contrastive likelihood on at most SELECTION_ITEMS of them; returns it and what the choice saw.
         `features`: "minilm" (MiniLM embeddings) or "static" (`embeddings.static_encode`, centred on the
@@ -195,7 +224,9 @@ class RecordsPrior:
         profile prior (no update) unless the chosen update's likelihood gain over it, item by item on the
         selection items, has a 95 % interval above zero: the smallest loss of 20 or 80 settings is partly luck,
         and an update that is not shown to help only moves the prior. `bits` < 32: the training items' features
-        are rounded (`quantize`) before anything is chosen on them, so the saved prior is the fitted one."""
+        are rounded (`quantize`) before anything is chosen on them, so the saved prior is the fitted one.
+        `residual`: the k nearest move the prior by their residuals against `base_prior` at each training item
+        (the module's docstring), which is computed here for every training item."""
         from modelsat.routers._training_data import item_table
         table = item_table(records, "modelsat prior_records")
         by_name = {p.model: p for p in profiles}
@@ -229,11 +260,15 @@ class RecordsPrior:
                 coef, intercept = _fit_labels(feats, labels, len(label_names), seed)
                 label_info = {"label": label_used, "labels": label_names,
                               "label_accuracy": round(float(np.mean(selection_labels == labels[rows])), 4)}
+        cands = [by_name[m] for m in models]
+        expected = None
+        if residual:      # the prior each training item had, for each model (NaN where the model has no result)
+            expected = np.asarray(base_prior(table.prompts, cands), dtype=np.float64)
+            expected = np.where(np.isnan(table.scores[:, cols]), np.nan, expected)
         prior = cls(feats, table.scores[:, cols], models, [text_key(t) for t in table.prompts], K_GRID[0],
                     STRENGTH_GRID[-1], features=features, center=center, labels=labels, label_coef=coef,
-                    label_intercept=intercept, bits=bits)
+                    label_intercept=intercept, bits=bits, expected=expected)
         prompts = [table.prompts[i] for i in rows]
-        cands = [by_name[m] for m in models]
         base, truth = np.asarray(base_prior(prompts, cands), dtype=np.float64), prior.scores[rows]
         label_grid = CATEGORY_STRENGTH_GRID if labels is not None else CATEGORY_STRENGTH_GRID[-1:]
         firsts = {}
@@ -249,7 +284,7 @@ class RecordsPrior:
             for kappa_c, first in firsts.items():
                 for kappa in STRENGTH_GRID:
                     losses[(k, kappa, kappa_c)] = contrastive_log_losses(
-                        (sums + kappa * first) / (counts + kappa), truth)
+                        prior._nearest_update(sums, counts, kappa, first), truth)
         loss = {kk: _mean_loss(v) for kk, v in losses.items()}
         order = lambda kk: (loss[kk], -kk[2], -kk[1], kk[0])                                  # noqa: E731
         chosen = min(loss, key=order)
@@ -266,7 +301,8 @@ class RecordsPrior:
         (prior.k, prior.strength, prior.category_strength) = chosen
         info = {"by": "leave-one-out model-contrastive likelihood", "items": len(rows),
                 **({"bits": bits} if bits < 32 else {}),
-                **({"selection": "balanced by benchmark"} if balanced else {}), "k": prior.k,
+                **({"selection": "balanced by benchmark"} if balanced else {}),
+                **({"residual": True} if residual else {}), "k": prior.k,
                 "strength": prior.strength, "features": features, **label_info, **gate_info,
                 "log_loss": {_loss_key(k, kappa, kappa_c, labels is not None): round(v, 5)
                              for (k, kappa, kappa_c), v in loss.items()}}
@@ -303,10 +339,13 @@ class RecordsPrior:
         """(n, len(columns)) `base` (the prior of the models at `columns`) updated by the label's results, then
         by the k nearest items' (`evidence` from `_evidence`)."""
         out = np.asarray(base, dtype=np.float64)
-        for found, kappa in zip(evidence, (self.category_strength, self.strength)):
-            if found is not None:
-                sums, counts = found
-                out = (sums[:, columns] + kappa * out) / (counts[:, columns] + kappa)
+        by_label, nearest = evidence
+        if by_label is not None:
+            sums, counts = by_label
+            out = (sums[:, columns] + self.category_strength * out) / (counts[:, columns] + self.category_strength)
+        if nearest is not None:
+            sums, counts = nearest
+            out = self._nearest_update(sums[:, columns], counts[:, columns], self.strength, out)
         return out
 
     def _neighbours(self, instructions: Sequence[str],
@@ -316,7 +355,7 @@ class RecordsPrior:
         from modelsat.routers.knn import neighbour_sums
         exclude = [self._rows.get(text_key(t), ()) for t in instructions]
         x = self.encode(instructions) if x is None else x
-        return neighbour_sums(x, self.embeddings, self.scores, self.k, exclude=exclude)
+        return neighbour_sums(x, self.embeddings, self._nearest_scores, self.k, exclude=exclude)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(n, d) unit-norm features of `texts`, as the training items' were made."""
@@ -361,6 +400,8 @@ class RecordsPrior:
                       "scores": self.scores.astype(np.float16)}
         if self.center is not None:
             arrays["center"] = self.center
+        if self.expected is not None:
+            arrays["expected"] = self.expected.astype(np.float16) if self.bits < 32 else self.expected
         if self.labels is not None:
             arrays.update(labels=self.labels, label_coef=self.label_coef, label_intercept=self.label_intercept)
         return (arrays, {"models": self.models, "keys": self.keys, "k": self.k, "strength": self.strength,
@@ -380,7 +421,7 @@ class RecordsPrior:
         return cls(embeddings, arrays["scores"], extra["models"], extra["keys"], extra["k"],
                    extra["strength"], features=features, bits=bits, center=arrays.get("center"), labels=arrays.get("labels"),
                    label_coef=arrays.get("label_coef"), label_intercept=arrays.get("label_intercept"),
-                   category_strength=extra.get("category_strength", 1e9))
+                   category_strength=extra.get("category_strength", 1e9), expected=arrays.get("expected"))
 
 
 def selection_rows(benchmarks: Sequence[str], rng: np.random.Generator, balanced: bool = False) -> np.ndarray:

@@ -135,14 +135,7 @@ class ModelSATRouter(Router):
         self.preset_ = self._preset()
         t0 = time.time()
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
-        if self.preset_.model.prior_source == "fitted":
-            from modelsat.routers.profile_prior import ProfilePrior
-            cfg = self.preset_.model
-            self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
-                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select,
-                                              kappa_fit=cfg.prior_kappa_fit,
-                                              C_grid=cfg.prior_task_C_grid).fit(
-                records, profiles, validation=validation)
+        self._fit_profile_prior(records, profiles, validation)
         self.records_prior_, records_info = None, None
         cfg = self.preset_.model
         if cfg.prior_records and cfg.prior_records_training:
@@ -166,6 +159,30 @@ class ModelSATRouter(Router):
             self.training_info_["level_guard"] = self._select_margin(validation, profiles)
         return self
 
+    def _fit_profile_prior(self, records: pd.DataFrame, profiles: Sequence[Profile],
+                           validation: pd.DataFrame | None) -> None:
+        """Fits the profile prior where the preset fits one (`model.prior_source: fitted`)."""
+        cfg = self.preset_.model
+        if cfg.prior_source == "fitted":
+            from modelsat.routers.profile_prior import ProfilePrior
+            self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
+                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select,
+                                              kappa_fit=cfg.prior_kappa_fit,
+                                              C_grid=cfg.prior_task_C_grid).fit(
+                records, profiles, validation=validation)
+
+    def fit_prior(self, records: pd.DataFrame, profiles: Sequence[Profile],
+                  validation: pd.DataFrame | None = None) -> dict:
+        """Fits the explicit prior alone, as `fit` would (the profile prior, then the records prior where the preset
+        has one), and trains no LM: `prior` then works and `score` does not. For reading the prior's stages in
+        seconds (scripts/decompose_modelsat.py --prior-only); returns what the records prior chose ({} if none)."""
+        self.preset_ = self._preset()
+        self._fit_profile_prior(records, profiles, validation)
+        self.records_prior_ = None
+        if self.preset_.model.prior and self.preset_.model.prior_records:
+            return self._fit_records_prior(records, profiles)
+        return {}
+
     def _fit_records_prior(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> dict:
         """Fits the records prior (`model.prior_records`) on the training records; returns what it chose."""
         from modelsat.routers.modelsat.records_prior import RecordsPrior
@@ -174,6 +191,7 @@ class ModelSATRouter(Router):
                                                      category=self.preset_.model.prior_records_category,
                                                      balanced=self.preset_.model.prior_records_balanced,
                                                      gate=self.preset_.model.prior_records_gate,
+                                                     residual=self.preset_.model.prior_records_residual,
                                                      bits=self.preset_.model.prior_records_bits)
         by_name = {p.model: p for p in profiles}
         self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
