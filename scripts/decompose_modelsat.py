@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--center-items", type=int, default=None, metavar="N",
                     help="with --router: centre each candidate's LM term on N of this split's training "
                          "instructions after the fact (model.lm_center_items; 0 turns centring off)")
+    ap.add_argument("--whole-split", action="store_true",
+                    help="fit on the seed's whole training split, as `modelsat train --split-seed N` does (default: "
+                         "the quick run's 1,000 items a benchmark; a saved --router is read with the whole split)")
     ap.add_argument("--prior-only", action="store_true",
                     help="fit the explicit prior alone (profile prior + records prior) and train no LM: its stages only")
     ap.add_argument("--baselines", default="knn,per-category",
@@ -130,10 +133,13 @@ def main() -> None:
         family = H.prepare_family(zoos[0].family, zoos, sources.load(zoos[0].source or zoos[0].family, data=data),
                                   args.seed, AptitudeTests(data, args.seed, console, args.aptitude_rule).build,
                                   dates_csv=data / "release_dates.csv")
-        # a saved router trained on the whole split (`modelsat train --split-seed N`): its baselines get the same
-        # training items; a router fitted here gets the quick run's capped items, and so do they
-        fitted = fit_baselines(baselines, family, args.seed) if args.router else None
-        H.cap_training_items(family, QUICK_MAX_TRAIN_ITEMS, args.seed)
+        # a saved router trained on the whole split (`modelsat train --split-seed N`), or --whole-split: the
+        # baselines get the whole split; a router fitted here gets the quick run's capped items unless
+        # --whole-split, and so do its baselines
+        whole = bool(args.router or args.whole_split)
+        fitted = fit_baselines(baselines, family, args.seed) if whole else None
+        if not args.whole_split:
+            H.cap_training_items(family, QUICK_MAX_TRAIN_ITEMS, args.seed)
         if fitted is None:
             fitted = fit_baselines(baselines, family, args.seed)
         zoo_data = [H.build_zoo_data(family, z, max_test_items=max_test_items_for(True, args.test_items),
