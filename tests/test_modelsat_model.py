@@ -755,6 +755,8 @@ def test_records_prior_residual_fit_updates_where_neighbours_beat_the_prior_and_
     np.testing.assert_array_equal(again.score(prompts, PROFILES), router.score(prompts, PROFILES))
     with pytest.raises(ModelsatError, match="prior_records_residual needs prior_records"):
         ModelConfig(prior_records_residual=True)
+    with pytest.raises(ModelsatError, match="choose one"):
+        ModelConfig(prior=True, prior_records=True, prior_records_residual=True, prior_records_category=True)
 
 
 def test_fit_prior_fits_the_explicit_prior_alone_as_fit_does_and_trains_no_lm():

@@ -149,6 +149,10 @@ class ModelConfig:
             raise ModelsatError("model.prior_records_balanced needs prior_records: true (it is how that prior chooses)")
         if self.prior_records_residual and not self.prior_records:
             raise ModelsatError("model.prior_records_residual needs prior_records: true (it is how that prior updates)")
+        if self.prior_records_residual and self.prior_records_category:
+            raise ModelsatError("model.prior_records_residual with prior_records_category: the label step reads raw "
+                                "results, so the residuals would be taken against a prior the chain has moved; "
+                                "choose one")
         if self.prior_records_gate and not self.prior_records:
             raise ModelsatError("model.prior_records_gate needs prior_records: true (it is how that prior chooses)")
         if self.gate_sets and not self.gate_select:
