@@ -159,10 +159,9 @@ def main() -> None:
     else:
         router = ModelSATRouter(preset=args.preset, overrides=overrides, seed=args.seed)
         if args.prior_only:
-            if not router._preset().model.prior:
+            if not resolve_preset(args.preset, overrides).model.prior:
                 ap.error("--prior-only: the preset has no prior (model.prior: false)")
-            router.training_info_ = {"records_prior": router.fit_prior(
-                family.train_records, profiles, validation=family.validation_records) or None}
+            router.fit_prior(family.train_records, profiles, validation=family.validation_records)
         else:
             router.fit(family.train_records, profiles, validation=family.validation_records)
     choices = router.fit_choices()

@@ -767,7 +767,7 @@ def test_fit_prior_fits_the_explicit_prior_alone_as_fit_does_and_trains_no_lm():
     full = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
     alone = ModelSATRouter(preset="tiny", overrides=overrides)
     info = alone.fit_prior(records, PROFILES)
-    assert info == full.fit_choices()["records_prior"]
+    assert info == full.fit_choices()["records_prior"] == alone.fit_choices()["records_prior"]
     prompts = records["prompt"].unique().tolist()
     np.testing.assert_array_equal(alone.prior(prompts, PROFILES), full.prior(prompts, PROFILES))
     with pytest.raises(RouterError, match="not fitted"):

@@ -178,10 +178,11 @@ class ModelSATRouter(Router):
         seconds (scripts/decompose_modelsat.py --prior-only); returns what the records prior chose ({} if none)."""
         self.preset_ = self._preset()
         self._fit_profile_prior(records, profiles, validation)
-        self.records_prior_ = None
+        self.records_prior_, info = None, {}
         if self.preset_.model.prior and self.preset_.model.prior_records:
-            return self._fit_records_prior(records, profiles)
-        return {}
+            info = self._fit_records_prior(records, profiles)
+        self.training_info_ = {"records_prior": info or None}      # what fit_choices reports, as after `fit`
+        return info
 
     def _fit_records_prior(self, records: pd.DataFrame, profiles: Sequence[Profile]) -> dict:
         """Fits the records prior (`model.prior_records`) on the training records; returns what it chose."""
