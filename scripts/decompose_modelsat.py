@@ -23,7 +23,10 @@ as `model.lm_center_items` does, and prints the LM term's stage both ways.
 `--router DIR` reads a saved router instead of fitting one: it must have been trained on that seed's training
 split alone (`modelsat train --split-seed N` trains on seed N's, 0 by default, without the quick run's cap), or
 test items leak into it.
-Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
+Under each zoo, last, the within-item AUC of every stage and baseline (`metrics.within_item_auc`: on each item,
+how well the scores rank the models that answered it above those that did not, each model's mean score taken off;
+0.5 = no item-level skill), twice: the mean taken over the zoo, then within each benchmark (where knowing each
+benchmark's best model, all per-benchmark best knows, gets 0.5). Under each zoo the routed result (the last stage) is printed minus the best single model, with its paired
 bootstrap 95 % CI, as the benchmark reports it; beside it the cheap baselines of `--baselines` (kNN and
 per-category best by default), each minus the best single model and the routed result minus each, with the same
 CIs. They are fitted on the router's training items: the whole split with `--router` (what `modelsat train
@@ -200,13 +203,20 @@ def main() -> None:
             lines.append(f"{lead} − best single ({shorten(zd.best_single)}): {100 * d.estimate:+.2f} "
                          f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}] points")
         routed = zd.scores[np.arange(len(full)), np.argmax(full, axis=1)]
+        auc_of = lambda s: (metrics.within_item_auc(s, zd.scores),                         # noqa: E731
+                            metrics.within_item_auc(s, zd.scores, zd.groups))
+        aucs = [(name.lstrip("+ ").replace(" (routes)", ""), auc_of(s)) for name, s in stages]
         for b, r in fitted.items():
             s = H.router_scores(r, zd, family.profiles, family)[0]
+            aucs.append((b, auc_of(s)))
             theirs = zd.scores[np.arange(len(s)), np.argmax(s, axis=1)]
             for label, a, ref in ((f"{b} − best single", theirs, zd.references["best single"]),
                                   (f"routed − {b}", routed, theirs)):
                 d = metrics.paired_bootstrap(a, ref, zd.groups)
                 lines.append(f"{label}: {100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}] points")
+        lines.append(f"within-item AUC ({aucs[0][1][0][1]} items some but not all models answered; 0.5 = none), "
+                     "each model's mean taken off over the zoo / within each benchmark: "
+                     + ", ".join(f"{n} {a:.3f} / {g:.3f}" for n, ((a, _), (g, _)) in aucs))
         print("\n".join(lines))
 
 

@@ -134,3 +134,32 @@ def test_cost_weighted_picks_trade_score_for_cost():
 
 def test_pareto_front_drops_dominated_points():
     assert M.pareto_front([(1, 0.5), (2, 0.4), (3, 0.7), (0.5, 0.5)]) == [(0.5, 0.5), (3, 0.7)]
+
+
+def test_within_item_auc_is_the_per_item_roc_auc_of_centred_scores():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    truth = (rng.random((200, 6)) < 0.5).astype(float)
+    scores = np.round(rng.normal(size=(200, 6)) + 0.8 * truth, 1)      # rounded: ties within items
+    centred = scores - scores.mean(axis=0)
+    kept = [i for i in range(200) if 0 < truth[i].sum() < 6]
+    auc, n = M.within_item_auc(scores, truth)
+    assert n == len(kept) < 200
+    assert auc == pytest.approx(np.mean([roc_auc_score(truth[i], centred[i]) for i in kept]))
+    assert auc > 0.6
+
+
+def test_within_item_auc_gives_a_half_to_strength_and_difficulty_alone():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [1, 1, 1]], dtype=float)
+    strength = np.tile([0.875, 0.5, 0.25], (4, 1))                      # which model is stronger overall
+    difficulty = np.array([[0.5], [0.75], [0.25], [1.0]]) + strength     # plus which item is harder (exact in binary)
+    assert M.within_item_auc(strength, truth) == (0.5, 3)
+    assert M.within_item_auc(difficulty, truth)[0] == pytest.approx(0.5)
+    assert M.within_item_auc(truth + 0.0, truth)[0] > 0.5         # knowing the item's answerers
+    groups = np.array(["a", "a", "b", "b"])
+    per_group = np.array([[0.25, 0.5, 0.0], [0.25, 0.5, 0.0], [0.75, 0.25, 0.5], [0.75, 0.25, 0.5]])
+    assert M.within_item_auc(per_group, truth)[0] != 0.5                # which model is best at each benchmark ...
+    assert M.within_item_auc(per_group, truth, groups) == (0.5, 3)      # ... is not item-level skill within it
+    with pytest.raises(ValueError, match="shape"):
+        M.within_item_auc(strength[:, :2], truth)
+    assert np.isnan(M.within_item_auc(strength[3:], truth[3:])[0])

@@ -86,6 +86,35 @@ def gap_closed(routed: float, best_single: float, oracle: float) -> float:
     return float((routed - best_single) / gap) if gap > 0 else float("nan")
 
 
+def within_item_auc(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None) -> tuple[float, int]:
+    """(mean AUC, items counted): on each item, how well the router's scores rank the models that answered it
+    (truth >= 0.5) above those that did not, after each model's mean score over the items is taken off, so a
+    router that only knows which model is stronger overall, or which item is harder, gets 0.5. With `groups`
+    (each item's benchmark) the mean is taken off within each group, so knowing which model is best at each
+    benchmark (per-benchmark best) also gets 0.5. Items every model answered, or none did, have no AUC and are
+    left out. Ties count a half (the Mann-Whitney U statistic)."""
+    s = np.array(scores, dtype=np.float64)
+    y = np.nan_to_num(np.asarray(truth, dtype=np.float64), nan=0.0) >= 0.5
+    if s.shape != y.shape:
+        raise ValueError(f"scores {s.shape} and truth {y.shape} differ in shape")
+    if groups is None:
+        s -= s.mean(axis=0, keepdims=True)
+    else:
+        groups = np.asarray(groups)
+        for g in np.unique(groups):
+            k = groups == g
+            s[k] -= s[k].mean(axis=0, keepdims=True)
+    pos = y.sum(axis=1)
+    keep = (pos > 0) & (pos < y.shape[1])
+    if not keep.any():
+        return float("nan"), 0
+    from scipy.stats import rankdata
+    ranks = rankdata(s[keep], axis=1)                       # ties get their mean rank
+    n_pos, n_neg = pos[keep], y.shape[1] - pos[keep]
+    u = (ranks * y[keep]).sum(axis=1) - n_pos * (n_pos + 1) / 2
+    return float(np.mean(u / (n_pos * n_neg))), int(keep.sum())
+
+
 # ---- paired bootstrap --------------------------------------------------------------------------------------------
 @dataclass
 class Interval:

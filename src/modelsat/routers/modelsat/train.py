@@ -377,18 +377,16 @@ def diagnostics(scores: np.ndarray, truth: np.ndarray, models: Sequence[str]) ->
     - spread of per-model means vs spread of per-item means;
     - how often each model is picked; routed accuracy vs the best single model and the oracle;
     - within-item AUC with each model's mean score removed (item-specific skill beyond overall strength)."""
-    from sklearn.metrics import roc_auc_score
+    from modelsat.evaluate.metrics import within_item_auc
     y = np.nan_to_num(truth, nan=0.0)
     s = np.asarray(scores, dtype=np.float64)
     c = np.corrcoef(s.T) if s.shape[0] > 1 and s.shape[1] > 1 else np.ones((1, 1))
     off = c[~np.eye(len(c), dtype=bool)]
-    centred = s - s.mean(0, keepdims=True)
-    aucs = [roc_auc_score(y[i] >= 0.5, centred[i]) for i in range(len(y)) if 0 < (y[i] >= 0.5).sum() < y.shape[1]]
     picks = np.bincount(s.argmax(1), minlength=s.shape[1])
     return {"n_items": int(len(s)),
             "between_model_corr": float(np.nanmean(off)) if len(off) else float("nan"),
             "spread_between_models": float(s.mean(0).std()), "spread_between_items": float(s.mean(1).std()),
-            "within_item_auc_centred": float(np.mean(aucs)) if aucs else float("nan"),
+            "within_item_auc_centred": within_item_auc(s, y)[0],
             "routed_accuracy": float(y[np.arange(len(y)), s.argmax(1)].mean()) if len(y) else float("nan"),
             "best_single_accuracy": float(y.mean(0).max()) if len(y) else float("nan"),
             "best_single_model": models[int(y.mean(0).argmax())] if len(y) else None,
