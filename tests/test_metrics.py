@@ -157,9 +157,24 @@ def test_within_item_auc_gives_a_half_to_strength_and_difficulty_alone():
     assert M.within_item_auc(difficulty, truth)[0] == pytest.approx(0.5)
     assert M.within_item_auc(truth + 0.0, truth)[0] > 0.5         # knowing the item's answerers
     groups = np.array(["a", "a", "b", "b"])
-    per_group = np.array([[0.25, 0.5, 0.0], [0.25, 0.5, 0.0], [0.75, 0.25, 0.5], [0.75, 0.25, 0.5]])
-    assert M.within_item_auc(per_group, truth)[0] != 0.5                # which model is best at each benchmark ...
-    assert M.within_item_auc(per_group, truth, groups) == (0.5, 3)      # ... is not item-level skill within it
+    by_group = np.array([[1, 0, 0], [1, 0, 1], [0, 1, 0], [0, 1, 1]], dtype=float)
+    per_group = np.array([[0.75, 0.5, 0.25]] * 2 + [[0.25, 0.75, 0.5]] * 2)
+    assert M.within_item_auc(per_group, by_group) == (0.875, 4)          # which model is best at each benchmark ...
+    assert M.within_item_auc(per_group, by_group, groups) == (0.5, 4)    # ... is not item-level skill within it
     with pytest.raises(ValueError, match="shape"):
         M.within_item_auc(strength[:, :2], truth)
     assert np.isnan(M.within_item_auc(strength[3:], truth[3:])[0])
+
+
+def test_within_item_auc_reads_probabilities_as_log_odds_so_a_rasch_router_gets_a_half():
+    rng = np.random.default_rng(0)
+    strength, difficulty = rng.normal(scale=0.6, size=8), rng.normal(scale=0.6, size=(300, 1))
+    interaction = rng.normal(scale=1.5, size=(300, 8))                  # item-level skill, model by model
+    logits = strength - difficulty + interaction
+    truth = (rng.random((300, 8)) < 1 / (1 + np.exp(-logits))).astype(float)
+    rasch = 1 / (1 + np.exp(-(strength - difficulty)))                  # strength and difficulty alone, as probabilities
+    assert rasch.min() >= 1e-4 and rasch.max() <= 1 - 1e-4              # nothing clipped: exactly the log-odds
+    assert M.within_item_auc(rasch, truth)[0] == pytest.approx(0.5)
+    assert M.within_item_auc(strength - difficulty, truth)[0] == pytest.approx(0.5)
+    skilled, _ = M.within_item_auc(1 / (1 + np.exp(-logits)), truth)
+    assert skilled > 0.6 and skilled == pytest.approx(M.within_item_auc(logits, truth)[0])

@@ -88,15 +88,22 @@ def gap_closed(routed: float, best_single: float, oracle: float) -> float:
 
 def within_item_auc(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | None = None) -> tuple[float, int]:
     """(mean AUC, items counted): on each item, how well the router's scores rank the models that answered it
-    (truth >= 0.5) above those that did not, after each model's mean score over the items is taken off, so a
-    router that only knows which model is stronger overall, or which item is harder, gets 0.5. With `groups`
-    (each item's benchmark) the mean is taken off within each group, so knowing which model is best at each
-    benchmark (per-benchmark best) also gets 0.5. Items every model answered, or none did, have no AUC and are
-    left out. Ties count a half (the Mann-Whitney U statistic)."""
+    (truth >= 0.5) above those that did not, after each model's mean score over the items is taken off.
+
+    The means are taken in log-odds: scores that all lie in [0, 1] are read as probabilities and turned into
+    log-odds first (clipped to [1e-4, 1 - 1e-4]). There a router that knows only each model's overall strength and each
+    item's difficulty, additively (a Rasch model), ties every model on every item and gets 0.5; taken off in
+    probabilities the same router would not (a strong model's probability falls more on a hard item). With
+    `groups` (each item's benchmark) the means are taken within each group, so knowing which model is best at each
+    benchmark (all per-benchmark best knows) also gets 0.5. Items every model answered, or none did, have no AUC
+    and are left out. Ties count a half (the Mann-Whitney U statistic); centred scores equal to 1e-9 are ties."""
     s = np.array(scores, dtype=np.float64)
     y = np.nan_to_num(np.asarray(truth, dtype=np.float64), nan=0.0) >= 0.5
     if s.shape != y.shape:
         raise ValueError(f"scores {s.shape} and truth {y.shape} differ in shape")
+    if s.size and s.min() >= 0 and s.max() <= 1:
+        p = np.clip(s, 1e-4, 1 - 1e-4)
+        s = np.log(p / (1 - p))
     if groups is None:
         s -= s.mean(axis=0, keepdims=True)
     else:
@@ -104,6 +111,7 @@ def within_item_auc(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | 
         for g in np.unique(groups):
             k = groups == g
             s[k] -= s[k].mean(axis=0, keepdims=True)
+    s = np.round(s, 9)                                      # float noise in a sum is no ranking
     pos = y.sum(axis=1)
     keep = (pos > 0) & (pos < y.shape[1])
     if not keep.any():
