@@ -8,7 +8,9 @@ which then loads in a quarter of a second). See shared/docs/models.md for the me
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 
@@ -22,6 +24,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SMOLLM_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 YES_TOKEN_ID = 10539   # "Yes" right after "<|im_start|>assistant\n" (models.md)
 NO_TOKEN_ID = 5230     # "No"
+
+
+@functools.lru_cache(maxsize=None)
+def cache_kwarg(lm_class: type) -> str:
+    """The name a causal LM's forward takes its key/value cache by: `cache` in recent transformers (5.40 drops the
+    old name), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def _package_dir(package: str, pip_name: str) -> Path:

@@ -16,8 +16,6 @@ capability text as plain tokens (the paper's no-alignment ablation).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 
 from typing import Sequence
@@ -27,6 +25,7 @@ import torch
 from torch import nn
 
 from modelsat.aptitude.profile import Profile
+from modelsat.base_models import cache_kwarg
 from modelsat.routers.modelsat.config import ModelConfig
 
 USER_HEAD = "<|im_start|>user\n"
@@ -75,12 +74,6 @@ def _load_encoder(cfg: ModelConfig, seed: int):
         return tok, enc.eval()
     path = minilm_dir() if cfg.encoder == "minilm" else cfg.encoder
     return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
-
-
-@functools.lru_cache(maxsize=None)
-def _cache_kwarg(lm_class: type) -> str:
-    """The name φ's forward takes a key/value cache by: `cache` in recent transformers, `past_key_values` before."""
-    return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
 def _token_id(tok, word: str, fallback: int) -> int:
@@ -454,7 +447,7 @@ class ModelSAT(nn.Module):
         if cached:                # the head's rows are not computed; its columns are its cached keys/values
             from transformers import DynamicCache
             mask, last = mask[n_head:], [t - n_head for t in last]
-            past = {_cache_kwarg(type(self.lm.model)): DynamicCache(ddp_cache_data=self._head_kv(head_ids))}
+            past = {cache_kwarg(type(self.lm.model)): DynamicCache(ddp_cache_data=self._head_kv(head_ids))}
         seq = torch.cat(pieces)[None]
         h = self.lm.model(inputs_embeds=seq, attention_mask=mask[None, None], **past,
                           position_ids=torch.tensor([positions], device=dev), use_cache=cached).last_hidden_state
