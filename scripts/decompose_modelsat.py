@@ -29,8 +29,8 @@ how well the scores rank the models that answered it above those that did not, e
 benchmark's best model, all per-benchmark best knows, gets 0.5). Under each zoo the routed result (the last stage)
 is printed minus the best single model, with its paired bootstrap 95 % CI, as the benchmark reports it; beside it
 the cheap baselines of `--baselines` (kNN and per-category best by default), each minus the best single model and
-the routed result minus each, with the same CIs. They are fitted on the router's training items: the whole split with `--router` (what `modelsat train
---split-seed N` trains on), the quick run's 1,000 a benchmark otherwise.
+the routed result minus each, with the same CIs. They are fitted on the router's training items: the whole split
+with `--router` (what `modelsat train --split-seed N` trains on), the quick run's 1,000 a benchmark otherwise.
 
 The stages are read from the fitted router: `_base_prior` (the profile prior), `prior` (after the records
 update, where the preset sets one), `score` (what it routes by). A stage the preset lacks repeats the one before.
