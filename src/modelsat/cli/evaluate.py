@@ -42,6 +42,10 @@ def benchmark_cmd(
     aptitude_rule: str = typer.Option("distinguishing", "--aptitude-rule", help="How the aptitude test chooses "
                                       "each subject's items from training items: distinguishing, spread, mixed "
                                       "or random (`modelsat aptitude build --help`)."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Training seeds for each router trained by gradient "
+                              "(Model-SAT with its learned correction): each is trained this many times; its row "
+                              "is the mean with each seed and the spread, and NAME-ensemble routes by their "
+                              "averaged probabilities. Costs that router's training time this many times."),
     list_only: bool = typer.Option(False, "--list", help="List the routers and zoos and exit."),
 ) -> None:
     """Train what must be trained, evaluate every router on every zoo, print the tables, write JSON, Markdown
@@ -60,7 +64,8 @@ def benchmark_cmd(
     if unknown:
         raise ModelsatError(f"unknown router(s) {', '.join(unknown)}; available: {', '.join(available())}")
     results = run_benchmark(resolve_zoos(zoos), names, out, data=str(data_dir) if data_dir else None, seed=seed,
-                            quick=quick, console=console, test_items=test_items, aptitude_rule=aptitude_rule)
+                            quick=quick, console=console, test_items=test_items, aptitude_rule=aptitude_rule,
+                            train_seeds=seeds)
     print_report(results, console)
     files = write_report(results, out)
     console.print(f"wrote {out / 'results.json'}, " + ", ".join(str(f) for f in files[:3])

@@ -61,6 +61,15 @@ class AptitudeTests:
         return self._main
 
 
+def _log_line(console: Console):
+    """Prints a dated line for each step when the output is not a terminal (a log file), where rich's live
+    progress bars print nothing until they end."""
+    def say(msg: str) -> None:
+        if not console.is_terminal:
+            console.print(f"{H.utc_now()} {msg}", soft_wrap=True, highlight=False)
+    return say
+
+
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
@@ -79,12 +88,15 @@ def max_test_items_for(quick: bool, test_items: int | None) -> int | None:
 def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Path, data: str | None = None,
                   seed: int = 0, quick: bool = False, console: Console | None = None,
                   save_routers: bool = True, test_items: int | None = None,
-                  aptitude_rule: str = "distinguishing") -> dict:
+                  aptitude_rule: str = "distinguishing", train_seeds: int = 1) -> dict:
     """Trains, evaluates and returns every figure (also written to `out_dir/results.json`). `test_items` caps
     the test items per benchmark and zoo (seeded sample; 0 = every test item); by default a quick run keeps
     QUICK_MAX_TEST_ITEMS and a full run all of them. `aptitude_rule` is how the aptitude test chooses its items
-    (`modelsat.aptitude.core_items.ITEM_RULES`)."""
+    (`modelsat.aptitude.core_items.ITEM_RULES`). A router whose training depends on its seed (`varies_with_seed`)
+    is trained `train_seeds` times (seeds seed, seed + 1, ...): its row is the mean over them with each seed's
+    figure and the spread, and a `NAME-ensemble` row routes by the seeds' averaged probabilities."""
     console = console or Console()
+    say = _log_line(console)
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = resolve_data_dir(data)
@@ -98,7 +110,7 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
     max_items = max_test_items_for(quick, test_items)
     results: dict = {"run": {"started": H.utc_now(), "seed": seed, "quick": quick, "data_dir": str(data_path),
                              "routers": list(router_names), "zoos": [z.name for z in zoos],
-                             "aptitude_rule": aptitude_rule,
+                             "aptitude_rule": aptitude_rule, "train_seeds": train_seeds,
                              "bootstrap_resamples": H.N_BOOTSTRAP,
                              "max_test_items_per_benchmark": max_items,
                              "max_train_items_per_benchmark": QUICK_MAX_TRAIN_ITEMS if quick else None},
@@ -160,56 +172,88 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                             "rows": H.reference_rows(zd, seed), "single_models": H.single_model_rows(zd),
                             "cost_curves": {}, "published": zd.zoo.published} for zd in zoo_data}
         per_item = {zd.name: dict(zd.references) for zd in zoo_data}   # routed score per test item, by method
+        per_item_seeds: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}
         with _progress(console) as progress:
             task = progress.add_task(f"{fam.name}: fit + score", total=len(router_names) * (1 + len(zoo_data)))
             for name in router_names:
-                progress.update(task, description=f"{fam.name}: fitting {name}")
-                try:
-                    router = H.make_router(name, quick, seed)
-                    router, status = H.fit_router(name, router, fam)
-                except Exception as exc:  # a broken router must not sink the others; its error is reported
-                    router, status = None, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-                fam_out["fit"][name] = status
+                seeds = H.training_seeds(H.make_router(name, quick, seed), seed, train_seeds)
+                fitted: list[tuple[int, object]] = []
+                for k in seeds:
+                    label = f"{name} (seed {k}, {len(fitted) + 1} of {len(seeds)})" if len(seeds) > 1 else name
+                    progress.update(task, description=f"{fam.name}: fitting {label}")
+                    say(f"{fam.name}: fitting {label}")
+                    try:
+                        router = H.make_router(name, quick, k)
+                        router, status = H.fit_router(name, router, fam)
+                    except Exception as exc:  # a broken router must not sink the others; its error is reported
+                        router, status = None, {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+                    if router is None:
+                        break
+                    fitted.append((k, router))
+                    if len(seeds) > 1:
+                        fam_out["fit"].setdefault(name, {"status": "ok", "seeds": {}})["seeds"][str(k)] = status
+                    else:
+                        fam_out["fit"][name] = status
+                    if save_routers:
+                        where = out_dir / "routers" / fam.name / (name if len(seeds) == 1 else f"{name}/seed-{k}")
+                        try:
+                            router.save(where, card={"training_data": {"family": fam.name,
+                                                                       "models": fam.train_models,
+                                                                       "split_counts": fam.split_counts()}})
+                        except Exception as exc:  # saving is a convenience; say so and go on
+                            status["save_error"] = f"{type(exc).__name__}: {exc}"
                 progress.advance(task)
                 if router is None:
+                    fam_out["fit"][name] = status
                     console.print(f"[yellow]{fam.name}: {name} {status['status']}: {status['reason']}[/]")
                     for zd in zoo_data:
                         tables[zd.name]["rows"].append({"method": name, "kind": "router", "status":
                                                         f"{status['status']}", "reason": status["reason"]})
                     progress.advance(task, len(zoo_data))
                     continue
-                if save_routers:
-                    try:
-                        router.save(out_dir / "routers" / fam.name / name,
-                                    card={"training_data": {"family": fam.name, "models": fam.train_models,
-                                                            "split_counts": fam.split_counts()}})
-                    except Exception as exc:  # saving is a convenience; say so and go on
-                        fam_out["fit"][name]["save_error"] = f"{type(exc).__name__}: {exc}"
                 progress.update(task, description=f"{fam.name}: {name} scoring")
-                shared = H.shared_scores(router, zoo_data, fam.profiles)
+                say(f"{fam.name}: scoring {name}")
+                shared = [H.shared_scores(r, zoo_data, fam.profiles) for _, r in fitted]
                 for zd in zoo_data:
                     progress.update(task, description=f"{fam.name}: {name} on {zd.name}")
                     try:
-                        row, s = H.router_row(name, router, zd, fam.profiles, fam, seed, shared)
+                        runs = [(k, *H.router_row(name, r, zd, fam.profiles, fam, seed, sh))
+                                for (k, r), sh in zip(fitted, shared)]
+                        row, s = runs[0][1], runs[0][2]
+                        if len(runs) > 1 and all(s_ is not None for _, _, s_ in runs):
+                            per_seed = [(k, s_, M.routed_scores(zd.scores, np.argmax(s_, axis=1)),
+                                         r_.get("ms_per_instruction", 0.0) * len(zd.prompts) / 1000)
+                                        for k, r_, s_ in runs]
+                            row, per_item_seeds[zd.name][name] = H.seeded_row(name, per_seed, zd, seed)
+                            s = H.ensemble_scores([s_ for _, s_, _, _ in per_seed])
+                            ens = H.summarize(f"{name}-ensemble", "router",
+                                              M.routed_scores(zd.scores, np.argmax(s, axis=1)), zd, seed,
+                                              np.argmax(s, axis=1), row.get("ms_per_instruction", 0.0)
+                                              * len(per_seed) * len(zd.prompts) / 1000)
+                            ens["ensemble_of_seeds"] = [k for k, *_ in per_seed]
+                            tables[zd.name]["rows"].append(ens)
+                            per_item[zd.name][ens["method"]] = M.routed_scores(zd.scores, np.argmax(s, axis=1))
                     except Exception as exc:
                         row, s = {"method": name, "kind": "router", "status": "failed",
                                   "reason": f"{type(exc).__name__}: {exc}"}, None
                         console.print(f"[red]{zd.name}: {name} failed: {row['reason']}[/]")
                     tables[zd.name]["rows"].append(row)
                     if s is not None:
-                        per_item[zd.name][row["method"]] = M.routed_scores(zd.scores, np.argmax(s, axis=1))
+                        per_item[zd.name][row["method"]] = (per_item_seeds[zd.name][name].mean(axis=0)
+                                                            if name in per_item_seeds[zd.name]
+                                                            else M.routed_scores(zd.scores, np.argmax(s, axis=1)))
                         curve = H.cost_curve(s, zd)
                         if curve:
                             tables[zd.name]["cost_curves"][name] = curve
                     progress.advance(task)
         for scenario_stream in (False, True):   # Model-SAT vs the cheap routers on the mean over zoos that share items
             group = [zd for zd in zoo_data if (zd.zoo.scenario == "release_stream") == scenario_stream]
-            joint = H.joint_head_to_head(group, per_item, seed)
+            joint = H.joint_head_to_head(group, per_item, seed, per_item_seeds)
             if joint:
                 fam_out.setdefault("head_to_head", []).append(joint)
         for zd in zoo_data:
             entry = tables[zd.name]
-            duel = H.head_to_head(per_item[zd.name], zd.groups, seed)
+            duel = H.head_to_head(per_item[zd.name], zd.groups, seed, per_item_seeds[zd.name])
             if duel:
                 entry["head_to_head"] = duel
             if zd.zoo.scenario == "release_stream":

@@ -434,18 +434,27 @@ HEAD_TO_HEAD_OTHERS = ("knn", "per-category", "profile-prior")   # the cheap rou
 HEAD_TO_HEAD_PREFIX = "modelsat"                                  # rows compared: modelsat and modelsat:VARIANT
 
 
-def head_to_head(per_item: dict[str, np.ndarray], groups: np.ndarray, seed: int) -> dict[str, dict[str, dict]]:
+def head_to_head(per_item: dict[str, np.ndarray], groups: np.ndarray, seed: int,
+                 seeded: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, dict]]:
     """{modelsat row: {other: Δ (points as a fraction) with its paired-bootstrap 95 % CI}} for every Model-SAT row
     against the cheap routers and the per-benchmark/category best reference present in `per_item` (routed score
     per test item and method). `per_item` values may be (items, zoos) to compare the mean over zoos that share
-    their test items. Only methods that produced scores appear."""
+    their test items. A method trained over several seeds has its (seeds, ...) routed scores in `seeded`: its
+    interval then resamples seeds as well as items (`metrics.seeded_paired_bootstrap`). Only methods that
+    produced scores appear."""
+    seeded = seeded or {}
     others = ([m for m in HEAD_TO_HEAD_OTHERS if m in per_item]
               + [m for m in per_item if m.startswith("per-") and m.endswith(" best")])
     out: dict[str, dict[str, dict]] = {}
     for subject, a in per_item.items():
         if not subject.startswith(HEAD_TO_HEAD_PREFIX):
             continue
-        out[subject] = {o: M.paired_bootstrap(a, per_item[o], groups, N_BOOTSTRAP, seed).to_dict() for o in others}
+        if subject in seeded:
+            out[subject] = {o: M.seeded_paired_bootstrap(seeded[subject], per_item[o][None], groups, N_BOOTSTRAP,
+                                                         seed).to_dict() for o in others}
+        else:
+            out[subject] = {o: M.paired_bootstrap(a, per_item[o], groups, N_BOOTSTRAP, seed).to_dict()
+                            for o in others}
     return {k: v for k, v in out.items() if v}
 
 
@@ -453,7 +462,7 @@ JOINT_MIN_SHARED = 0.5   # pool zoos head to head only on test items held by all
 
 
 def joint_head_to_head(zoo_data: Sequence[ZooData], per_item: dict[str, dict[str, np.ndarray]],
-                       seed: int) -> dict | None:
+                       seed: int, seeded: dict[str, dict[str, np.ndarray]] | None = None) -> dict | None:
     """head_to_head on the mean over several zoos, resampling the test items they share together (a zoo whose
     models miss a few items draws a slightly different sample); None when they share less than JOINT_MIN_SHARED
     of the smallest zoo's items, or no method compared has scores in all of them."""
@@ -467,8 +476,12 @@ def joint_head_to_head(zoo_data: Sequence[ZooData], per_item: dict[str, dict[str
             for zd in zoo_data}
     methods = [m for m in per_item[zoo_data[0].name] if all(m in per_item[zd.name] for zd in zoo_data)]
     stacked = {m: np.column_stack([per_item[zd.name][m][take[zd.name]] for zd in zoo_data]) for m in methods}
+    seeded = seeded or {}
+    seeded_methods = [m for m in methods if all(m in seeded.get(zd.name, {}) for zd in zoo_data)]
+    stacked_seeds = {m: np.stack([seeded[zd.name][m][:, take[zd.name]] for zd in zoo_data], axis=-1)
+                     for m in seeded_methods}
     groups = zoo_data[0].groups[take[zoo_data[0].name]]
-    result = head_to_head(stacked, groups, seed)
+    result = head_to_head(stacked, groups, seed, stacked_seeds)
     return {"zoos": [zd.name for zd in zoo_data], "shared_items": len(shared), "deltas": result} if result else None
 
 
@@ -503,6 +516,44 @@ def cost_curve(s: np.ndarray, zd: ZooData) -> list[dict]:
 
 
 # ---- routers ----------------------------------------------------------------------------------------------------
+def training_seeds(router: Router, seed: int, n_seeds: int) -> list[int]:
+    """The seeds a router is trained with: `n_seeds` of them (seed, seed + 1, ...) for a router whose fit
+    depends on its seed (`varies_with_seed`), else just `seed`."""
+    return [seed + k for k in range(max(n_seeds, 1))] if getattr(router, "varies_with_seed", False) else [seed]
+
+
+def seeded_row(name: str, per_seed: Sequence[tuple[int, np.ndarray, np.ndarray, float]], zd: ZooData,
+               seed: int) -> tuple[dict, np.ndarray]:
+    """The row of a router trained over several seeds: its figures are the mean over seeds (per item, so the
+    macro mean is the mean of each seed's), the interval against the best single model resamples seeds and
+    items, and `seeds` / `seed_spread` give each seed's figure. `per_seed` holds (training seed, scores,
+    routed per item, seconds) for each seed. Returns the row and the (seeds, items) routed scores."""
+    routed = np.stack([r for _, _, r, _ in per_seed])
+    picks = np.concatenate([np.argmax(s, axis=1) for _, s, _, _ in per_seed])
+    row = summarize(name, "router", routed.mean(axis=0), zd, seed, seconds=float(np.mean([t for *_, t in per_seed])))
+    counts = np.bincount(picks, minlength=len(zd.models)) / len(picks)
+    row["pick_share"] = {m: float(c) for m, c in zip(zd.models, counts) if c > 0}
+    row["cost_per_call"] = float(np.mean([M.routed_cost(zd.costs, np.argmax(s, axis=1)) for _, s, _, _ in per_seed]))
+    base = zd.references["best single"]
+    row["delta_vs_best_single"] = M.seeded_paired_bootstrap(routed, base[None], zd.groups, N_BOOTSTRAP,
+                                                            seed).to_dict()
+    bs_mean = M.macro_mean(base, zd.groups)
+    means = [M.macro_mean(r, zd.groups) for r in routed]
+    row["seeds"] = [{"seed": k, "mean": m, "delta": m - bs_mean} for (k, *_), m in zip(per_seed, means)]
+    row["seed_spread"] = {"n": len(means), "sd": float(np.std(means, ddof=1)) if len(means) > 1 else 0.0,
+                          "min": float(min(means)), "max": float(max(means))}
+    return row, routed
+
+
+def ensemble_scores(per_seed_scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The seeds' routers as one: their probabilities averaged (scores outside [0, 1] are read as log-odds)."""
+    probs = []
+    for s in per_seed_scores:
+        s = np.asarray(s, dtype=float)
+        probs.append(s if s.min() >= 0 and s.max() <= 1 else 1.0 / (1.0 + np.exp(-s)))
+    return np.mean(probs, axis=0)
+
+
 def make_router(name: str, quick: bool = False, seed: int = 0) -> Router:
     """A fresh instance of registered router `name`; with `quick`, its `quick_params` (or preset="quick")."""
     from modelsat.routers import get

@@ -166,6 +166,34 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = N
     return Interval(estimate, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
 
 
+def seeded_paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None,
+                            n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> Interval:
+    """Percentile CI of macro_mean(a) − macro_mean(b) where `a` and `b` hold one row per training seed
+    ((seeds, items) or (seeds, items, zoos); a method with no seeds passes one row). Each resample draws the
+    items (within each group, the same items for both sides, as `paired_bootstrap` does) and, independently
+    for each side, its seeds with replacement, so the interval holds the spread between seeds as well as
+    between items. The estimate is the difference of the means over every seed."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"seeded bootstrap needs equal item shapes, got {a.shape[1:]} and {b.shape[1:]}")
+    n = a.shape[1]
+    groups = np.zeros(n, dtype=int) if groups is None else np.asarray(groups)
+    strata = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    for r in range(n_resamples):
+        idx = _stratified_indices(rng, strata)
+        sa = a[rng.integers(0, len(a), size=len(a))].mean(axis=0)
+        sb = b[rng.integers(0, len(b), size=len(b))].mean(axis=0)
+        diff = sa - sb
+        stats[r] = np.mean([diff[i].mean() for i in idx])
+    alpha = (1 - confidence) / 2
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    estimate = float(np.mean([diff[s].mean() for s in strata]))
+    return Interval(estimate, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
+
+
 # ---- RouteLLM's metrics (strong/weak pair) ---------------------------------------------------------------------------
 @dataclass
 class CallCurve:

@@ -74,6 +74,9 @@ class Router:
     # a candidate's score does not depend on the other candidates: the benchmark may score the union of a family's
     # zoos once and slice it per zoo (checked by the contract test)
     columns_independent: ClassVar[bool] = False
+    # its fit depends on its seed beyond float noise (training by gradient): the benchmark trains it over several
+    # seeds and reports their mean and spread
+    varies_with_seed: ClassVar[bool] = False
 
     @classmethod
     def for_tests(cls) -> "Router":

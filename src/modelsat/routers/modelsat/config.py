@@ -19,7 +19,9 @@ INQUIRY_PROMPT = "Predict whether the model can handle the instruction by indica
 class ModelConfig:
     """The architecture: capability encoder ψ → connector W → soft tokens, read with the instruction by the LM φ."""
 
-    lm: str = "smollm2"              # "smollm2" (PyPI package), "tiny" (random LlamaConfig, tests) or a local HF folder
+    lm: str = "smollm2"              # "smollm2" (PyPI package), "tiny" (random LlamaConfig, tests), a local HF folder,
+    #                                  or "none": no learned correction, the router is its explicit prior (no
+    #                                  gradient steps: the same scores on every machine)
     lm_layers: int | None = 12       # keep only the first n layers of φ (None = all)
     encoder: str = "minilm"          # "minilm" (PyPI package), "tiny" (random BERT, tests), a local HF folder,
     #                                  or "none": φ reads the capability text as plain tokens (paper's ablation)
@@ -139,6 +141,8 @@ class ModelConfig:
                                       or self.capability_reads != "aptitude"):
             raise ModelsatError("model.merge_capability needs profile_tokens: 1, an encoder and capability_reads: "
                                 "aptitude (it adds the W·ψ vectors into the profile token)")
+        if self.lm == "none" and not self.prior:
+            raise ModelsatError("model.lm: none needs prior: true (with no learned correction the router is its prior)")
         if self.prior_records and not self.prior:
             raise ModelsatError("model.prior_records needs prior: true (it updates the prior)")
         if self.prior_records_bits not in (32, 8, 4):

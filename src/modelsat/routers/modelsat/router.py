@@ -78,6 +78,11 @@ class ModelSATRouter(Router):
         """A seconds-fast configuration: random 2-layer LM (hidden 64), no encoder, 4 steps."""
         return cls(preset="tiny")
 
+    @property
+    def varies_with_seed(self) -> bool:
+        """A learned correction is trained by gradient from a seeded start; the prior alone is not."""
+        return not self.prior_only
+
     # ---- helpers ----------------------------------------------------------------------------------------------
     def _preset(self) -> Preset:
         p = resolve_preset(self.preset, self.overrides)
@@ -120,8 +125,17 @@ class ModelSATRouter(Router):
             base_known = self._base_prior(instructions, known)
         return records_prior.update(instructions, candidates, base, base_known)
 
+    @property
+    def prior_only(self) -> bool:
+        """True when the preset has no learned correction (`model.lm: none`): the router is its explicit prior
+        (the profile prior, updated by the records prior), fitted without gradient steps, so its scores are
+        the same on every machine and thread count."""
+        preset = getattr(self, "preset_", None) or self._preset()
+        return preset.model.lm == "none"
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
+        if not hasattr(self, "model_") and not (hasattr(self, "preset_") and self.prior_only
+                                                and hasattr(self, "training_info_")):
             raise RouterError("modelsat router is not fitted: call fit(records, profiles) or Router.load(dir)")
 
     # ---- the interface --------------------------------------------------------------------------------------
@@ -134,6 +148,13 @@ class ModelSATRouter(Router):
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
         t0 = time.time()
+        if self.prior_only:
+            info = self.fit_prior(records, profiles, validation)
+            self.training_info_ = {"steps": 0, "benchmarks": sorted(records["benchmark"].unique().tolist()),
+                                   "models": [p.model for p in profiles], "records_prior": info or None,
+                                   "seconds": round(time.time() - t0, 1)}
+            self.history_ = []
+            return self
         self.model_ = ModelSAT(self.preset_.model, seed=self.seed)
         self._fit_profile_prior(records, profiles, validation)
         self.records_prior_, records_info = None, None
@@ -356,9 +377,13 @@ class ModelSATRouter(Router):
         return out
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n, m) each candidate's score for each instruction; with no learned correction (`lm: none`) the
+        prior's probability of a good answer, else the prior's log-odds plus the LM term."""
         self._check_fitted()
         if not candidates:
             raise RouterError("modelsat: no candidates to score")
+        if self.prior_only:
+            return self.prior(list(instructions), list(candidates))
         scores = self._raw_score(instructions, candidates)
         margin = getattr(self, "level_margin_", 0.0)
         return self._guarded(scores, self.levels(candidates), margin) if margin > 0 else scores
@@ -384,9 +409,10 @@ class ModelSATRouter(Router):
                            "level_prompts": getattr(self, "level_prompts_", []),
                            "level_margin": getattr(self, "level_margin_", 0.0),
                            "memoised": self.memoised_state()}, d / "config.json")
-        tmp = d / ".adapter.safetensors.tmp"
-        save_file(self.model_.trained_state(), str(tmp))
-        tmp.replace(d / "adapter.safetensors")
+        if not self.prior_only:
+            tmp = d / ".adapter.safetensors.tmp"
+            save_file(self.model_.trained_state(), str(tmp))
+            tmp.replace(d / "adapter.safetensors")
         if getattr(self, "prior_router_", None) is not None:
             self.prior_router_.save(d / "prior")
         if getattr(self, "records_prior_", None) is not None:
@@ -409,16 +435,18 @@ class ModelSATRouter(Router):
         d = Path(directory)
         try:
             config = json.loads((d / "config.json").read_text())
-            state = load_file(str(d / "adapter.safetensors"))
-        except (OSError, json.JSONDecodeError) as exc:
+            preset = Preset.from_dict(config["preset"], source=str(d / "config.json"))
+            state = None if preset.model.lm == "none" else load_file(str(d / "adapter.safetensors"))
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
             raise RouterError(f"{d}: not a modelsat router folder (config.json + adapter.safetensors): {exc}") from exc
         if config.get("router") != cls.name:
             raise RouterError(f"{d} holds router {config.get('router')!r}, not {cls.name!r}")
         router = cls(**config.get("params", {}))
-        router.preset_ = Preset.from_dict(config["preset"], source=str(d / "config.json"))
-        router.model_ = ModelSAT(router.preset_.model, seed=router.seed)
-        router.model_.load_trained_state(state)
-        router.model_.eval()
+        router.preset_ = preset
+        if state is not None:
+            router.model_ = ModelSAT(router.preset_.model, seed=router.seed)
+            router.model_.load_trained_state(state)
+            router.model_.eval()
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
         router.center_prompts_ = list(config.get("center_prompts", []))
@@ -451,6 +479,26 @@ class ModelSATRouter(Router):
                 raise RouterError(f"{d}: the preset sets prior_records but its records prior "
                                   f"(records_prior.safetensors + records_prior.json) cannot be read: {exc}") from exc
         return router
+
+
+@register
+class ModelSATPriorRouter(ModelSATRouter):
+    """Model-SAT's explicit prior alone: the candidate's profile read at the instruction's subjects (fitted on
+    the training records), updated by its results on the nearest training items where it has records. No
+    learned correction and no gradient step, so it scores the same on every machine; new models join by
+    their profile. The `prior` preset."""
+
+    name = "modelsat-prior"
+    quick_params = {"preset": "prior"}
+
+    def __init__(self, preset: str | dict = "prior", overrides: dict | None = None, seed: int = 0,
+                 verbose: bool = False):
+        super().__init__(preset=preset, overrides=overrides, seed=seed, verbose=verbose)
+
+    @classmethod
+    def for_tests(cls) -> "ModelSATPriorRouter":
+        """The prior alone on the tiny preset's profile prior (no encoder, no LM)."""
+        return cls(preset="tiny", overrides={"model": {"lm": "none"}})
 
 
 MEMOISED = ("offset_cache_", "level_cache_")     # per-candidate means kept by save (keys: profile_key)

@@ -1,0 +1,138 @@
+"""The prior-only Model-SAT router (`lm: none`), training seeds in the benchmark, and the seed-aware interval."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelsat.errors import ModelsatError
+from modelsat.evaluate import harness as H
+from modelsat.evaluate import metrics as M
+from modelsat.evaluate.zoos import Zoo, ZooModel
+from modelsat.routers import Router
+from modelsat.routers.modelsat.config import load_preset
+from modelsat.routers.modelsat.router import ModelSATPriorRouter, ModelSATRouter, resolve_preset
+from tests import router_data as D
+
+
+def _fitted_prior_router(**model):
+    recs = D.records()
+    train, test = D.split(recs)
+    overrides = {"model": {"lm": "none", "prior_source": "fitted", "prior_records": True, **model}}
+    router = ModelSATPriorRouter(preset="tiny", overrides=overrides).fit(train, D.profiles(train))
+    return router, train, test
+
+
+def test_prior_only_router_trains_no_lm_and_scores_with_its_prior():
+    router, train, test = _fitted_prior_router()
+    assert not hasattr(router, "model_")                       # no LM was built, let alone trained
+    xs = test["prompt"].unique().tolist()[:6]
+    cands = D.profiles(train)
+    s = router.score(xs, cands)
+    np.testing.assert_array_equal(s, router.prior(xs, cands))
+    assert s.min() >= 0 and s.max() <= 1                       # the prior's probability of a good answer
+    assert router.training_info_["steps"] == 0 and router.fit_choices()["records_prior"]
+
+
+def test_prior_only_router_saves_no_adapter_and_loads_to_identical_scores(tmp_path):
+    router, train, test = _fitted_prior_router()
+    d = router.save(tmp_path / "r")
+    assert not (d / "adapter.safetensors").exists() and (d / "records_prior.safetensors").exists()
+    again = Router.load(d)
+    assert isinstance(again, ModelSATPriorRouter)
+    xs = test["prompt"].unique().tolist()[:6]
+    cands = D.profiles(train) + [D.newcomer_profile()]         # a model known by its profile only
+    np.testing.assert_array_equal(router.score(xs, cands), again.score(xs, cands))
+
+
+def test_prior_only_router_routes_by_the_records_update_where_the_profiles_cannot_tell():
+    """The toy subjects are no MMLU subjects, so the profile prior alone sends every item to the generalist;
+    the records update reads each model's results on the nearest training items and finds the specialists."""
+    router, train, test = _fitted_prior_router()
+    plain, _, _ = _fitted_prior_router(prior_records=False)
+    cands = D.profiles(train)
+    names = [c.model for c in cands]
+    for subject, best in (("math", "math-whiz"), ("history", "historian")):
+        xs = test[test["subject"] == subject]["prompt"].unique().tolist()
+        assert {names[p] for p in np.argmax(plain.score(xs, cands), axis=1)} == {"generalist"}
+        assert {names[p] for p in np.argmax(router.score(xs, cands), axis=1)} == {best}
+
+
+def test_prior_only_router_does_not_vary_with_seed_and_the_lm_router_does():
+    assert ModelSATPriorRouter(preset="tiny", overrides={"model": {"lm": "none"}}).varies_with_seed is False
+    assert ModelSATRouter(preset="tiny").varies_with_seed is True
+    assert H.training_seeds(ModelSATRouter(preset="tiny"), 5, 3) == [5, 6, 7]
+    assert H.training_seeds(ModelSATPriorRouter(preset="tiny", overrides={"model": {"lm": "none"}}), 5, 3) == [5]
+
+
+def test_the_prior_preset_has_no_lm_and_lm_none_needs_the_prior():
+    assert load_preset("prior").model.lm == "none"
+    with pytest.raises(ModelsatError, match="lm: none needs prior"):
+        resolve_preset("tiny", {"model": {"lm": "none", "prior": False}})
+
+
+def test_a_router_refuses_to_score_before_fit():
+    from modelsat.routers import RouterError
+    with pytest.raises(RouterError, match="not fitted"):
+        ModelSATPriorRouter(preset="tiny", overrides={"model": {"lm": "none"}}).score(["x"], D.profiles(D.records()))
+
+
+def test_seeded_bootstrap_with_one_seed_is_the_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(300), rng.random(300)
+    groups = np.repeat(["x", "y", "z"], 100)
+    one = M.seeded_paired_bootstrap(a[None], b[None], groups, 500, 3)
+    plain = M.paired_bootstrap(a, b, groups, 500, 3)
+    assert one.estimate == pytest.approx(plain.estimate)
+    assert one.low == pytest.approx(plain.low, abs=0.02) and one.high == pytest.approx(plain.high, abs=0.02)
+
+
+def test_seeded_bootstrap_widens_with_the_spread_between_seeds():
+    rng = np.random.default_rng(1)
+    b = (rng.random(400) < 0.5).astype(float)
+    same = np.stack([b + 0.05] * 3)                              # three seeds that agree: +5 points
+    apart = np.stack([b - 0.05, b + 0.05, b + 0.15])            # same mean, seeds 10 points apart
+    tight = M.seeded_paired_bootstrap(same, b[None], None, 1000, 0)
+    wide = M.seeded_paired_bootstrap(apart, b[None], None, 1000, 0)
+    assert tight.estimate == pytest.approx(0.05) and wide.estimate == pytest.approx(0.05)
+    assert tight.low == pytest.approx(0.05) and tight.high == pytest.approx(0.05)
+    assert wide.low < 0 < wide.high                              # a seed-to-seed spread this size is no win
+
+
+def _zoo_data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    scores = (rng.random((n, 3)) < [0.4, 0.6, 0.5]).astype(float)
+    groups = np.array(["a", "b"] * (n // 2))
+    zoo = Zoo(name="z", family="f", models=[ZooModel(m) for m in ("m0", "m1", "m2")])
+    refs = {"best single": scores[:, 1], "oracle": scores.max(axis=1), "random": scores.mean(axis=1)}
+    return H.ZooData(name="z", zoo=zoo, models=["m0", "m1", "m2"], prompts=[f"p{i}" for i in range(n)],
+                     item_keys=[("b", str(i)) for i in range(n)], scores=scores, costs=np.full((n, 3), np.nan),
+                     groups=groups, best_groups=groups, references=refs, best_single="m1", notes=[],
+                     train_costs=np.full(3, np.nan))
+
+
+def test_seeded_row_is_the_mean_over_seeds_with_each_seed_and_the_spread():
+    zd = _zoo_data()
+    rng = np.random.default_rng(2)
+    per_seed = []
+    for k in range(3):
+        s = rng.random(zd.scores.shape)
+        per_seed.append((k, s, M.routed_scores(zd.scores, np.argmax(s, axis=1)), 0.1))
+    row, routed = H.seeded_row("modelsat", per_seed, zd, 0)
+    means = [M.macro_mean(r, zd.groups) for _, _, r, _ in per_seed]
+    assert routed.shape == (3, len(zd.prompts))
+    assert row["mean"] == pytest.approx(np.mean(means))
+    assert [s["mean"] for s in row["seeds"]] == pytest.approx(means)
+    assert row["seed_spread"]["min"] == pytest.approx(min(means)) and row["seed_spread"]["n"] == 3
+    d = row["delta_vs_best_single"]
+    assert d["low"] <= d["estimate"] <= d["high"]
+
+
+def test_ensemble_averages_probabilities_and_reads_log_odds_as_such():
+    a = np.array([[2.0, -1.0]])                                   # log-odds
+    b = np.array([[-3.0, 0.5]])
+    p = H.ensemble_scores([a, b])
+    expected = (1 / (1 + np.exp(-a)) + 1 / (1 + np.exp(-b))) / 2
+    np.testing.assert_allclose(p, expected)
+    probs = [np.array([[0.9, 0.2]]), np.array([[0.1, 0.6]])]
+    np.testing.assert_allclose(H.ensemble_scores(probs), [[0.5, 0.4]])
