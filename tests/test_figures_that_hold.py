@@ -136,3 +136,25 @@ def test_ensemble_averages_probabilities_and_reads_log_odds_as_such():
     np.testing.assert_allclose(p, expected)
     probs = [np.array([[0.9, 0.2]]), np.array([[0.1, 0.6]])]
     np.testing.assert_allclose(H.ensemble_scores(probs), [[0.5, 0.4]])
+
+
+def test_the_report_names_each_seed_and_the_spread():
+    from modelsat.evaluate.report import _md_seeds, seed_lines
+    zd = _zoo_data()
+    rng = np.random.default_rng(3)
+    per_seed = [(k, s, M.routed_scores(zd.scores, np.argmax(s, axis=1)), 0.1)
+                for k, s in ((k, rng.random(zd.scores.shape)) for k in (4, 5))]
+    row, _ = H.seeded_row("modelsat", per_seed, zd, 0)
+    entry = {"zoo": {"name": "z"}, "rows": [row]}
+    line, = seed_lines(entry)
+    assert "modelsat over 2 training seeds: seed 4" in line and "seed 5" in line and "sd" in line
+    table = "\n".join(_md_seeds([entry]))
+    assert "| modelsat |" in table and "sd" in table
+
+
+def test_plot_styles_tell_every_method_apart():
+    from modelsat.evaluate.report import method_styles
+    styles = method_styles([f"m{i}" for i in range(20)])
+    pairs = {(st["color"], st["marker"]) for st in styles.values()}
+    colours = {st["color"] for st in styles.values()}
+    assert len(pairs) == 20 and len(colours) == 20

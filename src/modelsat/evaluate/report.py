@@ -36,6 +36,8 @@ def _delta(d: dict | None, markup: bool = True) -> str:
 
 def _label(row: dict) -> str:
     name = row["method"]
+    if row.get("seed_spread"):
+        return f"{name} (mean of {row['seed_spread']['n']} seeds)"
     if row.get("kind") == "upper bound":
         return f"{name} (upper bound)"
     if row.get("kind") == "reference" and row.get("model"):
@@ -266,6 +268,8 @@ def _md_zoo(entry: dict) -> list[str]:
             f"{row['ms_per_instruction']:.2f}" if "ms_per_instruction" in row else "", "ok"]) + " |")
     for note in entry.get("notes", []):
         lines.append(f"\nNote: {note}")
+    for line in seed_lines(entry):
+        lines.append(f"\n{line}")
     for line in head_to_head_lines(entry.get("head_to_head") or {}):
         lines.append(f"\n{line}")
     for who, figs in (entry.get("published") or {}).items():
@@ -314,6 +318,42 @@ def _md_summary(entries: list[dict], title: str) -> list[str]:
     return lines + [""]
 
 
+def seed_lines(entry: dict) -> list[str]:
+    """For each router trained over several seeds: each seed's mean (Δ vs best single) and their spread."""
+    lines = []
+    for row in entry["rows"]:
+        spread = row.get("seed_spread")
+        if not spread or row.get("status", "ok") != "ok":
+            continue
+        each = ", ".join(f"seed {s['seed']} {_pct(s['mean'])} ({100 * s['delta']:+.2f})" for s in row["seeds"])
+        lines.append(f"{row['method']} over {spread['n']} training seeds: {each}; sd {100 * spread['sd']:.2f}, "
+                     f"range {_pct(spread['min'])}–{_pct(spread['max'])}")
+    return lines
+
+
+def _md_seeds(entries: list[dict]) -> list[str]:
+    """Methods trained over seeds × zoos: mean, sd and range over the seeds (the spread a figure carries)."""
+    rows = {}
+    for e in entries:
+        for r in e["rows"]:
+            if r.get("seed_spread") and r.get("status", "ok") == "ok":
+                rows.setdefault(r["method"], {})[e["zoo"]["name"]] = r
+    if not rows:
+        return []
+    names = [e["zoo"]["name"] for e in entries]
+    lines = ["### Spread over training seeds", "",
+             "Mean over seeds (sd; each seed's mean). A figure is quoted with this spread.", "",
+             "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for m, by in rows.items():
+        cells = []
+        for n in names:
+            r = by.get(n)
+            cells.append("" if r is None else f"{_pct(r['mean'])} (sd {100 * r['seed_spread']['sd']:.2f}; "
+                         + " / ".join(_pct(x["mean"]) for x in r["seeds"]) + ")")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def head_to_head_lines(duel: dict, over: str = "", bold: str = "**") -> list[str]:
     """Each Model-SAT row against the cheap routers: Δ in points with its paired 95 % CI, one line per row."""
     lines = []
@@ -340,8 +380,12 @@ def markdown(results: dict) -> str:
     rest = [e for e in results["zoos"] if e["family"] != "mmlu_pro"]
     summary = (_md_summary(pro, "MMLU-Pro zoos: mean accuracy (%) (Δ vs best single [95 % CI])")
                + _md_summary(rest, "Other zoos: mean over benchmarks (%) (Δ vs best single [95 % CI])"))
+    seeds_md = _md_seeds(results["zoos"] + results.get("streams", []))
+    if run.get("train_seeds", 1) > 1:
+        lines += [f"Routers trained by gradient ran over {run['train_seeds']} training seeds (seed, seed + 1, ...); "
+                  "their rows are the mean over seeds, and their intervals resample seeds as well as items.", ""]
     if summary:
-        lines += ["## Summary", ""] + summary
+        lines += ["## Summary", ""] + summary + seeds_md
     for fam, info in results["families"].items():
         for joint in info.get("head_to_head", []):
             lines += head_to_head_lines(joint["deltas"], f" on the mean of {fam}'s {len(joint['zoos'])} "
@@ -368,6 +412,29 @@ def markdown(results: dict) -> str:
 
 
 # ---- plots --------------------------------------------------------------------------------------------------
+MARKERS = "osD^v<>pPX*hH"
+
+
+def method_styles(methods: list[str]) -> dict[str, dict]:
+    """A distinct (colour, marker) for each method, the same in every plot of a run: colours from tab20 (20 of
+    them), markers cycling on a different period, so no two of up to 20 methods share both."""
+    import matplotlib
+    cmap = matplotlib.colormaps["tab20"]
+    return {m: {"color": cmap(i % 20), "marker": MARKERS[i % len(MARKERS)]} for i, m in enumerate(methods)}
+
+
+def _all_methods(results: dict) -> list[str]:
+    names: list[str] = []
+    for e in results["zoos"] + results.get("streams", []):
+        for r in e["rows"]:
+            if r["method"] not in names:
+                names.append(r["method"])
+        for m in e.get("cost_curves", {}):
+            if m not in names:
+                names.append(m)
+    return names
+
+
 def plots(results: dict, out_dir: Path) -> list[Path]:
     """Per-zoo bars with oracle and best-single lines; cost–quality curves; the release-stream curve."""
     import matplotlib
@@ -376,6 +443,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir) / "plots"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    styles = method_styles(_all_methods(results))
     for e in results["zoos"]:
         rows = [r for r in _order(e["rows"]) if r.get("status", "ok") == "ok" and r["method"] != "oracle"]
         by = {r["method"]: r for r in e["rows"] if r.get("status", "ok") == "ok"}
@@ -406,9 +474,10 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
         if e.get("cost_curves"):
-            fig, ax = plt.subplots(figsize=(7, 4.5))
+            fig, ax = plt.subplots(figsize=(9.5, 4.5))
             for name, pts in e["cost_curves"].items():
-                ax.plot([q["cost_per_call"] for q in pts], [100 * q["mean"] for q in pts], marker=".", label=name)
+                ax.plot([q["cost_per_call"] for q in pts], [100 * q["mean"] for q in pts], label=name,
+                        color=styles[name]["color"], marker=styles[name]["marker"], markersize=4)
             for sm in e["single_models"]:
                 if sm.get("cost_per_call") is not None:
                     ax.scatter(sm["cost_per_call"], 100 * sm["mean"], color="black", s=12)
@@ -417,7 +486,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
             ax.set_xlabel("mean USD per call")
             ax.set_ylabel("mean score (%)")
             ax.set_title(f"cost–quality: {e['zoo']['name']} (sweep of cost_weight)")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
             fig.tight_layout()
             p = out_dir / f"cost_quality_{e['zoo']['name']}.png"
             fig.savefig(p, dpi=110)
@@ -425,7 +494,7 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
             written.append(p)
     steps = results.get("streams", [])
     if steps:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig, ax = plt.subplots(figsize=(10.5, 4.5))
         labels = [s["stream_step"]["newest"] for s in steps]
         methods = []
         for s in steps:
@@ -438,11 +507,12 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
                 row = next((r for r in s["rows"] if r["method"] == m and r.get("status", "ok") == "ok"), None)
                 ys.append(100 * row["mean"] if row else float("nan"))
             style = "--" if m in ("oracle", "best single", "random") else "-"
-            ax.plot(range(len(steps)), ys, style, marker=".", label=m)
+            ax.plot(range(len(steps)), ys, style, label=m, color=styles[m]["color"], marker=styles[m]["marker"],
+                    markersize=4)
         ax.set_xticks(range(len(steps)), labels, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel("mean score (%)")
         ax.set_title("release stream: each newest model joins by its profile only")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         fig.tight_layout()
         p = out_dir / "release_stream.png"
         fig.savefig(p, dpi=110)
