@@ -71,6 +71,7 @@ class Profile:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelsatError(f"{source}: not a modelsat profile ({type(exc).__name__}: {exc}); "
                                 "expected keys model, test_version, subjects{name: {accuracy, n_items}}") from exc
+        check_price(prof.notes.get("price_per_mtok"), f"{source}: notes.price_per_mtok")
         for kind, scores in (("subject", prof.subjects), ("task", prof.tasks)):
             for name, s in scores.items():
                 if not 0.0 <= s.accuracy <= 1.0:
@@ -86,6 +87,28 @@ class Profile:
         p = Path(path)
         try:
             data = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelsatError(f"{p}: cannot read profile JSON ({exc})") from exc
+        except FileNotFoundError:
+            raise ModelsatError(f"{p}: no such profile file; make one with `modelsat profile`") from None
+        except OSError as exc:
+            raise ModelsatError(f"{p}: cannot read the profile ({exc.strerror or exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            cut = isinstance(exc, json.JSONDecodeError) and exc.pos >= len(exc.doc.rstrip()) - 1
+            raise ModelsatError(f"{p}: not a complete profile JSON ({exc}"
+                                + ("; the file ends early: truncated?" if cut else "")
+                                + "); make it again with `modelsat profile`") from None
         return cls.from_dict(data, source=str(p))
+
+
+def check_price(price, where: str) -> None:
+    """Refuses a price that is not a non-negative number of USD per million tokens, or {input, output} of them."""
+    if price is None:
+        return
+    values = price.values() if isinstance(price, dict) else [price]
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ModelsatError(f"{where} is {v!r}, not a number; give USD per million tokens, e.g. `price: 0.2` "
+                                "or `price: {input: 0.15, output: 0.6}`")
+        if v < 0:
+            raise ModelsatError(f"{where} is {v}; a price cannot be negative")

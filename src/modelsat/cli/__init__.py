@@ -37,21 +37,22 @@ def _register_all() -> None:
 _register_all()
 
 
+def fail(message: str, status: int = 2) -> None:
+    """Prints `error: MESSAGE` on stderr (no traceback) and exits with `status`."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(status)
+
+
 def main() -> None:
-    """Entry point: runs the app; a ModelsatError becomes a one-paragraph message and exit status 2."""
+    """Entry point. Usage mistakes are typer's own business: in standalone mode it prints the usage line and the
+    mistake and exits 2, whichever click it bundles (typer >= 0.26 carries its own, so catching `click`'s
+    exceptions here would never match). A ModelsatError, or a file the user named that cannot be opened,
+    becomes one `error:` line and exit status 2; anything else is a bug and keeps its traceback."""
+    from modelsat.cli.logs import quiet_by_default
+    quiet_by_default()
     try:
-        app(standalone_mode=False)
+        app(prog_name="modelsat")
     except ModelsatError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors come here with standalone_mode=False
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        fail(str(exc))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

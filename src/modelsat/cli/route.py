@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelsat.aptitude.profile import Profile
+from modelsat.aptitude.profile import Profile, check_price
 from modelsat.errors import ModelsatError
 
 console = Console()
@@ -61,8 +61,13 @@ def _zoo_entries(path: Path) -> tuple[str, list[dict], Path]:
     import yaml
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ModelsatError(f"{path}: cannot read the zoo YAML ({exc})") from exc
+    except OSError as exc:
+        raise ModelsatError(f"{path}: cannot read the zoo YAML ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise ModelsatError(f"{path}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ModelsatError(f"{path}: a zoo YAML needs a `models` list (of names, or of {{name, profile}})")
     entries = []
@@ -71,6 +76,7 @@ def _zoo_entries(path: Path) -> tuple[str, list[dict], Path]:
             entries.append({"name": m})
         elif isinstance(m, dict) and (m.get("name") or m.get("model")):
             entries.append({**m, "name": m.get("name") or m.get("model")})
+            check_price(m.get("price"), f"{path}: models[{i}] ({entries[-1]['name']}) price")
         else:
             raise ModelsatError(f"{path}: models[{i}] is neither a name nor a mapping with `name`")
     return str(data.get("name", path.stem)), entries, path.parent
