@@ -14,6 +14,7 @@ from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.routers.base import Router, register
 from modelsat.serve.app import make_app
 from modelsat.serve.config import parse_config
+from modelsat.serve.http_server import uvicorn_options
 from modelsat.serve.loopback import LoopbackServer, StubUpstream
 
 CLIENT_KEY = "sk-client-test-5f1d2c3b4a"
@@ -71,8 +72,9 @@ def proxy_for(tmp: Path, stubs: dict[str, object], router: Optional[Router] = Ke
             cfg["router"] = str(router.save(tmp / "router"))
         for k, v in overrides.items():
             cfg[k] = v
-        app = make_app(parse_config(cfg, base_dir=tmp), environ=env)
-        proxy = stack.enter_context(LoopbackServer(app, access_log=access_log))
+        parsed = parse_config(cfg, base_dir=tmp)
+        app = make_app(parsed, environ=env)
+        proxy = stack.enter_context(LoopbackServer(app, access_log=access_log, options=uvicorn_options(parsed)))
         proxy.app = app
         yield proxy, servers
 

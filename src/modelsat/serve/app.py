@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 from contextlib import asynccontextmanager
 from typing import Optional
@@ -14,22 +15,45 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import ClientDisconnect
 
 from modelsat.errors import ModelsatError
 from modelsat.routers.base import Router
 from modelsat.serve.auth import AuthMiddleware, BodyLimitMiddleware, KeyChecker, error_body
 from modelsat.serve.config import ROUTING_MODEL, ServeConfig
 from modelsat.serve.metrics import ProxyMetrics
+from modelsat.serve.request_body import BadRequest, encode_for_upstream, parse_request_body
 from modelsat.serve.routing import Decision, RoutingService, instruction_of
 from modelsat.serve.upstream import (AllUpstreamsFailed, Opened, Upstream, UsageScanner, build_upstreams,
                                      open_first_available, relay)
 
 log = logging.getLogger("modelsat.serve")
 H_MODEL, H_ROUTING_MS, H_COST = "x-modelsat-model", "x-modelsat-routing-ms", "x-modelsat-cost-usd"
+MAX_ECHO = 64          # characters of a client-chosen name quoted back in an error
 
 
 class ClientGone(Exception):
     pass
+
+
+class QueryStringFilter(logging.Filter):
+    """Drops the query string from uvicorn's access-log lines: a key sent as `?api_key=` must not be logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?[query removed]", *args[3:])
+        return True
+
+
+ACCESS_LOG_FILTER = QueryStringFilter()
+
+
+def quoted(name: str) -> str:
+    """`name` as an error message may quote it: repr, cut to MAX_ECHO characters."""
+    if len(name) <= MAX_ECHO:
+        return repr(name)
+    return f"{name[:MAX_ECHO]!r}... ({len(name)} characters)"
 
 
 def api_error(status: int, message: str, type_: str = "invalid_request_error", code: Optional[str] = None,
@@ -98,6 +122,9 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
     aliases.update({k: (a.cost_weight, a.candidates) for k, a in cfg.aliases.items()})
     metrics = ProxyMetrics()
     checker = None if cfg.auth.allow_unauthenticated else KeyChecker(cfg.client_key_hashes(env))
+    deadlines = {ROUTING_MODEL: cfg.deadlines.request_s}
+    deadlines.update({k: a.deadline_s or cfg.deadlines.request_s for k, a in cfg.aliases.items()})
+    logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_FILTER)       # adding it twice keeps one
     state: dict = {}
 
     @asynccontextmanager
@@ -126,18 +153,23 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     async def read_json(request: Request) -> dict | Response:
         try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            return api_error(400, "request body is not valid JSON")
-        if not isinstance(body, dict):
-            return api_error(400, "request body must be a JSON object")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return api_error(400, "'messages' must be a non-empty list", code="invalid_messages")
-        if len(messages) > cfg.limits.max_messages:
-            return api_error(400, f"too many messages: {len(messages)} > {cfg.limits.max_messages} "
-                                  "(limits.max_messages)", code="too_many_messages")
-        return body
+            async with asyncio.timeout(cfg.limits.body_timeout_s):
+                raw = await request.body()
+        except TimeoutError:
+            return api_error(408, f"request body not received within {cfg.limits.body_timeout_s:g} s "
+                                  "(limits.body_timeout_s)", code="request_timeout", headers={"connection": "close"})
+        except ClientDisconnect:             # the client left mid-body: nobody to answer, nothing to log
+            metrics.disconnects.inc()
+            return Response(status_code=499)
+        try:
+            return parse_request_body(raw, cfg.limits)
+        except BadRequest as exc:
+            return bad_request(exc)
+
+    def bad_request(exc: BadRequest) -> Response:
+        return Response(json.dumps({"error": {"message": exc.message, "type": "invalid_request_error",
+                                              "param": exc.param, "code": exc.code}}),
+                        status_code=400, media_type="application/json")
 
     async def decide(requested: str, messages: list) -> Decision | Response:
         if routing is None:
@@ -149,7 +181,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         metrics.routing.observe(decision.overhead_ms / 1000)
         return decision
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health():
         return {"status": "ok"}
 
@@ -183,8 +215,9 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         if isinstance(body, Response):
             return body
         requested = body.get("model", ROUTING_MODEL)
-        if requested not in aliases:
-            return api_error(400, f"'model' must be a routing name ({', '.join(aliases)}), got {requested!r}")
+        if not isinstance(requested, str) or requested not in aliases:
+            return api_error(400, f"'model' must be a routing name ({', '.join(aliases)}), got "
+                                  f"{quoted(str(requested))}")
         decision = await decide(requested, body["messages"])
         if isinstance(decision, Response):
             return decision
@@ -202,6 +235,8 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         return response
 
     async def answer_chat(request: Request) -> Response:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
         body = await read_json(request)
         if isinstance(body, Response):
             return body
@@ -209,6 +244,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         routing_ms: Optional[float] = None
         if not isinstance(requested, str):
             return api_error(400, "'model' must be a string")
+        deadline = arrived + deadlines.get(requested, cfg.deadlines.request_s)
         if requested in aliases:
             decision = await decide(requested, body["messages"])
             if isinstance(decision, Response):
@@ -218,16 +254,23 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             ranking = [by_name[requested]]          # a real model name: that model or nothing
         else:
             names = ", ".join([*aliases, *by_name]) if routing is not None else ", ".join(by_name)
-            return api_error(404, f"unknown model {requested!r}; available: {names}", code="model_not_found")
-        stream = bool(body.get("stream"))
-        bodies = {u.name: json.dumps({**body, "model": u.upstream_model}).encode() for u in ranking}
+            return api_error(404, f"unknown model {quoted(requested)}; available: {names}", code="model_not_found")
+        stream = body.get("stream") is True
+        try:
+            bodies = {u.name: encode_for_upstream(body, u.upstream_model) for u in ranking}
+        except BadRequest as exc:
+            return bad_request(exc)
         try:
             opened: Opened = await _until_disconnect(request, open_first_available(
-                state["client"], ranking, bodies, stream, cfg.retries, on_failure))
+                state["client"], ranking, bodies, stream, cfg.retries, deadline, cfg.limits.max_response_bytes,
+                on_failure))
         except ClientGone:
             metrics.disconnects.inc()
             return Response(status_code=499)
         except AllUpstreamsFailed as exc:
+            if exc.rate_limited:
+                headers = {"retry-after": str(math.ceil(exc.retry_after))} if exc.retry_after is not None else None
+                return api_error(429, str(exc), "rate_limit_error", "rate_limited", headers)
             status = 504 if exc.timeout else 502
             return api_error(status, str(exc), "upstream_error", "upstream_unavailable")
         up = opened.upstream
@@ -236,8 +279,8 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         headers = {H_MODEL: up.name}
         if routing_ms is not None:
             headers[H_ROUTING_MS] = f"{routing_ms:.3f}"
-        if opened.attempts:
-            headers["x-modelsat-fallbacks"] = str(len(opened.attempts))
+        if opened.fallbacks:
+            headers["x-modelsat-fallbacks"] = str(opened.fallbacks)
         content_type = opened.response.headers.get("content-type", "application/json")
         if opened.rest is None and (not stream or opened.status >= 300):
             return finish_whole(opened, headers, content_type)
@@ -247,9 +290,12 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             cost = up.cost_usd(scanner.usage)
             metrics.record_usage(up.name, scanner.usage, cost)
             metrics.requests.labels("chat", "200" if error is None else "stream_error").inc()
+            if error is not None:
+                metrics.streams_cut.labels(up.name, error).inc()
 
-        return RelayResponse(opened, relay(opened, scanner, done), status_code=opened.status,
-                             media_type=content_type, headers=headers)
+        stream_s = cfg.deadlines.stream_s
+        return RelayResponse(opened, relay(opened, scanner, done, arrived + stream_s, stream_s),
+                             status_code=opened.status, media_type=content_type, headers=headers)
 
     def finish_whole(opened: Opened, headers: dict, content_type: str) -> Response:
         up = opened.upstream
@@ -257,7 +303,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         if opened.status < 300:
             try:
                 data = json.loads(content)
-            except ValueError:
+            except (ValueError, RecursionError):
                 data = None
             if isinstance(data, dict):
                 data["model"] = up.name
@@ -266,7 +312,10 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                 metrics.record_usage(up.name, usage, cost)
                 if cost is not None:
                     headers[H_COST] = f"{cost:.8f}"
-                content = json.dumps(data).encode()
+                try:
+                    content = json.dumps(data).encode()
+                except RecursionError:       # an upstream's reply nested past re-encoding: relayed as it came
+                    pass
         return Response(content, status_code=opened.status, media_type=content_type, headers=headers)
 
     return app

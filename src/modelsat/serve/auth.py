@@ -16,8 +16,9 @@ import re
 from typing import Iterable
 
 PUBLIC = {(b"GET", b"/health"), (b"HEAD", b"/health")}
-# RFC 6750 b64token: the only credential syntax accepted after "Bearer "
-_BEARER = re.compile(rb"^Bearer ([A-Za-z0-9\-._~+/]+=*)$")
+# RFC 6750 b64token: the only credential syntax accepted after "Bearer " (the scheme name is case-insensitive,
+# RFC 9110 section 11.1; the token's character class already holds both cases)
+_BEARER = re.compile(rb"^Bearer ([A-Za-z0-9\-._~+/]+=*)$", re.IGNORECASE)
 
 
 def error_body(message: str, type_: str, code: str | None = None) -> bytes:

@@ -20,6 +20,8 @@ from modelsat.errors import ModelsatError
 ROUTING_MODEL = "modelsat"          # the model name that always means "route this request"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# RFC 6750 section 2.1 b64token (token68): the only characters a Bearer credential can carry
+TOKEN68 = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 
 
 class _Strict(BaseModel):
@@ -83,6 +85,7 @@ class Alias(_Strict):
     """A model name that routes, with its cost weight (score − cost_weight × relative cost)."""
     cost_weight: float = Field(0.0, ge=0)
     candidates: Optional[list[str]] = Field(None, description="subset of models to route among (default all)")
+    deadline_s: Optional[float] = Field(None, gt=0, description="this alias's deadlines.request_s")
 
 
 class Auth(_Strict):
@@ -112,9 +115,20 @@ class Auth(_Strict):
 class Limits(_Strict):
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_messages: int = Field(256, gt=0)
+    max_response_bytes: int = Field(16 * 1_048_576, gt=0,
+                                    description="largest non-streamed upstream reply relayed (streams pass through)")
+    body_timeout_s: float = Field(15.0, gt=0, description="time for the client to send its whole request body")
+
+
+class Deadlines(_Strict):
+    """Seconds from the request's arrival. request_s: until an upstream answers (the whole reply when not
+    streamed, the first bytes when streamed), over every retry and fallback; stream_s: until a stream ends."""
+    request_s: float = Field(120.0, gt=0)
+    stream_s: float = Field(600.0, gt=0)
 
 
 class Retries(_Strict):
+    budget: int = Field(3, gt=0, description="upstream requests per client request, over every candidate")
     attempts: int = Field(2, ge=0, description="retries of the same upstream after the first try")
     backoff_s: float = Field(0.2, ge=0, description="first wait; doubles each retry")
     max_backoff_s: float = Field(2.0, ge=0)
@@ -128,6 +142,9 @@ class CircuitBreakerConfig(_Strict):
 class Server(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection without a complete request head "
+                                                            "after this is closed (idle or half-sent)")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this")
 
 
 class ServeConfig(_Strict):
@@ -138,6 +155,7 @@ class ServeConfig(_Strict):
     auth: Auth = Field(default_factory=Auth)
     limits: Limits = Field(default_factory=Limits)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    deadlines: Deadlines = Field(default_factory=Deadlines)
     retries: Retries = Field(default_factory=Retries)
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     server: Server = Field(default_factory=Server)
@@ -173,6 +191,10 @@ class ServeConfig(_Strict):
             key = env.get(name, "")
             if not key:
                 raise ModelsatError(f"auth.client_keys_env: environment variable {name} is not set or empty")
+            if not TOKEN68.match(key):
+                raise ModelsatError(f"auth.client_keys_env: the key in {name} has a character outside RFC 6750's "
+                                    "token set (A-Z a-z 0-9 - . _ ~ + / and trailing =), so no client could send "
+                                    "it as 'Authorization: Bearer <key>'; choose another key")
             out.append(hashlib.sha256(key.encode()).digest())
         return out
 

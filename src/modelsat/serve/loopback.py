@@ -18,7 +18,8 @@ import uvicorn
 class LoopbackServer:
     """Runs an ASGI app with uvicorn on a free 127.0.0.1 port in a daemon thread (a context manager)."""
 
-    def __init__(self, app, access_log: bool = True, log_level: str = "info"):
+    def __init__(self, app, access_log: bool = True, log_level: str = "info", options: Optional[dict] = None):
+        """`options`: more uvicorn.Config arguments (the proxy's come from http_server.uvicorn_options)."""
         # access_log=False would mute the process-wide "uvicorn.access" logger for every server, not just this one
         # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
         # without it every response written in two parts waits ~40 ms for a delayed ACK
@@ -27,7 +28,7 @@ class LoopbackServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(app, log_config=None, access_log=access_log, log_level=log_level,
-                                lifespan="auto", timeout_graceful_shutdown=3, backlog=4096)
+                                lifespan="auto", timeout_graceful_shutdown=3, backlog=4096, **(options or {}))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -27,6 +27,9 @@ class ProxyMetrics:
         self.cost = Counter("modelsat_cost_usd", "Cost in USD of priced models", ["model"], registry=r)
         self.circuit_open = Gauge("modelsat_circuit_open", "1 while a model's circuit breaker is open",
                                   ["model"], registry=r)
+        self.streams_cut = Counter("modelsat_streams_cut", "Streams ended by an error event, per model and "
+                                   "reason (upstream_stream_broken, stream_deadline_exceeded)", ["model", "reason"],
+                                   registry=r)
         self.disconnects = Counter("modelsat_client_disconnects", "Clients that left before the answer ended",
                                    registry=r)
 
