@@ -20,6 +20,7 @@ from modelsat.aptitude.profile import Profile, write_json_atomic
 from modelsat.errors import ModelsatError
 
 _REGISTRY: dict[str, type["Router"]] = {}
+CALIBRATION_FILE = "calibration.json"     # a saved router's calibrator (`Router.calibrate`)
 
 
 class RouterError(ModelsatError):
@@ -77,6 +78,9 @@ class Router:
     # its fit depends on its seed beyond float noise (training by gradient): the benchmark trains it over several
     # seeds and reports their mean and spread
     varies_with_seed: ClassVar[bool] = False
+    # its `score` is already P(good answer) in [0, 1] (a mean training score, a sigmoid trained on outcomes, a
+    # profile accuracy): `predict_proba` may return it uncalibrated; otherwise it needs `calibrate` first
+    scores_are_probabilities: ClassVar[bool] = False
 
     @classmethod
     def for_tests(cls) -> "Router":
@@ -117,13 +121,88 @@ class Router:
         return [candidates[i].model for i in idx]
 
     def route_indices(self, instructions, candidates, cost_weight: float = 0.0, costs=None) -> np.ndarray:
+        s = self._checked_scores(instructions, candidates)
+        return np.argmax(s - cost_weight * relative_costs(candidates, costs)[None, :], axis=1)
+
+    def _checked_scores(self, instructions, candidates) -> np.ndarray:
+        """`score` as an (n, m) float array, with a clear error for no candidates or a wrong shape."""
         if not candidates:
             raise RouterError("no candidates to route among")
         s = np.asarray(self.score(list(instructions), list(candidates)), dtype=np.float64)
         if s.shape != (len(instructions), len(candidates)):
             raise RouterError(f"{self.name}: score returned shape {s.shape}, expected "
                               f"({len(instructions)}, {len(candidates)})")
-        return np.argmax(s - cost_weight * relative_costs(candidates, costs)[None, :], axis=1)
+        return s
+
+    def predict_proba(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
+        """(n, m) the probability that each candidate answers each instruction well, in [0, 1].
+
+        The calibrated probability when the router holds a calibrator (`calibrate`, kept by save/load); else
+        its own score where that already is a probability (`scores_are_probabilities`); else a RouterError.
+        """
+        calibrator = getattr(self, "calibrator_", None)
+        if calibrator is None and not self.scores_are_probabilities:
+            raise RouterError(f"router {self.name!r} gives scores, not probabilities: call "
+                              f"calibrate(validation_records, profiles) on held-out items first (then save it)")
+        s = self._checked_scores(instructions, candidates)
+        return calibrator.predict(s) if calibrator is not None else np.clip(s, 0.0, 1.0)
+
+    def calibrate(self, validation_records: pd.DataFrame, profiles: Sequence[Profile],
+                  method: str = "auto") -> "Router":
+        """Fits the map from scores to P(good answer) on validation records (never a training or test item) and
+        keeps it as `calibrator_`; returns self. `method`: "platt", "isotonic" or "auto" (`modelsat.calibration`).
+
+        Every (item, model) result whose model has a profile in `profiles` is one pair: the router's score of
+        that model for that item's prompt, and the result's score (1 = answered well, partial credit allowed).
+        """
+        from modelsat.calibration import fit_calibrator
+        scores, outcomes, items = self._calibration_pairs(validation_records, profiles)
+        scale = "probability" if self.scores_are_probabilities else "log-odds"
+        self.calibrator_ = fit_calibrator(scores, outcomes, method=method, scale=scale, groups=items,
+                                          seed=getattr(self, "seed", 0))
+        return self
+
+    def _calibration_pairs(self, records: pd.DataFrame, profiles: Sequence[Profile],
+                           chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores, outcomes, item index) of every validation result of a model in `profiles`."""
+        missing = [c for c in ("model", "prompt", "score") if c not in records.columns]
+        if missing:
+            raise RouterError(f"calibrate: validation records lack column(s) {', '.join(missing)}")
+        by_name = {p.model: p for p in profiles}
+        rec = records[records["model"].isin(by_name) & records["score"].notna()]
+        if rec.empty:
+            raise RouterError(f"calibrate: no validation record of a model with a profile (records hold "
+                              f"{', '.join(sorted(map(str, records['model'].unique()))[:8]) or 'nothing'})")
+        models = sorted(rec["model"].unique())
+        key = [c for c in ("benchmark", "item_id") if c in rec.columns] or ["prompt"]
+        item = rec.groupby(key, sort=False).ngroup().to_numpy()
+        prompts = rec.groupby(key, sort=False)["prompt"].first().astype(str).tolist()
+        cands = [by_name[m] for m in models]
+        col = rec["model"].map({m: j for j, m in enumerate(models)}).to_numpy()
+        matrix = np.vstack([self._checked_scores(prompts[i:i + chunk], cands) for i in range(0, len(prompts), chunk)])
+        return matrix[item, col], rec["score"].to_numpy(dtype=np.float64), item
+
+    def save_calibration(self, directory: str | Path) -> None:
+        """Writes the calibrator to `directory`/calibration.json (removes a stale one when there is none); a
+        router with its own `save` calls this from it."""
+        path = Path(directory) / CALIBRATION_FILE
+        calibrator = getattr(self, "calibrator_", None)
+        if calibrator is not None:
+            write_json_atomic(calibrator.to_dict(), path)
+        elif path.exists():
+            path.unlink()
+
+    def load_calibration(self, directory: str | Path) -> None:
+        """Restores the calibrator written by `save_calibration`, if the folder holds one; a router with its own
+        `load` calls this from it."""
+        from modelsat.calibration import CalibrationError, Calibrator
+        path = Path(directory) / CALIBRATION_FILE
+        if not path.exists():
+            return
+        try:
+            self.calibrator_ = Calibrator.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, CalibrationError) as exc:
+            raise RouterError(f"{path}: unreadable calibrator ({exc}); recalibrate and save the router again") from exc
 
     def check_fitted(self, attribute: str) -> None:
         """Raises a clear error when `fit` (or `load`) has not set the fitted attribute `attribute`."""
@@ -151,6 +230,7 @@ class Router:
         write_json_atomic({"router": self.name, "params": self.get_params()}, d / "config.json")
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(d / "state.safetensors"))
         write_json_atomic(extra, d / "state.json")
+        self.save_calibration(d)
         (d / "README.md").write_text(model_card(self, card or {}))
         return d
 
@@ -167,11 +247,15 @@ class Router:
         if klass is not cls and cls is not Router:
             raise RouterError(f"{d} holds router {config['router']!r}, not {cls.name!r}")
         if klass.load.__func__ is not Router.load.__func__:
-            return klass.load(d)
+            router = klass.load(d)
+            if getattr(router, "calibrator_", None) is None:
+                router.load_calibration(d)
+            return router
         router = klass(**config.get("params", {}))
         arrays = load_file(str(d / "state.safetensors")) if (d / "state.safetensors").exists() else {}
         extra = json.loads((d / "state.json").read_text()) if (d / "state.json").exists() else {}
         router._set_state(arrays, extra)
+        router.load_calibration(d)
         return router
 
 
@@ -190,4 +274,9 @@ def model_card(router: Router, card: dict) -> str:
     for title, key in (("Training data", "training_data"), ("Metrics", "metrics")):
         if key in card:
             lines += [f"## {title}", "", "```json", json.dumps(card[key], indent=2, default=str), "```", ""]
+    calibrator = getattr(router, "calibrator_", None)
+    if calibrator is not None:
+        lines += ["## Calibration", "", f"`predict_proba` maps scores to P(good answer) by {calibrator.method} "
+                  f"scaling fitted on validation items ({CALIBRATION_FILE}).", "", "```json",
+                  json.dumps(calibrator.choice, indent=2, default=str), "```", ""]
     return "\n".join(lines)

@@ -33,6 +33,7 @@ class BestSingleRouter(Router):
     """Always the model best on average over the training items (ties: the first in name order)."""
 
     name = "best-single"
+    scores_are_probabilities = True
 
     def __init__(self):
         pass

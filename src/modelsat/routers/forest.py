@@ -64,6 +64,7 @@ class RandomForestRouter(Router):
     """Pointwise random forest over [PCA(instruction embedding), profile accuracy vector]."""
 
     name = "random-forest"
+    scores_are_probabilities = True
     uses_embeddings = True
 
     def __init__(self, n_estimators: int = 60, min_samples_leaf: int = 20, max_features: float = 0.3,

@@ -82,6 +82,7 @@ class KNNRouter(Router):
     """k-nearest-neighbour router over instruction embeddings; k tuned on a validation split."""
 
     name = "knn"
+    scores_are_probabilities = True
     uses_embeddings = True
     needs_seen_models = True
 

@@ -46,6 +46,7 @@ class MatrixFactorizationRouter(Router):
     """Learned model embeddings × projected instruction embedding → P(correct); refuses unseen models."""
 
     name = "mf"
+    scores_are_probabilities = True
     uses_embeddings = True
     needs_seen_models = True
 

@@ -37,6 +37,7 @@ class MLPRouter(Router):
     """Pointwise MLP over [instruction embedding, profile accuracy vector]; scores unseen models."""
 
     name = "mlp"
+    scores_are_probabilities = True
     uses_embeddings = True
 
     def __init__(self, hidden: int = 128, epochs: int = 6, batch_size: int = 256, lr: float = 1e-3,

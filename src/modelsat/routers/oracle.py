@@ -27,6 +27,7 @@ class OracleRouter(Router):
     """Scores = the true per-item scores; reported as an upper bound (`is_upper_bound`)."""
 
     name = "oracle"
+    scores_are_probabilities = True
     is_upper_bound = True
     needs_seen_models = True    # it can only read the answers of models whose records it was given
 

@@ -63,6 +63,7 @@ class PerCategoryRouter(Router):
     """Category classifier on instruction embeddings + the best training model per category."""
 
     name = "per-category"
+    scores_are_probabilities = True
     uses_embeddings = True
 
     def __init__(self, label: str = "auto", C: float = 1.0, validation_fraction: float = 0.2, seed: int = 0):

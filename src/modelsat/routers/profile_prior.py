@@ -122,6 +122,7 @@ class ProfilePrior(Router):
     """Routes to the candidate whose profile is strongest at the instruction's subjects; scores unseen models."""
 
     name = "profile-prior"
+    scores_are_probabilities = True
     uses_embeddings = True
     columns_independent = True
     tunes_on_validation = True

@@ -32,6 +32,7 @@ class RerankerRouter(Router):
     """Logistic regression on (instruction, response) embeddings; needs the candidates' responses."""
 
     name = "reranker"
+    scores_are_probabilities = True
     uses_embeddings = True
     needs_responses = True
     # `modelsat benchmark --quick`: every test response of every candidate is embedded, so keep them short
