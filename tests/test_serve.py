@@ -282,6 +282,21 @@ def test_validate_command_reports_a_missing_environment_variable_by_name(tmp_pat
     assert "sk-now-set" not in result.output
 
 
+@pytest.mark.parametrize("key", ["sk-has a space", "sk-quote\"d", "sk-comma,key", "sk-accent-\u00e9", "=sk-leading-equals"])
+def test_validate_refuses_a_client_key_no_client_could_send_as_a_bearer_token(tmp_path, monkeypatch, key):
+    from typer.testing import CliRunner
+    from modelsat.cli import app
+    (tmp_path / "zoo.yaml").write_text("models:\n  - name: a\n    base_url: http://127.0.0.1:9/v1\n"
+                                       "auth:\n  client_keys_env: [CLIENT_KEY_WITH_ODD_CHARACTERS]\n")
+    monkeypatch.setenv("CLIENT_KEY_WITH_ODD_CHARACTERS", key)
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "zoo.yaml")])
+    assert result.exit_code != 0
+    assert "CLIENT_KEY_WITH_ODD_CHARACTERS" in result.output and "RFC 6750" in result.output
+    assert key not in result.output
+    monkeypatch.setenv("CLIENT_KEY_WITH_ODD_CHARACTERS", "sk-fine_key.v2~x+y/z==")
+    assert CliRunner().invoke(app, ["validate", str(tmp_path / "zoo.yaml")]).exit_code == 0
+
+
 def test_the_proxy_centres_its_candidates_at_start_up_not_on_the_first_request(tmp_path):
     """A centred Model-SAT router (lm_center_items) costs that many forwards per new candidate: the proxy pays
     them while starting (Router.prepare), so its first routed request does not."""

@@ -196,13 +196,70 @@ def test_canary_keys_never_appear_in_logs_or_error_bodies(tmp_path, caplog, capf
             for model in ("alpha", "beta", "modelsat", "gamma", "unknown"):
                 r = httpx.post(url, json=chat("a poem", model=model, stream=model == "gamma"), headers=headers)
                 bodies.append(r.text + str(r.headers))
-            bodies.append(httpx.get(f"{proxy.url}/v1/models?api_key={canary_wrong[:0]}", headers=headers).text)
+            for key in (canary_wrong, canary_client):
+                bodies.append(httpx.get(f"{proxy.url}/v1/models?api_key={key}", headers=headers).text)
         echoed = httpx.post(url, json=chat("hi", model="alpha"), headers=auth(canary_client))
     out, err = capfd.readouterr()
-    logged = caplog.text + "".join(str(rec.args) for rec in caplog.records) + out + err
+    served = [rec for rec in caplog.records if not rec.name.startswith(("httpx", "httpcore"))]   # not this client's
+    logged = "\n".join(rec.getMessage() + str(rec.args) for rec in served) + out + err
     assert echoed.status_code == 400 and "[redacted]" in echoed.text     # the upstream echoed its key: removed
-    assert "uvicorn.access" in {rec.name for rec in caplog.records}      # the access log was captured
-    assert "upstream beta" in caplog.text                                 # and so were the proxy's own logs
+    assert "uvicorn.access" in {rec.name for rec in served}              # the access log was captured
+    assert "upstream beta" in logged                                      # and so were the proxy's own logs
+    assert "/v1/models?[query removed]" in logged                         # with the query-string requests
     for secret in (canary_client, canary_wrong, upstream_key("alpha"), upstream_key("beta"), upstream_key("gamma")):
         assert secret not in logged, "a key reached the logs"
         assert all(secret not in b for b in bodies), "a key reached an error body"
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_name_is_case_insensitive(zoo, scheme):
+    proxy, _, _ = zoo
+    assert raw_request(proxy, "GET", "/v1/models", {"Authorization": f"{scheme} {CLIENT_KEY}"})[0] == 200
+    assert raw_request(proxy, "GET", "/v1/models", {"Authorization": f"{scheme} sk-wrong"})[0] == 401
+
+
+def test_head_on_liveness_is_200_without_a_key_and_without_a_body(zoo):
+    proxy, _, _ = zoo
+    assert raw_request(proxy, "HEAD", "/health") == (200, b"")
+    assert raw_request(proxy, "HEAD", "/v1/models")[0] == 401
+
+
+def test_either_of_two_client_keys_works_and_a_removed_one_stops_working_on_reload(tmp_path, monkeypatch):
+    """Key rotation: both keys are served while clients move; the config reloaded without the old key
+    (a restart, or a new app) refuses it."""
+    old, new = "sk-rotation-old-1a2b3c", "sk-rotation-new-4d5e6f"
+    stubs = {"alpha": StubUpstream("alpha")}
+    rotating = {"client_keys_env": ["CLIENT_KEY"], "client_key_sha256": [sha256_hex(old), sha256_hex(new)]}
+    with proxy_for(tmp_path, stubs, auth=rotating) as (proxy, _):
+        during = [httpx.get(f"{proxy.url}/v1/models", headers=auth(k)).status_code for k in (old, new, CLIENT_KEY)]
+        wrong = httpx.get(f"{proxy.url}/v1/models", headers=auth("sk-rotation-neither")).status_code
+    with proxy_for(tmp_path, stubs, auth={"client_key_sha256": [sha256_hex(new)]}) as (proxy, _):
+        after = [httpx.get(f"{proxy.url}/v1/models", headers=auth(k)).status_code for k in (old, new, CLIENT_KEY)]
+    assert during == [200, 200, 200] and wrong == 401
+    assert after == [401, 200, 401]
+
+
+def test_two_client_keys_from_environment_variables_both_work(tmp_path):
+    from modelsat.serve.app import make_app
+    from modelsat.serve.config import parse_config
+    from modelsat.serve.loopback import LoopbackServer
+    cfg = parse_config({"models": [{"name": "a", "base_url": "http://127.0.0.1:9/v1"}],
+                        "auth": {"client_keys_env": ["KEY_ONE", "KEY_TWO"]}})
+    app = make_app(cfg, router=None, environ={"KEY_ONE": "sk-first-key-111", "KEY_TWO": "sk-second-key-222"})
+    with LoopbackServer(app) as server:
+        codes = [httpx.get(f"{server.url}/v1/models", headers=auth(k)).status_code
+                 for k in ("sk-first-key-111", "sk-second-key-222", "sk-third-key-333")]
+    assert codes == [200, 200, 401]
+
+
+def test_allow_unauthenticated_serves_without_a_key_and_is_refused_without_it(tmp_path):
+    from modelsat.errors import ModelsatError
+    from modelsat.serve.config import parse_config
+    stubs = {"alpha": StubUpstream("alpha")}
+    with proxy_for(tmp_path, stubs, auth={"allow_unauthenticated": True}) as (proxy, _):
+        bare = httpx.post(f"{proxy.url}/v1/chat/completions", json=chat("hi", model="alpha"))
+        anything = httpx.get(f"{proxy.url}/v1/models", headers=auth("sk-anything"))
+    assert bare.status_code == 200 and bare.json()["model"] == "alpha" and anything.status_code == 200
+    with pytest.raises(ModelsatError, match="no client keys"):
+        parse_config({"models": [{"name": "a", "base_url": "http://127.0.0.1:9/v1"}],
+                      "auth": {"allow_unauthenticated": False}})
