@@ -1,4 +1,4 @@
-"""scripts/compare_modelsat.py --seeds: the table that ranks routers over several seeds."""
+"""experiments/compare_modelsat.py --seeds: the table that ranks routers over several seeds."""
 
 from tests.conftest import load_script
 

@@ -1,4 +1,4 @@
-"""scripts/decompose_modelsat.py: the stage-by-stage table and its refusals."""
+"""experiments/decompose_modelsat.py: the stage-by-stage table and its refusals."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import numpy as np
 
 from tests.conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "decompose_modelsat.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "decompose_modelsat.py"
 
 
 def test_stage_row_gives_each_benchmarks_routed_accuracy_its_top_picks_and_the_mean_over_benchmarks():

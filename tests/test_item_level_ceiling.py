@@ -1,4 +1,4 @@
-"""scripts/item_level_ceiling.py: the bound on item-level skill, on results with a planted structure."""
+"""experiments/item_level_ceiling.py: the bound on item-level skill, on results with a planted structure."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 
 from tests.conftest import load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "item_level_ceiling.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "item_level_ceiling.py"
 
 
 def planted(rank: int, n: int, seed: int) -> np.ndarray:

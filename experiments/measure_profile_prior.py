@@ -1,6 +1,6 @@
 """Measures the profile prior as a router on the five MMLU-Pro zoos; prints a table and writes JSON.
 
-    python scripts/measure_profile_prior.py [--data-dir DIR] [--out results/profile_prior.json]
+    python experiments/measure_profile_prior.py [--data-dir DIR] [--out results/profile_prior.json]
 
 Same items and splits as scripts/build_default_zoo.py (the harness's assign_splits, seed 0, 70/10/20):
 - profiles from TRAINING items only, two kinds: the aptitude test (50 subjects x 20 core items chosen on
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # build_default_zoo.py stays a user script
 from build_default_zoo import build_profiles, load_data, mmlu_pro_zoos  # noqa: E402
 
 

@@ -12,11 +12,11 @@ construction. Where the test items span several benchmarks (RouterDC) a last col
 each benchmark, as decompose's second AUC does. It is a reference, not a strict bound: the item's traits are estimated from a dozen 0/1 results (on
 planted rank-1 data, tests/test_item_level_ceiling.py, it gives ~0.60 where the true log-odds give ~0.70), and a
 router that reads the item's text could in principle know more. Compare with the AUCs that
-`scripts/decompose_modelsat.py` prints for each stage of a router and for the baselines on the same seed.
+`experiments/decompose_modelsat.py` prints for each stage of a router and for the baselines on the same seed.
 
-    python scripts/item_level_ceiling.py [--source mmlu_pro | --zoo routerdc-in-domain] [--seed 5] [--ranks 0,1,2,4]
+    python experiments/item_level_ceiling.py [--source mmlu_pro | --zoo routerdc-in-domain] [--seed 5] [--ranks 0,1,2,4]
 
-Session 25, MMLU-Pro seed 5 (23 models; the 7,259 training and 2,061 test items every model answered; ~1 min): rank 0 0.500, rank 1 0.556,
+Measured on 2026-12-06 (commit 2b04a3b), MMLU-Pro seed 5 (23 models; the 7,259 training and 2,061 test items every model answered; ~1 min): rank 0 0.500, rank 1 0.556,
 rank 2 0.584, rank 4 0.587.
 """
 

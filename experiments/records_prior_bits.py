@@ -8,10 +8,10 @@ the mean share of the float32 neighbours each keeps, and what the embeddings wei
 
 `--dims` adds rows for the embeddings projected on their top principal directions (fitted on the training
 items, the queries projected the same way, then unit rows in 8 bits): fewer numbers a row, another way to shrink the
-file. Session 25: 192 of 384 dims keep 90-93 % of the neighbours, fewer than 4 bits' 95 %, so the router keeps
+file. Measured on 2026-12-06 (commit 1816dd0): 192 of 384 dims keep 90-93 % of the neighbours, fewer than 4 bits' 95 %, so the router keeps
 all 384 in 8 bits.
 
-    python scripts/records_prior_bits.py [--source mmlu_pro] [--seed 0] [--queries 600] [--dims 128,192,256]
+    python experiments/records_prior_bits.py [--source mmlu_pro] [--seed 0] [--queries 600] [--dims 128,192,256]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ best single model. Each `--prior-variant NAME=JSON` is the profile prior alone w
 (router `profile-prior:NAME`, e.g. '{"select": "routing"}' or '{"learn_steps": 300}'). Prints the summary tables
 and writes the usual results folder.
 
-    python scripts/compare_modelsat.py --out runs/compare \
+    python experiments/compare_modelsat.py --out runs/compare \
         --variant k='{}' --variant all='{"train": {"model_group": "all"}}' \
         --zoos smaller-scale,smaller-mixed,middle-mixed,larger-mixed,high-performance
 

@@ -1,6 +1,6 @@
 """The two shipped subject maps as the profile prior's input, side by side, on development items.
 
-    python scripts/compare_subject_maps.py [--data-dir DIR]
+    python experiments/compare_subject_maps.py [--data-dir DIR]
 
 Development items: MMLU-Pro TRAINING items (harness split, seed 0, 70/10/20) that are not core items of the
 aptitude test, so no profile read them, and no test item is touched. Profiles: the aptitude test built on
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # build_default_zoo.py stays a user script
 from build_default_zoo import build_profiles, load_data, mmlu_pro_zoos  # noqa: E402
 
 

@@ -6,16 +6,16 @@ Same splits, training items and test items as `compare_modelsat.py` / the benchm
 at most 1,000 training items a benchmark; `--test-items 0`, the default here, keeps every test item). For each
 stage it prints, per benchmark, the routed accuracy (%) and the two models it picks most with their shares.
 
-    python scripts/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 1
-    python scripts/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
+    python experiments/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 1
+    python experiments/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
         --overrides '{"model": {"prior_records_gate": true}}'
-    python scripts/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
+    python experiments/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
         --router src/modelsat/shipped/modelsat-cpu-default [--center-items 200]
 
 `--prior-only` fits the explicit prior alone (the profile prior and the records prior, as the preset fits them) and
 trains no LM: its two stages in seconds rather than minutes, e.g. to set two records-prior settings side by side:
 
-    python scripts/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 9 --prior-only \
+    python experiments/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 9 --prior-only \
         --overrides '{"model": {"prior_records_residual": true}}'
 
 `--center-items N` (with `--router`) centres the saved router's LM term on N of the split's training instructions,
