@@ -188,3 +188,18 @@ def test_saving_an_uncalibrated_router_over_a_calibrated_one_drops_the_stale_cal
     get("best-single")().fit(TRAIN, PROFILES).calibrate(HELD, PROFILES, method="platt").save(tmp_path / "r")
     get("best-single")().fit(TRAIN, PROFILES).save(tmp_path / "r")
     assert getattr(Router.load(tmp_path / "r"), "calibrator_", None) is None
+
+
+def probability_routers() -> list[str]:
+    from modelsat.routers import available
+    return [n for n in available() if get(n).scores_are_probabilities]
+
+
+@pytest.mark.parametrize("name", probability_routers())
+def test_a_router_that_declares_probabilities_scores_its_training_models_in_zero_one(name):
+    router = get(name).for_tests()
+    router.fit(RECORDS if router.is_upper_bound else TRAIN, PROFILES)
+    if router.needs_responses:
+        router.attach_responses(HELD[["model", "prompt", "response"]])
+    s = router.score(PROMPTS, PROFILES)
+    assert s.min() >= -1e-6 and s.max() <= 1 + 1e-6       # kNN's tie-break adds at most 1e-6
