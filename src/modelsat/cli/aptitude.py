@@ -81,6 +81,36 @@ def stats_cmd(test: Path = typer.Argument(..., help="An aptitude-test JSON.")) -
     print_stats(load_test(test))
 
 
+@aptitude_app.command("show")
+def show_cmd(test: Optional[Path] = typer.Argument(None, help="An aptitude-test JSON (default: the shipped test).")
+             ) -> None:
+    """Summarise an aptitude test: version hash, source and licence, subjects with their keywords, items."""
+    from modelsat.aptitude.core_items import load_test
+    from modelsat.aptitude.shipped import shipped_test_path
+    path = test or shipped_test_path()
+    t = load_test(path)
+    n_items = len(t.items())
+    console.print(f"aptitude test [bold]{t.version}[/] ({'shipped: ' if test is None else ''}{path})", highlight=False,
+                  soft_wrap=True)
+    console.print(f"{len(t.subjects)} subjects, {n_items} items ({n_items // max(len(t.subjects), 1)} a subject), "
+                  f"chosen on a pool of {len(t.pool)} models", highlight=False)
+    src = t.source
+    if src.get("dataset"):
+        console.print(f"source: {src['dataset']}, {src.get('url', '')} @ {str(src.get('commit', ''))[:12]}",
+                      highlight=False, soft_wrap=True)
+    if src.get("license"):
+        console.print(f"licence: {src['license']}", highlight=False, soft_wrap=True)
+    table = Table(title=None, box=None, pad_edge=False)
+    table.add_column("subject", no_wrap=True)
+    table.add_column("items", justify="right", min_width=5)
+    table.add_column("keywords", no_wrap=True, overflow="ellipsis", max_width=max(20, console.width - 46))
+    for s in t.subjects:
+        table.add_row(s.name, str(len(s.items)), ", ".join(s.keywords))
+    console.print(table)
+    console.print(f"profile a model on it: modelsat profile --endpoint URL --model NAME --out NAME.json"
+                  + ("" if test is None else f" --test {path}"), highlight=False, soft_wrap=True)
+
+
 @aptitude_app.command("correlate")
 def correlate_cmd(
     test: Path = typer.Option(..., "--test", help="The aptitude-test JSON."),

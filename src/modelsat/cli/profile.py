@@ -33,7 +33,9 @@ def _notes(languages: Optional[str], context_length: Optional[int], price_in: Op
 
 
 def profile_cmd(
-    test: Path = typer.Option(..., "--test", help="The aptitude-test JSON."),
+    test: Optional[Path] = typer.Option(None, "--test", help="The aptitude-test JSON (default: the shipped test, "
+                                        "the one the shipped router's profiles were taken on; "
+                                        "`modelsat aptitude show`)."),
     model: Optional[str] = typer.Option(None, "--model", help="The model's name (records, or sent to the endpoint)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Profile JSON to write (a folder with --all)."),
     records: Optional[Path] = typer.Option(None, "--records", help="Profile from this records file."),
@@ -72,7 +74,8 @@ def profile_cmd(
     (--endpoint URL --model NAME, or --hf-path DIR); a rerun resumes from the journal beside --out."""
     from modelsat.aptitude.core_items import load_test
     from modelsat.aptitude.from_records import profile_all, profile_file_name, profile_from_records
-    t = load_test(test)
+    from modelsat.aptitude.shipped import shipped_test_path
+    t = load_test(test or shipped_test_path())
     notes = _notes(languages, context_length, price_in, price_out, notes_json)
     if records is not None or source is not None:
         if endpoint or hf_path:
