@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from modelsat.aptitude.profile import Profile, SubjectScore
+from modelsat.aptitude.shipped import shipped_test
 
 MATH_Q = "Solve for x: 3x^2 - 12x + 9 = 0. What is the sum of the roots?"
 
@@ -23,10 +25,24 @@ def shipped_zoo_models() -> list[str]:
     return [p.model for p in load_zoo(None)[1]]
 
 
-def test_route_names_a_model_of_the_default_zoo_without_a_data_folder(tmp_path):
-    r = modelsat(MATH_Q, "--json", tmp_path=tmp_path)
+@pytest.fixture(scope="module")
+def shipped_json(tmp_path_factory):
+    """`modelsat route MATH_Q --json` with the shipped router and zoo and no data folder (run once)."""
+    r = modelsat(MATH_Q, "--json", tmp_path=tmp_path_factory.mktemp("route"))
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    return r
+
+
+@pytest.fixture(scope="module")
+def shipped_table(tmp_path_factory):
+    """`modelsat route MATH_Q` as a person reads it, shipped router and zoo (run once)."""
+    r = modelsat(MATH_Q, tmp_path=tmp_path_factory.mktemp("route"))
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_route_names_a_model_of_the_default_zoo_without_a_data_folder(shipped_json):
+    out = json.loads(shipped_json.stdout)
     zoo = shipped_zoo_models()
     assert len(zoo) >= 2
     assert out["chosen"] in zoo
@@ -39,15 +55,66 @@ def test_route_table_lists_every_candidate(tmp_path):
     assert r.returncode == 0, r.stderr
     for model in shipped_zoo_models():
         assert model in r.stdout
-    assert "chosen:" in r.stdout
+
+
+def test_route_prints_the_chosen_model_first(shipped_table, shipped_json):
+    chosen = json.loads(shipped_json.stdout)["chosen"]
+    assert shipped_table.stdout.splitlines()[0].strip() == chosen
+    arrow_rows = [line for line in shipped_table.stdout.splitlines() if line.lstrip().startswith("→")]
+    assert len(arrow_rows) == 1 and chosen in arrow_rows[0]
+
+
+def test_route_says_what_the_shipped_routers_number_is(shipped_table):
+    assert "score (log-odds)" in shipped_table.stdout
+    assert "not a probability" in shipped_table.stdout
+
+
+def test_route_shows_the_profile_priors_number_as_an_expected_accuracy(tmp_path):
+    r = modelsat(MATH_Q, "--router", "profile-prior", tmp_path=tmp_path)
+    assert "expected accuracy" in r.stdout and "not a calibrated probability" in r.stdout
+    assert "%" in r.stdout.splitlines()[3]     # first candidate row: a percentage, not a raw score
+
+
+def test_route_prints_no_third_party_progress_bars_or_warnings(shipped_table):
+    assert shipped_table.stderr.strip() == ""
+    for noise in ("it/s", "Loading weights", "Warning", "%|"):
+        assert noise not in shipped_table.stdout
+
+
+def test_route_reports_the_warm_routing_time_apart_from_start_up(shipped_table, shipped_json):
+    last = shipped_table.stdout.strip().splitlines()[-1]
+    assert "ms (warm)" in last and "start-up" in last
+    out = json.loads(shipped_json.stdout)
+    assert out["seconds"] > 0 and out["startup_seconds"] > 0 and out["first_call_seconds"] > 0
+
+
+def test_route_json_lists_candidates_best_first_with_what_the_number_is(shipped_json):
+    out = json.loads(shipped_json.stdout)
+    assert out["score_meaning"]["kind"] == "log-odds"
+    scores = [c["score"] for c in out["candidates"]]
+    assert scores == sorted(scores, reverse=True) and out["candidates"][0]["model"] == out["chosen"]
+
+
+def test_route_refuses_a_profile_of_another_test_version_and_says_how_to_rerun(tmp_path):
+    Profile("old-model", "0123456789ab", {"anatomy": SubjectScore(0.5, 20)}).save(tmp_path / "z" / "a.json")
+    r = modelsat(MATH_Q, "--zoo", str(tmp_path / "z"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "0123456789ab" in r.stderr and shipped_test().version in r.stderr
+    assert "modelsat profile --endpoint URL --model old-model" in r.stderr
+
+
+def test_route_log_level_takes_only_known_levels():
+    r = modelsat(MATH_Q, "--log-level", "chatty")
+    assert r.returncode == 2 and "--log-level" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_route_among_a_zoo_folder_of_hand_made_profiles(tmp_path):
+    version = shipped_test().version    # the shipped router reads profiles taken on the shipped test
     strong = {s: SubjectScore(0.95, 20) for s in ("high_school_mathematics", "elementary_mathematics",
                                                    "college_mathematics", "abstract_algebra")}
     weak = {s: SubjectScore(0.2, 20) for s in strong}
-    Profile("math-whiz", "v", strong | {"professional_law": SubjectScore(0.2, 20)}).save(tmp_path / "z" / "a.json")
-    Profile("generalist", "v", weak | {"professional_law": SubjectScore(0.9, 20)}).save(tmp_path / "z" / "b.json")
+    Profile("math-whiz", version, strong | {"professional_law": SubjectScore(0.2, 20)}).save(tmp_path / "z" / "a.json")
+    Profile("generalist", version, weak | {"professional_law": SubjectScore(0.9, 20)}).save(tmp_path / "z" / "b.json")
     r = modelsat(MATH_Q, "--zoo", str(tmp_path / "z"), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["chosen"] == "math-whiz"

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modelsat.aptitude.profile import Profile, check_price
+from modelsat.cli.logs import LogLevel, log_level_option, set_log_level
 from modelsat.errors import ModelsatError
 
 console = Console()
@@ -119,25 +120,53 @@ def load_zoo(spec: str | None) -> tuple[str, list[Profile]]:
     raise ModelsatError(f"{where}: expected a zoo YAML, a profile JSON or a folder of profiles")
 
 
+def score_meaning(router) -> dict:
+    """What the router's number for a candidate is, in words: {"kind", "header", "text"}.
+
+    Until routers are calibrated (design.md, "Probabilities and policies") only a number that is honestly a
+    probability is shown as one; a log-odds score keeps its own scale and says so."""
+    if callable(getattr(router, "predict_proba", None)):
+        return {"kind": "probability", "header": "P(good answer)",
+                "text": "calibrated probability that the model answers well"}
+    if router.name == "profile-prior" or getattr(router, "prior_only", False):
+        return {"kind": "accuracy", "header": "expected accuracy",
+                "text": "the model's aptitude-test accuracy at the instruction's subjects (shrunk toward its "
+                        "mean); an estimate from its profile, not a calibrated probability"}
+    if router.name in ("modelsat", "modelsat-prior"):
+        return {"kind": "log-odds", "header": "score (log-odds)",
+                "text": "Model-SAT score: the profile prior's log-odds plus the learned correction; higher is "
+                        "better; not a probability"}
+    return {"kind": "score", "header": "score", "text": f"{router.name} router score; higher is better"}
+
+
 def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weight: float = 0.0) -> dict:
-    """The routing decision for one instruction: chosen model, every candidate's score, time taken."""
+    """The routing decision for one instruction: chosen model, every candidate's number, and the time of a warm
+    call (`seconds`) apart from the first call's (`first_call_seconds`: lazy loading of the router's models)."""
     import numpy as np
 
     from modelsat.routers.base import relative_costs
     if not instruction or not instruction.strip():
         raise ModelsatError("the instruction is empty; pass the text to route, e.g. "
                             "modelsat route \"Solve x^2 - 5x + 6 = 0\"")
+    meaning = score_meaning(router)
+    numbers = router.predict_proba if meaning["kind"] == "probability" else router.score
     from modelsat.embeddings import transient
     with transient():   # the instruction is embedded in memory only, never written to the cache
-        router.prepare(list(candidates))     # per-candidate work once (memoised in a shipped router): not timed
         start = time.perf_counter()
-        scores = np.asarray(router.score([instruction], list(candidates)), dtype=float)[0]
+        router.prepare(list(candidates))     # per-candidate work once (memoised in a shipped router)
+        np.asarray(numbers([instruction], list(candidates)))     # first call: loads what the router loads lazily
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = np.asarray(numbers([instruction], list(candidates)), dtype=float)[0]
         adjusted = scores - cost_weight * relative_costs(candidates)
         chosen = int(np.argmax(adjusted))
         elapsed = time.perf_counter() - start
-        out = {"instruction": instruction, "chosen": candidates[chosen].model,
+        out = {"instruction": instruction, "chosen": candidates[chosen].model, "score_meaning": meaning,
                "scores": {c.model: float(s) for c, s in zip(candidates, scores)},
-               "cost_weight": cost_weight, "seconds": elapsed}
+               "candidates": [{"model": c.model, "score": float(s), "profile_mean_accuracy": c.mean_accuracy,
+                               "price_per_mtok": c.price}
+                              for c, s in sorted(zip(candidates, scores), key=lambda cs: -cs[1])],
+               "cost_weight": cost_weight, "seconds": elapsed, "first_call_seconds": first}
         if cost_weight:
             out["adjusted_scores"] = {c.model: float(s) for c, s in zip(candidates, adjusted)}
         sm = getattr(router, "subject_map_", None)
@@ -145,6 +174,51 @@ def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weig
             w = sm.weights([instruction])[0]
             out["subjects"] = {sm.subjects[i]: float(w[i]) for i in np.argsort(-w)[:3]}
     return out
+
+
+def check_shipped_versions(candidates: Sequence[Profile], zoo_name: str) -> None:
+    """The shipped router reads profiles taken on the shipped aptitude test; any other is refused."""
+    from modelsat.aptitude.shipped import check_profile_version, shipped_test
+    version = shipped_test().version
+    for c in candidates:
+        check_profile_version(c, version, where=f"zoo {zoo_name}")
+
+
+def _number(value: float, kind: str) -> str:
+    return f"{value:.0%}" if kind in ("probability", "accuracy") else f"{value:+.2f}"
+
+
+def print_result(result: dict, candidates: Sequence[Profile]) -> None:
+    """The chosen model first, then every candidate with its number, what the number is, and the times."""
+    meaning = result["score_meaning"]
+    console.print(f"[bold green]{result['chosen']}[/]", highlight=False)
+    console.print(f"chosen by the {result['router']} among {len(candidates)} models of zoo {result['zoo']}",
+                  style="dim", highlight=False, soft_wrap=True)
+    key = "adjusted_scores" if result["cost_weight"] else "scores"
+    priced = any(c.price is not None for c in candidates)
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    table.add_column("")
+    table.add_column("model", no_wrap=True)
+    table.add_column(meaning["header"], justify="right")
+    table.add_column("profile mean", justify="right")
+    if priced:
+        table.add_column("USD/Mtok", justify="right")
+    for c in sorted(candidates, key=lambda c: -result[key][c.model]):
+        row = ["→" if c.model == result["chosen"] else "", c.model,
+               _number(result["scores"][c.model], meaning["kind"]), f"{c.mean_accuracy:.0%}"]
+        if priced:
+            row.append("" if c.price is None else f"{c.price:g}")
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"{meaning['header']}: {meaning['text']}" + (
+        f"; ranked after subtracting {result['cost_weight']:g} x relative price" if result["cost_weight"] else ""),
+        style="dim", highlight=False, soft_wrap=True)
+    if "subjects" in result:
+        console.print("subjects: " + ", ".join(f"{s} {w:.2f}" for s, w in result["subjects"].items()), style="dim",
+                      highlight=False, soft_wrap=True)
+    console.print(f"routing took {result['seconds'] * 1000:.0f} ms (warm); start-up {result['startup_seconds']:.1f} s "
+                  "(loading the router and its models, once per process: a server pays it at start)",
+                  highlight=False, soft_wrap=True)
 
 
 def route_cmd(
@@ -155,29 +229,24 @@ def route_cmd(
                                       "profile JSON. Default: the shipped default zoo."),
     cost_weight: float = typer.Option(0.0, "--cost-weight", help="Subtract this x relative price from scores."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (for scripts)."),
+    log_level: LogLevel = log_level_option(),
 ) -> None:
-    """Name the model of the zoo most likely to answer INSTRUCTION well, with every candidate's score."""
+    """Name the model of the zoo most likely to answer INSTRUCTION well, then every candidate with its number."""
+    started = time.perf_counter()
+    set_log_level(log_level)
     if not instruction.strip():   # before loading anything
         route_one(instruction, None, [])
+    zoo_name, candidates = load_zoo(zoo)     # cheap mistakes first, before a router's seconds of loading
     r, router_label = load_router(router)
-    zoo_name, candidates = load_zoo(zoo)
+    if router is None and router_label.startswith("shipped router"):
+        check_shipped_versions(candidates, zoo_name)
     result = route_one(instruction, r, candidates, cost_weight)
+    result["startup_seconds"] = time.perf_counter() - started - result["seconds"]
     result.update({"router": router_label, "zoo": zoo_name})
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    table = Table(title=f"{zoo_name} — {router_label}")
-    table.add_column("model")
-    table.add_column("score", justify="right")
-    table.add_column("profile mean", justify="right")
-    key = "adjusted_scores" if cost_weight else "scores"
-    for c in sorted(candidates, key=lambda c: -result[key][c.model]):
-        mark = "[bold green]→ [/]" if c.model == result["chosen"] else "  "
-        table.add_row(mark + c.model, f"{result['scores'][c.model]:.4f}", f"{c.mean_accuracy:.3f}")
-    console.print(table)
-    if "subjects" in result:
-        console.print("subjects: " + ", ".join(f"{s} {w:.2f}" for s, w in result["subjects"].items()))
-    console.print(f"chosen: [bold]{result['chosen']}[/]  ({result['seconds'] * 1000:.0f} ms)")
+    print_result(result, candidates)
 
 
 def register(app: typer.Typer) -> None:
