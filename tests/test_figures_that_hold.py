@@ -18,7 +18,7 @@ from tests import router_data as D
 def _fitted_prior_router(**model):
     recs = D.records()
     train, test = D.split(recs)
-    overrides = {"model": {"lm": "none", "prior_source": "fitted", "prior_records": True, **model}}
+    overrides = {"model": {"lm": "none", "prior": "fitted", "prior_records": True, **model}}
     router = ModelSATPriorRouter(preset="tiny", overrides=overrides).fit(train, D.profiles(train))
     return router, train, test
 
@@ -158,3 +158,64 @@ def test_plot_styles_tell_every_method_apart():
     pairs = {(st["color"], st["marker"]) for st in styles.values()}
     colours = {st["color"] for st in styles.values()}
     assert len(pairs) == 20 and len(colours) == 20
+
+
+def test_an_ensemble_of_seeds_averages_their_probabilities_and_survives_save_load(tmp_path):
+    from modelsat.routers.ensemble import EnsembleRouter
+    recs = D.records()
+    train, test = D.split(recs)
+    profs = D.profiles(train)
+    members = [ModelSATRouter(preset="tiny", seed=k).fit(train, profs) for k in (0, 1)]
+    ens = EnsembleRouter.of(members)
+    xs = test["prompt"].unique().tolist()[:5]
+    cands = profs + [D.newcomer_profile()]
+    expected = np.mean([1 / (1 + np.exp(-m.score(xs, cands))) for m in members], axis=0)
+    np.testing.assert_allclose(ens.score(xs, cands), expected)
+    assert not np.allclose(members[0].score(xs, cands), members[1].score(xs, cands))   # the seeds differ
+    again = Router.load(ens.save(tmp_path / "ens"))
+    assert isinstance(again, EnsembleRouter) and again.seeds == [0, 1]
+    np.testing.assert_allclose(again.score(xs, cands), expected)
+
+
+def test_an_ensemble_refuses_members_of_different_kinds():
+    from modelsat.routers import RouterError
+    from modelsat.routers.ensemble import EnsembleRouter
+    from modelsat.routers.knn import KNNRouter
+    with pytest.raises(RouterError, match="one router trained with several seeds"):
+        EnsembleRouter.of([ModelSATRouter(preset="tiny"), KNNRouter()])
+    with pytest.raises(RouterError, match="at least one"):
+        EnsembleRouter.of([])
+
+
+def test_the_benchmark_runs_no_wrapper_router_by_default():
+    from modelsat.routers import available, benchmark_routers
+    assert "ensemble" in available() and "ensemble" not in benchmark_routers()
+    assert {"modelsat", "modelsat-prior", "knn"} <= set(benchmark_routers())
+
+
+TINY_YAML = """name: tiny-file
+model: {lm: tiny, lm_layers: null, encoder: none, n_soft_tokens: 2, max_instruction_tokens: 32,
+        max_capability_tokens: 64, tuning: full, prior: mean}
+train: {group_size: 3, groups_per_step: 2, stage1_steps: 0, stage2_steps: 2, lr_connector: 3.0e-3, lr_lm: 3.0e-3,
+        max_train_items: 60}
+"""
+
+
+@pytest.mark.skipif(not __import__("modelsat.paths", fromlist=["has_data_dir"]).has_data_dir(),
+                    reason="no data folder: set MODELSAT_DATA or put ../shared/data beside the project")
+def test_train_with_several_seeds_saves_each_and_their_ensemble(tmp_path):
+    import subprocess
+    import sys
+    from modelsat.routers.ensemble import EnsembleRouter
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    run = subprocess.run([sys.executable, "-m", "modelsat.cli", "train", "--config", str(cfg), "--out",
+                          str(tmp_path / "run"), "--seeds", "3,4"], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for k in (3, 4):
+        assert (tmp_path / "run" / f"seed-{k}" / "router" / "config.json").exists()
+    ens = Router.load(tmp_path / "run" / "router")
+    assert isinstance(ens, EnsembleRouter) and ens.seeds == [3, 4]
+    bad = subprocess.run([sys.executable, "-m", "modelsat.cli", "train", "--config", str(cfg), "--out",
+                          str(tmp_path / "bad"), "--seeds", "1,x"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "comma list of integers" in bad.stdout + bad.stderr

@@ -53,13 +53,13 @@ def benchmark_cmd(
     from modelsat.evaluate.benchmark import run_benchmark
     from modelsat.evaluate.report import print_report, write_report
     from modelsat.evaluate.zoos import builtin_zoos, resolve_zoos
-    from modelsat.routers import available
+    from modelsat.routers import available, benchmark_routers
     if list_only:
         console.print("routers: " + ", ".join(available()))
         console.print("zoos: " + ", ".join(builtin_zoos()))
         return
     _threads(threads)
-    names = [r.strip() for r in routers.split(",") if r.strip()] if routers else available()
+    names = [r.strip() for r in routers.split(",") if r.strip()] if routers else benchmark_routers()
     unknown = [r for r in names if r not in available()]
     if unknown:
         raise ModelsatError(f"unknown router(s) {', '.join(unknown)}; available: {', '.join(available())}")

@@ -46,6 +46,10 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
               source: list[str] = typer.Option(["mmlu_pro"], "--source", help="Records source(s) to train on."),
               data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Data folder (else MODELSAT_DATA)."),
               seed: int = typer.Option(0, "--seed", help="Seeds the router's draws (groups, initial weights)."),
+              seeds: Optional[str] = typer.Option(
+                  None, "--seeds", help="Train once per seed of this comma list (e.g. 0,1,2), each into "
+                  "OUT/seed-N, and save OUT/router as their ensemble (averaged probabilities): steadier than "
+                  "any one seed. Overrides --seed."),
               split_seed: int = typer.Option(
                   0, "--split-seed", help="Train on the benchmark's split of this seed (evaluate/splits.py): its "
                   "test items are never trained on, so `scripts/decompose_modelsat.py --seed N --router DIR` reads "
@@ -63,8 +67,7 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
     DIR`: every process computes its share of each step's groups, so the run takes the same steps as on one
     device, and only the main process writes checkpoints and the router."""
     from modelsat.routers.modelsat.router import ModelSATRouter, resolve_preset
-    from modelsat.routers.modelsat.train import (check_device, evaluate, format_diagnostics, process_state,
-                                                 training_data)
+    from modelsat.routers.modelsat.train import check_device, process_state
     overrides = {k: v for k, v in (("device", device), ("mixed_precision", mixed_precision)) if v is not None}
     preset = resolve_preset(str(config), {"train": overrides} if overrides else None)
     check_device(preset.train)                               # before minutes of loading, not after
@@ -76,25 +79,57 @@ def train_cmd(config: Path = typer.Option(Path("configs/cpu-default.yaml"), "--c
         f"({train_recs['item_id'].nunique()} / {val_recs['item_id'].nunique()} items) [{time.time() - t0:.0f} s]")
     profiles, test = profiles_for(train_recs, data_dir, seed)
     say(f"profiles: {len(profiles)} models on aptitude test {test.version} [{time.time() - t0:.0f} s]")
-    router = ModelSATRouter(preset=preset.to_dict(), seed=seed, verbose=main)
-    # validation items are read only where the preset chooses on them (model.prior_select: routing,
-    # prior_task_C_grid, gate_select); the diagnostics below then read items those choices were made on
-    router.fit(train_recs, profiles, out_dir=out, resume=resume, validation=val_recs)
+    seed_list = _seed_list(seeds) if seeds else [seed]
+    members = []
+    for k in seed_list:
+        where = out / f"seed-{k}" if len(seed_list) > 1 else out
+        if len(seed_list) > 1:
+            say(f"training seed {k} ({len(members) + 1} of {len(seed_list)}) into {where}")
+        router = ModelSATRouter(preset=preset.to_dict(), seed=k, verbose=main)
+        # validation items are read only where the preset chooses on them (prior_task_C_grid); the
+        # diagnostics below then read items those choices were made on
+        router.fit(train_recs, profiles, out_dir=where, resume=resume, validation=val_recs)
+        if main:
+            _report_and_save(router, preset, val_recs, profiles, where, t0, split_seed, k)
+        members.append(router)
     if not main:
         return
+    for p in profiles:
+        p.save(out / "profiles" / f"{p.model}.json")
+    if len(members) > 1:
+        from modelsat.routers.ensemble import EnsembleRouter
+        EnsembleRouter.of(members).save(out / "router", card={"metrics": {"seeds": seed_list,
+                                                                          "split_seed": split_seed}})
+        console.print(f"[green]saved[/] {out / 'router'}: the ensemble of seeds {', '.join(map(str, seed_list))} "
+                      f"(each also in {out}/seed-N/router)")
+
+
+def _seed_list(text: str) -> list[int]:
+    """The seeds of a comma list, e.g. "0,1,2" -> [0, 1, 2]; a clear error for anything else."""
+    from modelsat.errors import ModelsatError
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ModelsatError(f"--seeds takes a comma list of integers such as 0,1,2; got {text!r}") from None
+    if not out or len(set(out)) != len(out):
+        raise ModelsatError(f"--seeds needs one or more distinct integers, got {text!r}")
+    return out
+
+
+def _report_and_save(router, preset, val_recs, profiles, out: Path, t0: float, split_seed: int, seed: int) -> None:
+    """Prints the validation diagnostics of one trained router and saves it in `out`/router."""
+    from modelsat.routers.modelsat.train import evaluate, format_diagnostics, training_data
     train_s = time.time() - t0
-    metrics = {"train_seconds": round(train_s, 1), "split_seed": split_seed}
+    metrics = {"train_seconds": round(train_s, 1), "split_seed": split_seed, "seed": seed}
     choices = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
     if choices:
         metrics["choices"] = choices
-    if preset.train.eval_items and len(val_recs):
+    if preset.train.eval_items and len(val_recs) and hasattr(router, "model_"):
         val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
         diag = evaluate(router.model_, val)
         console.print(format_diagnostics(diag), markup=False, highlight=False)
         metrics["validation"] = diag
     router.save(out / "router", card={"metrics": metrics})
-    for p in profiles:
-        p.save(out / "profiles" / f"{p.model}.json")
     console.print(f"[green]saved[/] {out / 'router'} (trained in {train_s / 60:.1f} min)")
 
 

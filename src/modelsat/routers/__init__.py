@@ -1,5 +1,5 @@
 """Routers: one interface (base.Router), a registry, Model-SAT and the baselines (one module each)."""
 
-from modelsat.routers.base import Router, RouterError, available, get, register
+from modelsat.routers.base import Router, RouterError, available, benchmark_routers, get, register
 
-__all__ = ["Router", "RouterError", "available", "get", "register"]
+__all__ = ["Router", "RouterError", "available", "benchmark_routers", "get", "register"]

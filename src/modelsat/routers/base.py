@@ -50,6 +50,12 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def benchmark_routers() -> list[str]:
+    """The routers `modelsat benchmark` runs when none are named: every registered one that is not a wrapper of
+    the others (`benchmark_default`)."""
+    return [n for n in available() if getattr(_REGISTRY[n], "benchmark_default", True)]
+
+
 def get(name: str) -> type["Router"]:
     """The router class registered under `name`."""
     _discover()
