@@ -123,20 +123,26 @@ def load_zoo(spec: str | None) -> tuple[str, list[Profile]]:
 def score_meaning(router) -> dict:
     """What the router's number for a candidate is, in words: {"kind", "header", "text"}.
 
-    Until routers are calibrated (design.md, "Probabilities and policies") only a number that is honestly a
-    probability is shown as one; a log-odds score keeps its own scale and says so."""
-    if callable(getattr(router, "predict_proba", None)):
+    A calibrated router (`Router.calibrate`, design.md "Probabilities and policies") shows its probability of a
+    good answer; otherwise only a number that already is a probability is shown as one, and a log-odds score
+    keeps its own scale and says so."""
+    if getattr(router, "calibrator_", None) is not None:
         return {"kind": "probability", "header": "P(good answer)",
-                "text": "calibrated probability that the model answers well"}
+                "text": "probability that the model answers well, calibrated on held-out items"}
     if router.name == "profile-prior" or getattr(router, "prior_only", False):
         return {"kind": "accuracy", "header": "expected accuracy",
                 "text": "the model's aptitude-test accuracy at the instruction's subjects (shrunk toward its "
                         "mean); an estimate from its profile, not a calibrated probability"}
+    if getattr(router, "scores_are_probabilities", False):
+        return {"kind": "accuracy", "header": "P(good answer), uncalibrated",
+                "text": f"the {router.name} router's own estimate of the probability of a good answer, not "
+                        "calibrated on held-out items"}
     if router.name in ("modelsat", "modelsat-prior"):
         return {"kind": "log-odds", "header": "score (log-odds)",
                 "text": "Model-SAT score: the profile prior's log-odds plus the learned correction; higher is "
-                        "better; not a probability"}
-    return {"kind": "score", "header": "score", "text": f"{router.name} router score; higher is better"}
+                        "better; not a probability (the router is not calibrated)"}
+    return {"kind": "score", "header": "score", "text": f"{router.name} router score; higher is better; not a "
+                                                        "probability (the router is not calibrated)"}
 
 
 def route_one(instruction: str, router, candidates: Sequence[Profile], cost_weight: float = 0.0) -> dict:

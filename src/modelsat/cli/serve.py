@@ -1,35 +1,71 @@
-"""`modelsat serve --config zoo.yaml` (the routing proxy) and `modelsat validate zoo.yaml` (check it)."""
+"""`modelsat serve zoo.yaml` (the routing proxy) and `modelsat validate zoo.yaml` (check it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
 
+from modelsat.cli.logs import LogLevel, log_level_option, set_log_level, uvicorn_level
 from modelsat.errors import ModelsatError
 
 console = Console()
 
 
+def config_path(positional: Optional[Path], option: Optional[Path]) -> Path:
+    """The zoo YAML given as `modelsat serve ZOO.yaml` or `--config ZOO.yaml` (one of them)."""
+    if positional is not None and option is not None and positional != option:
+        raise ModelsatError(f"two configs given ({positional} and --config {option}); serve one: "
+                            f"modelsat serve {positional}")
+    path = positional or option
+    if path is None:
+        raise ModelsatError("say which zoo to serve: modelsat serve ZOO.yaml (e.g. modelsat serve "
+                            "examples/serve-zoo.yaml; check it first with modelsat validate ZOO.yaml)")
+    return path
+
+
 def serve_cmd(
-    config: Path = typer.Option(..., "--config", "-c", help="Zoo YAML: models, upstreams, router, auth, limits."),
+    config: Optional[Path] = typer.Argument(None, help="Zoo YAML: models, upstreams, router, auth, limits."),
+    config_option: Optional[Path] = typer.Option(None, "--config", "-c", help="The zoo YAML, as an option "
+                                                 "(the same as the argument)."),
     host: str = typer.Option(None, help="Interface to listen on (default: server.host in the config)."),
     port: int = typer.Option(None, help="Port (default: server.port in the config)."),
+    log_level: LogLevel = log_level_option(),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes; each holds its own zoo, "
+                                "router and circuit breakers, and /metrics merges them."),
 ) -> None:
     """Serve an OpenAI-compatible endpoint that routes each request to the zoo's best model."""
+    set_log_level(log_level)
+    path = config_path(config, config_option)
     import uvicorn
 
     from modelsat.serve.app import make_app
     from modelsat.serve.config import load_config
 
-    cfg = load_config(config)
+    cfg = load_config(path)
+    missing = missing_profiles(cfg)
+    if missing:
+        raise ModelsatError(f"{path}: {len(missing)} profile file(s) missing: " + "; ".join(missing))
+    from modelsat.serve.http_server import serve_in_workers, uvicorn_options
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port      # --port 0: any free port (uvicorn logs which)
+    if workers > 1:
+        console.print(f"modelsat proxy: {len(cfg.models)} models, {workers} worker processes, "
+                      f"http://{host}:{port}/v1", soft_wrap=True)
+        return serve_in_workers(path, cfg, host, port, workers, log_level=uvicorn_level(log_level))
     app = make_app(cfg)
-    host, port = host or cfg.server.host, port or cfg.server.port
     console.print(f"modelsat proxy: {len(cfg.models)} models, router "
                   f"{'none (pass-through only)' if app.state.routing is None else app.state.routing.router.name}, "
                   f"http://{host}:{port}/v1", soft_wrap=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
+
+
+def missing_profiles(cfg) -> list[str]:
+    """'models[i] (name): path' for every model whose profile file is not there."""
+    return [f"models[{i}] ({m.name}): {m.profile}" for i, m in enumerate(cfg.models)
+            if m.profile is not None and not Path(m.profile).is_file()]
 
 
 def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check.")) -> None:
@@ -45,10 +81,13 @@ def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check.")) 
     except ModelsatError as exc:
         problems.append(str(exc))
     upstreams = []
+    missing = missing_profiles(cfg)
+    problems += [f"profile file missing for {m}" for m in missing]
     try:
         upstreams = build_upstreams(cfg)
     except ModelsatError as exc:
-        problems.append(str(exc))
+        if not missing:      # else it names the first missing profile again
+            problems.append(str(exc))
     router = None
     try:
         router = load_router(cfg)
