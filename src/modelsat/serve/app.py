@@ -14,7 +14,7 @@ from typing import Optional
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
 from modelsat.errors import ModelsatError
@@ -201,7 +201,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
     async def prometheus():
         for u in upstreams:
             metrics.circuit_open.labels(u.name).set(1 if u.breaker.is_open else 0)
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def list_models():

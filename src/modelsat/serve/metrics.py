@@ -1,8 +1,12 @@
-"""Prometheus metrics of one proxy app, in its own registry (two apps in one process do not clash)."""
+"""Prometheus metrics of one proxy app, in its own registry (two apps in one process do not clash); with
+several worker processes ($PROMETHEUS_MULTIPROC_DIR set), every worker's values, merged."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 
@@ -25,13 +29,22 @@ class ProxyMetrics:
                                        ["model", "reason"], registry=r)
         self.tokens = Counter("modelsat_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
         self.cost = Counter("modelsat_cost_usd", "Cost in USD of priced models", ["model"], registry=r)
-        self.circuit_open = Gauge("modelsat_circuit_open", "1 while a model's circuit breaker is open",
-                                  ["model"], registry=r)
+        self.circuit_open = Gauge("modelsat_circuit_open", "1 while a model's circuit breaker is open "
+                                  "(in any worker)", ["model"], registry=r, multiprocess_mode="max")
         self.streams_cut = Counter("modelsat_streams_cut", "Streams ended by an error event, per model and "
                                    "reason (upstream_stream_broken, stream_deadline_exceeded)", ["model", "reason"],
                                    registry=r)
         self.disconnects = Counter("modelsat_client_disconnects", "Clients that left before the answer ended",
                                    registry=r)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format: this process's, or all workers' in multi-process mode."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, folder)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
 
     def record_usage(self, model: str, usage: dict | None, cost: float | None) -> None:
         if isinstance(usage, dict):
