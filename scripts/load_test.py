@@ -1,14 +1,17 @@
-"""Load test of `modelsat serve` on loopback: fast stub upstreams, concurrency 1, 16, 64, 256.
+"""Load test of `modelsat serve` on loopback: fast stub upstreams, concurrency 1, 16, 64, 256, for proxies of
+1 and 2 worker processes measured side by side (each level runs against every proxy in turn).
 
-Prints, per concurrency level and repeat: throughput, end-to-end latency p50/p99 (ms), the routing overhead
-the proxy reports (x-modelsat-routing-ms) p50/p99, the proxy's CPU time per request (ms), requests lost (error or incomplete stream) or hung (no end
-within --request-timeout), and the proxy process's RSS before and after. Also the router's own scoring time
-and the direct-to-upstream latency, so the proxy's added latency can be read off.
+Prints, per repeat, concurrency level and worker count: throughput, end-to-end latency p50/p99 (ms), the
+routing overhead the proxy reports (x-modelsat-routing-ms) p50/p99, the proxy's CPU time per request (ms, all
+its processes), requests lost (error or incomplete stream) or hung (no end within --request-timeout), and the
+proxy's RSS (all its processes). Also the router's own scoring time and the direct-to-upstream latency, so the
+proxy's added latency can be read off.
 
-    .venv/bin/python scripts/load_test.py                      # streaming, 3 repeats, bounded to ~2 minutes
-    .venv/bin/python scripts/load_test.py --mode json --levels 1,16 --repeats 1
+    .venv/bin/python scripts/load_test.py                      # streaming, 3 repeats, bounded to ~4 minutes
+    .venv/bin/python scripts/load_test.py --mode json --levels 1,16 --repeats 1 --workers 1
 
-Everything runs on 127.0.0.1; the proxy and the upstreams are subprocesses of this script, stopped at exit.
+Everything runs on 127.0.0.1; the proxies (`serve_in_workers`, as `modelsat serve --workers N` runs them) and
+the upstreams (one process each) are subprocesses of this script, stopped at exit.
 """
 
 from __future__ import annotations
@@ -50,20 +53,46 @@ class LoadTestKeywordRouter(Router):
 
 # ---- subprocesses --------------------------------------------------------------------------------------------
 
-def run_upstreams() -> None:
+def run_upstream(name: str) -> None:
     from modelsat.serve.loopback import LoopbackServer, StubUpstream
-    servers = [LoopbackServer(StubUpstream(n), access_log=False, log_level="warning").start() for n in WORDS]
-    print(json.dumps({n: s.port for n, s in zip(WORDS, servers)}), flush=True)
-    servers[0].thread.join()
-
-
-def run_proxy(config: str) -> None:
-    from modelsat.serve.app import make_app
-    from modelsat.serve.config import load_config
-    from modelsat.serve.loopback import LoopbackServer
-    server = LoopbackServer(make_app(load_config(config)), access_log=False, log_level="warning").start()
+    server = LoopbackServer(StubUpstream(name), access_log=False, log_level="warning").start()
     print(json.dumps({"port": server.port}), flush=True)
     server.thread.join()
+
+
+def proxy_app():
+    """The app each proxy worker builds (importing this module registers the load test's router there)."""
+    from modelsat.serve.http_server import app_from_environment
+    return app_from_environment()
+
+
+def run_proxy(config: str, workers: int, port: int) -> None:
+    from modelsat.serve.config import load_config
+    from modelsat.serve.http_server import serve_in_workers
+    print(json.dumps({"port": port}), flush=True)
+    serve_in_workers(config, load_config(config), "127.0.0.1", port, workers, app_factory="load_test:proxy_app",
+                     log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(url: str, seconds: float = 120.0) -> None:
+    """Polls `url` until it answers (the workers are separate processes: no event to wait on)."""
+    import httpx
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
 def spawn(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
@@ -88,15 +117,20 @@ def write_zoo(tmp: Path, ports: dict) -> Path:
     return path
 
 
-def rss_mb(pid: int) -> float:
+def _tree(pid: int) -> list:
     import psutil
-    return psutil.Process(pid).memory_info().rss / 2**20
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of the process and its children (a proxy's workers), MiB."""
+    return sum(p.memory_info().rss for p in _tree(pid)) / 2**20
 
 
 def cpu_s(pid: int) -> float:
-    import psutil
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    """CPU seconds of the process and its live children."""
+    return sum(t.user + t.system for t in (p.cpu_times() for p in _tree(pid)))
 
 
 # ---- the load ------------------------------------------------------------------------------------------------
@@ -154,52 +188,65 @@ def scoring_ms(repeats: int = 2000) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="1,16,64,256")
+    ap.add_argument("--workers", default="1,2", help="proxy worker counts, measured side by side")
     ap.add_argument("--requests", type=int, default=300, help="requests per level (at least 2 x concurrency)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--mode", choices=["stream", "json"], default="stream")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="a request still open after this is hung")
     ap.add_argument("--time-limit", type=float, default=240.0, help="stop starting new levels after this (s)")
-    ap.add_argument("--_upstreams", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--_proxy", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_upstream", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_proxy", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args._upstreams:
-        return run_upstreams()
+    if args._upstream:
+        return run_upstream(args._upstream)
     if args._proxy:
-        return run_proxy(args._proxy)
+        return run_proxy(args._proxy[0], int(args._proxy[1]), int(args._proxy[2]))
 
     start = time.monotonic()
     stream = args.mode == "stream"
     procs = []
     try:
-        up, ports = spawn("--_upstreams")
-        procs.append(up)
+        ports = {}
+        for name in WORDS:
+            up, info = spawn("--_upstream", name)
+            procs.append(up)
+            ports[name] = info["port"]
         with tempfile.TemporaryDirectory() as tmp:
-            proxy, info = spawn("--_proxy", str(write_zoo(Path(tmp), ports)), env={"LOAD_TEST_CLIENT_KEY": KEY})
-            procs.append(proxy)
-            url = f"http://127.0.0.1:{info['port']}/v1/chat/completions"
+            zoo = str(write_zoo(Path(tmp), ports))
+            proxies = {}
+            for w in [int(x) for x in args.workers.split(",")]:
+                proc, info = spawn("--_proxy", zoo, str(w), str(free_port()),
+                                   env={"LOAD_TEST_CLIENT_KEY": KEY, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(
+                                       dir=tmp, prefix=f"metrics-{w}-")})
+                procs.append(proc)
+                proxies[w] = (proc, f"http://127.0.0.1:{info['port']}")
             direct_url = f"http://127.0.0.1:{ports['alpha']}/v1/chat/completions"
             print(f"router scoring time (load-test-keyword, 1 instruction x 2 candidates): p50 {scoring_ms():.4f} ms")
-            # warm both paths, then the baseline: the upstream alone at concurrency 1
-            asyncio.run(level(url, 4, 20, stream, args.request_timeout))
+            for w, (proc, base) in proxies.items():      # up, then warm: every worker, both paths
+                wait_until_up(f"{base}/health")
+                asyncio.run(level(f"{base}/v1/chat/completions", 8, 64, stream, args.request_timeout))
+                print(f"proxy with {w} worker(s): RSS at start {rss_mb(proc.pid):.1f} MiB")
             direct = asyncio.run(level(direct_url, 1, 100, stream, args.request_timeout))
             print(f"direct to upstream, concurrency 1: p50 {direct['lat_p50']:.2f} ms, p99 {direct['lat_p99']:.2f} ms")
-            print(f"mode: {args.mode}; proxy RSS at start {rss_mb(proxy.pid):.1f} MiB")
-            print(f"{'rep':>3} {'conc':>5} {'n':>5} {'ok':>5} {'lost':>4} {'hung':>4} {'req/s':>7} "
+            print(f"mode: {args.mode}; cpu/req and RSS cover every process of the proxy")
+            print(f"{'rep':>3} {'conc':>5} {'wrk':>3} {'n':>5} {'ok':>5} {'lost':>4} {'hung':>4} {'req/s':>7} "
                   f"{'lat p50':>8} {'lat p99':>8} {'route p50':>9} {'route p99':>9} {'cpu/req':>7} {'RSS MiB':>8}")
             for rep in range(1, args.repeats + 1):
                 for conc in [int(c) for c in args.levels.split(",")]:
-                    if time.monotonic() - start > args.time_limit:
-                        print(f"time limit of {args.time_limit:.0f} s reached; stopping")
-                        return
-                    cpu0 = cpu_s(proxy.pid)
-                    r = asyncio.run(level(url, conc, max(args.requests, 2 * conc), stream, args.request_timeout))
-                    r["cpu_ms"] = (cpu_s(proxy.pid) - cpu0) * 1e3 / r["n"]
-                    print(f"{rep:>3} {conc:>5} {r['n']:>5} {r['ok']:>5} {r['lost']:>4} {r['hung']:>4} {r['rps']:>7.1f} "
-                          f"{r['lat_p50']:>8.2f} {r['lat_p99']:>8.2f} {r['route_p50']:>9.3f} {r['route_p99']:>9.3f} {r['cpu_ms']:>7.2f} "
-                          f"{rss_mb(proxy.pid):>8.1f}", flush=True)
-                    for reason in r["reasons"]:
-                        print(f"      lost: {reason}")
-            print(f"proxy added latency at concurrency 1 is about lat p50 (rep 1, conc 1) − {direct['lat_p50']:.2f} ms")
+                    for w, (proc, base) in proxies.items():
+                        if time.monotonic() - start > args.time_limit:
+                            print(f"time limit of {args.time_limit:.0f} s reached; stopping")
+                            return
+                        cpu0 = cpu_s(proc.pid)
+                        r = asyncio.run(level(f"{base}/v1/chat/completions", conc, max(args.requests, 2 * conc),
+                                              stream, args.request_timeout))
+                        r["cpu_ms"] = (cpu_s(proc.pid) - cpu0) * 1e3 / r["n"]
+                        print(f"{rep:>3} {conc:>5} {w:>3} {r['n']:>5} {r['ok']:>5} {r['lost']:>4} {r['hung']:>4} "
+                              f"{r['rps']:>7.1f} {r['lat_p50']:>8.2f} {r['lat_p99']:>8.2f} {r['route_p50']:>9.3f} "
+                              f"{r['route_p99']:>9.3f} {r['cpu_ms']:>7.2f} {rss_mb(proc.pid):>8.1f}", flush=True)
+                        for reason in r["reasons"]:
+                            print(f"      lost: {reason}")
+            print(f"proxy added latency at concurrency 1 is about lat p50 (conc 1) − {direct['lat_p50']:.2f} ms")
     finally:
         for p in procs:
             p.terminate()
