@@ -164,6 +164,8 @@ class Router:
         from modelsat.calibration import fit_calibrator
         scores, outcomes, items = self._calibration_pairs(validation_records, profiles)
         scale = "probability" if self.scores_are_probabilities else "log-odds"
+        if self.scores_are_probabilities:       # as predict_proba reads them (kNN's tie-break can pass 1 by 1e-6)
+            scores = np.clip(scores, 0.0, 1.0)
         self.calibrator_ = fit_calibrator(scores, outcomes, method=method, scale=scale, groups=items,
                                           seed=getattr(self, "seed", 0))
         return self
