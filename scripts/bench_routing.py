@@ -74,15 +74,13 @@ def main() -> None:
         base = ModelSATRouter(preset=args.preset)
         base.preset_ = resolve_preset(args.preset)
         base.model_ = ModelSAT(base.preset_.model).eval()
-        if base.preset_.model.prior_source == "fitted":   # an unfitted profile prior costs the same to run
+        if base.preset_.model.prior == "fitted":   # an unfitted profile prior costs the same to run
             from modelsat.routers.profile_prior import ProfilePrior
             base.prior_router_ = ProfilePrior()
     if args.prior_features:
         from modelsat.routers.profile_prior import ProfilePrior
         from modelsat.routers.subject_map import shipped
-        model_cfg = dataclasses.replace(base.preset_.model, prior_features=args.prior_features)
-        base.preset_ = dataclasses.replace(base.preset_, model=model_cfg)
-        if model_cfg.prior_source == "fitted":
+        if base.preset_.model.prior == "fitted":
             prior = getattr(base, "prior_router_", None) or ProfilePrior()
             prior.features, prior.subject_map_ = args.prior_features, shipped(args.prior_features)
             base.prior_router_ = prior
@@ -95,7 +93,7 @@ def main() -> None:
     model = base.model_
     ids = model.instruction_ids(INSTRUCTION)
     print(f"preset {base.preset_.name}: LM {base.preset_.model.lm} ({model.lm.config.num_hidden_layers} layers), "
-          f"encoder {base.preset_.model.encoder}, prior map {base.preset_.model.prior_features}, "
+          f"encoder {base.preset_.model.encoder}, prior map {args.prior_features or 'minilm'}, "
           f"{base.preset_.model.n_soft_tokens + base.preset_.model.profile_tokens} tokens a candidate, "
           f"instruction {len(ids)} tokens, {args.threads} threads, {args.reps} reps, live MiniLM in {live_dtype()} "
           f"(MODELSAT_LIVE_BF16=0: float32), the prior's numpy BLAS on "

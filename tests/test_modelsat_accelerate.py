@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def preset_with(**train_overrides) -> Preset:
     base = tiny_preset(encoder="tiny", tuning="lora")
-    steps = dict(stage1_steps=2, stage2_steps=4, groups_per_step=4, checkpoint_every=3)
+    steps = dict(stage1_steps=2, stage2_steps=4, groups_per_step=4)
     return dataclasses.replace(base, train=dataclasses.replace(base.train, **{**steps, **train_overrides}))
 
 
@@ -39,7 +39,7 @@ def flat_prior(instructions, candidates):
 def trained_state(preset: Preset, out_dir=None, log=lambda message: None) -> dict:
     data = training_data(synthetic_records(4), PROFILES, flat_prior)
     model = ModelSAT(preset.model, seed=0)
-    train(model, data, preset, out_dir=out_dir, log=log)
+    train(model, data, preset, out_dir=out_dir, log=log, checkpoint_every=3)
     return model.trained_state()
 
 
@@ -72,7 +72,7 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path):
     moved = False
     for k in one:
         assert torch.equal(rank0[k], rank1[k]), k
-        torch.testing.assert_close(rank0[k], one[k], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(rank0[k], one[k], rtol=1e-4, atol=1e-4)   # summation order: Adam's noise
         moved |= not torch.equal(one[k], ModelSAT(preset_with().model, seed=0).trained_state()[k])
     assert moved
     assert (tmp_path / "ckpt" / "checkpoint.pt").exists()          # written once, by the main process

@@ -56,8 +56,7 @@ def trained_scores_and_truth(preset, records, profiles):
 def test_overfit_ranks_positives_and_the_right_model():
     records = synthetic_records()
     preset = tiny_preset()
-    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=80, group_size=2,
-                                                                   model_contrastive_frac=0.5, loss="group"))
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=80, group_size=2))
     s, truth = trained_scores_and_truth(preset, records, PROFILES)
     # the right model above the wrong one on the same item
     assert (s.argmax(1) == truth.argmax(1)).all()
@@ -92,8 +91,7 @@ def test_unseen_model_is_scored_from_its_profile_alone():
 @pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fast"), ("tiny", "fastest"),
                                            ("tiny", "prompt-first")])
 def test_shared_instruction_cache_matches_separate_sequences(encoder, order):
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
-                                         prior_token=True), seed=0)
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order), seed=0)
     caps = [model.capability_input(p) for p in PROFILES]
     priors = torch.tensor([0.7, 0.4])
     with torch.no_grad():
@@ -105,8 +103,7 @@ def test_shared_instruction_cache_matches_separate_sequences(encoder, order):
 def test_inference_with_lora_merged_and_cached_capabilities_matches_training_time_scoring():
     """score_matrix merges LoRA into φ and memoises capability inputs; the scores must be those of the unmerged
     model scoring each (instruction, candidate) as its own sequence, and training must see unmerged weights."""
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="fastest",
-                                         prior_token=True, lm_gate_init=1.0), seed=0)
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="fastest"), seed=0)
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in model.lm.named_parameters():
@@ -132,8 +129,7 @@ def test_prompt_first_head_is_computed_once_and_recomputed_when_weights_change()
     """The prompt-first order reads the prompt's keys/values from a cache: scores with it equal those computed with
     the prompt in the sequence (with gradients on, as in training), and a change of φ's weights (LoRA merged for
     inference, an optimizer step) makes the cache stale rather than silently reused."""
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="prompt-first",
-                                         prior_token=True, lm_gate_init=1.0), seed=0)
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder="tiny", tuning="lora", order="prompt-first"), seed=0)
     model.set_stage(2)                                            # LoRA trains, as in stage 2
     torch.manual_seed(1)
     with torch.no_grad():
@@ -163,26 +159,10 @@ def test_prompt_first_head_is_computed_once_and_recomputed_when_weights_change()
     assert not torch.allclose(moved, cached, atol=1e-3)
 
 
-def test_merged_capability_is_one_token_the_sum_of_the_separate_ones():
-    base = dataclasses.replace(tiny_preset().model, encoder="tiny", order="prompt-first", profile_tokens=1,
-                               n_soft_tokens=2, prior_token=True)
-    separate = ModelSAT(base, seed=0)
-    merged = ModelSAT(dataclasses.replace(base, merge_capability=True), seed=0)
-    with torch.no_grad():
-        a = separate.capability_input(PROFILES[0])
-        b = merged.capability_input(PROFILES[0])
-        assert a.shape[0] == 3 and b.shape[0] == 1
-        torch.testing.assert_close(b[0], a.sum(0))
-        caps = [merged.capability_input(p) for p in PROFILES]
-        priors = torch.tensor([0.7, 0.4])
-        torch.testing.assert_close(merged.score_shared("What is 2 plus 2?", caps, priors),
-                                   merged.score_pairs(["What is 2 plus 2?"] * 2, caps, priors), atol=1e-4, rtol=1e-4)
-    with pytest.raises(ModelsatError, match="merge_capability"):
-        dataclasses.replace(base, merge_capability=True, encoder="none")
-
-
 def test_untrained_router_ranks_like_the_prior():
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, lm_gate_init=0.0, prior_source="profile"), seed=0)
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, prior="profile"), seed=0)
+    with torch.no_grad():
+        model.lm_gate.zero_()                               # an LM term that has learned nothing yet
     priors = np.array([[0.8, 0.3], [0.2, 0.6]])
     s = model.score_matrix(["a", "b"], PROFILES, priors)
     assert (s.argmax(1) == priors.argmax(1)).all()
@@ -191,30 +171,31 @@ def test_untrained_router_ranks_like_the_prior():
 def test_stopped_run_resumes_to_the_same_weights(tmp_path):
     records = synthetic_records(3)
     base = tiny_preset()
-    preset = dataclasses.replace(base, train=dataclasses.replace(base.train, stage2_steps=6, checkpoint_every=3))
+    preset = dataclasses.replace(base, train=dataclasses.replace(base.train, stage2_steps=6))
     data = training_data(records, PROFILES, lambda x, c: np.full((len(x), len(c)), 0.5))
     full = ModelSAT(preset.model, seed=0)
-    train(full, data, preset, out_dir=tmp_path / "a", log=lambda m: None)
+    train(full, data, preset, out_dir=tmp_path / "a", log=lambda m: None, checkpoint_every=3)
     half = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=3))
     first = ModelSAT(preset.model, seed=0)
-    train(first, data, half, out_dir=tmp_path / "b", log=lambda m: None)
+    train(first, data, half, out_dir=tmp_path / "b", log=lambda m: None, checkpoint_every=3)
     resumed = ModelSAT(preset.model, seed=0)
-    train(resumed, data, preset, out_dir=tmp_path / "b", resume=True, log=lambda m: None)
+    train(resumed, data, preset, out_dir=tmp_path / "b", resume=True, log=lambda m: None, checkpoint_every=3)
     a, b = full.trained_state(), resumed.trained_state()
     for k in a:
         torch.testing.assert_close(a[k], b[k])
 
 
-def test_tail_average_keeps_the_mean_of_the_last_states_and_resumes_to_it(tmp_path):
+def test_tail_average_keeps_the_mean_of_the_last_states_and_resumes_to_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("modelsat.routers.modelsat.train.LOG_EVERY", 1)
     records = synthetic_records(3)
     base = tiny_preset()
     data = training_data(records, PROFILES, lambda x, c: np.full((len(x), len(c)), 0.5))
 
     def trained(steps, average=0.0, out=None, resume=False, log=lambda m: None):
         preset = dataclasses.replace(base, train=dataclasses.replace(
-            base.train, stage2_steps=steps, average_last=average, checkpoint_every=1 if out else 0, log_every=1))
+            base.train, stage2_steps=steps, average_last=average))
         model = ModelSAT(preset.model, seed=0)
-        train(model, data, preset, out_dir=out, resume=resume, log=log)
+        train(model, data, preset, out_dir=out, resume=resume, log=log, checkpoint_every=1 if out else 0)
         return model.trained_state()
 
     last = [trained(n) for n in (4, 5, 6)]                  # the states after steps 4, 5 and 6 of one run
@@ -248,16 +229,16 @@ def test_presets_load_and_unknown_keys_are_refused(tmp_path):
     with pytest.raises(ModelsatError, match="n_soft_tokenz"):
         load_preset(bad)
     bad.write_text("model:\n  prior_features: bag-of-letters\n")
-    with pytest.raises(ModelsatError, match="prior_features"):
+    with pytest.raises(ModelsatError, match=r"\['prior_features'\] were removed .*removed-options.md"):
         load_preset(bad)
 
 
 def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
-    """prior_source 'fitted': the profile-prior router (with its task classifier) is fitted on the training
+    """prior 'fitted': the profile-prior router (with its task classifier) is fitted on the training
     records, saved in `prior/` beside the adapters, and gives identical scores after load."""
     records = synthetic_records(3)
     records.loc[records["subject"] == "world_religions", "benchmark"] = "toy2"
-    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_source": "fitted", "prior": True}})
+    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior": "fitted"}})
     router.fit(records, PROFILES)
     assert router.prior_router_.task_names_ == []        # the profiles measure no task named toy/toy2
     assert router.prior_router_._map().features == "minilm"
@@ -271,19 +252,11 @@ def test_fitted_prior_is_trained_saved_and_loaded_with_the_router(tmp_path):
     shutil.rmtree(tmp_path / "r" / "prior")
     with pytest.raises(RouterError, match="prior.*is missing"):
         ModelSATRouter.load(tmp_path / "r")
-    # prior_features: static fits the prior on the static-feature map, and it survives save/load
-    fast = ModelSATRouter(preset="tiny", overrides={"model": {"prior_source": "fitted", "prior": True,
-                                                             "prior_features": "static"}}).fit(records, PROFILES)
-    assert fast.prior_router_._map().features == "static"
-    again = ModelSATRouter.load(fast.save(tmp_path / "fast"))
-    assert again.prior_router_._map().features == "static"
-    np.testing.assert_array_equal(fast.score(xs, PROFILES), again.score(xs, PROFILES))
 
 
 @pytest.mark.parametrize("encoder,order", [("none", "fast"), ("tiny", "fastest"), ("tiny", "prompt-first")])
 def test_packing_several_instructions_in_one_forward_matches_one_at_a_time(encoder, order):
-    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order,
-                                         prior_token=True, lm_gate_init=1.0), seed=0).eval()
+    model = ModelSAT(dataclasses.replace(tiny_preset().model, encoder=encoder, tuning="lora", order=order), seed=0).eval()
     xs = ["What is 2 plus 2?", "Which scripture mentions prophet 5?", "Solve x + 3 = 9."]
     priors = np.array([[0.7, 0.4], [0.2, 0.9], [0.5, 0.5]])
     model.pack_tokens = 10_000
@@ -299,22 +272,22 @@ def test_all_models_group_holds_every_model_with_a_result_and_its_loss_is_eq5_wi
     scores = np.array([[1.0, 0.0, 0.0, np.nan], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     profs = [profile(f"m{j}", 0.5, 0.5) for j in range(4)]
     data = TrainingData(["a", "b", "c"], scores, profs, np.full(scores.shape, 0.5))
-    sampler = GroupSampler(data, TrainConfig(model_group="all", model_contrastive_frac=1.0))
+    sampler = GroupSampler(data, TrainConfig())
     for _ in range(20):
-        kind, items, models, labels = sampler.group()
+        kind, items, models, labels = sampler.model_contrastive()
         i = int(items[0])
         assert kind == "model" and i in (0, 1)              # item 2 has no wrong answer: nothing to contrast
         assert sorted(models) == [j for j in range(4) if not np.isnan(scores[i, j])]
         assert (labels == scores[i, models]).all() and labels[0] == 1.0
-    cfg = TrainConfig(loss="group")
+    cfg = TrainConfig(objective="paper")                   # eq. 5 alone
     s = torch.tensor([0.3, -1.2, 2.0])
     eq5 = torch.nn.functional.cross_entropy(s[None], torch.zeros(1, dtype=torch.long))
     assert torch.allclose(group_loss(s, torch.tensor([1.0, 0.0, 0.0]), cfg), eq5)
     # two positives: −log of their softmax mass
     two = group_loss(s, torch.tensor([1.0, 0.0, 1.0]), cfg)
     assert torch.allclose(two, -torch.log(torch.softmax(s, 0)[[0, 2]].sum()))
-    with pytest.raises(ModelsatError, match="model_group"):
-        TrainConfig(model_group="some")
+    with pytest.raises(ModelsatError, match="objective"):
+        TrainConfig(objective="some")
 
 
 def test_overfit_with_all_model_groups_ranks_the_right_model():
@@ -323,103 +296,9 @@ def test_overfit_with_all_model_groups_ranks_the_right_model():
     records = pd.concat([records, extra], ignore_index=True)
     profiles = PROFILES + [profile("dunce", 0.3, 0.3)]
     preset = tiny_preset()
-    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=60, model_group="all",
-                                                                   model_contrastive_frac=1.0, loss="group+bce"))
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, stage2_steps=60))
     s, truth = trained_scores_and_truth(preset, records, profiles)
     assert (s.argmax(1) == truth.argmax(1)).all()
-
-
-def test_gate_selection_picks_the_multiplier_that_routes_best_on_validation_items(tmp_path, monkeypatch):
-    """gate_select: after training, the LM gate is scaled by the multiplier that routes best on validation
-    items; the saved router keeps the scaled gate, and without validation items nothing changes."""
-    from modelsat.evaluate.metrics import macro_mean
-    from modelsat.routers.modelsat import router as router_module
-    from modelsat.routers.modelsat.router import GATE_MULTIPLIERS
-    records = synthetic_records(3)
-    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "gate_select": True}}
-    plain = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
-    assert plain.training_info_["gate_selection"]["by"] == "none"
-    assert records[["benchmark", "item_id"]].drop_duplicates().shape[0] >= 5
-    trained_gate = float(plain.model_.lm_gate)
-    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES, validation=records)
-    sel = router.training_info_["gate_selection"]
-    assert sel["by"] == "routing" and sel["multiplier"] in GATE_MULTIPLIERS
-    assert router.fit_choices() == {"prior": router.prior_router_.fit_choices(), "gate_selection": sel}
-    assert float(router.model_.lm_gate) == pytest.approx(trained_gate * sel["multiplier"])   # same seed, same run
-    best = max(sel["routed_accuracy"].values())
-    assert sel["routed_accuracy"][str(sel["multiplier"])] == best
-    if sel["multiplier"] != 1.0:      # the gate as trained is kept unless another multiplier is strictly better
-        assert sel["routed_accuracy"][str(sel["multiplier"])] > sel["routed_accuracy"]["1.0"]
-    # the selection's figure for the chosen multiplier is what the router now routes on those items
-    items = records.drop_duplicates(["benchmark", "item_id"])
-    truth = records.pivot_table(index=["benchmark", "item_id"], columns="model", values="score").reindex(
-        columns=sorted(p.model for p in PROFILES)).loc[list(zip(items["benchmark"], items["item_id"]))]
-    s = router.score(items["prompt"].tolist(), sorted(PROFILES, key=lambda p: p.model))
-    routed = macro_mean(truth.to_numpy()[np.arange(len(s)), s.argmax(1)], items["benchmark"].to_numpy())
-    assert routed == pytest.approx(sel["routed_accuracy"][str(sel["multiplier"])], abs=1e-9)
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))
-
-
-def test_gate_sets_judges_each_multiplier_by_its_routing_over_random_zoo_sized_sets(tmp_path, monkeypatch):
-    """gate_sets: the gate's multiplier is chosen by macro routed accuracy averaged over GUARD_SUBSETS random
-    4-7-model sets of the validation models (what the router's final scores route on each set), not by routing
-    among all of them at once; without gate_select it is refused."""
-    from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
-    from modelsat.routers.modelsat import router as router_module
-    from modelsat.routers.modelsat.router import GATE_MULTIPLIERS, GUARD_SET_SIZES, GUARD_SUBSETS
-    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
-    records = synthetic_records(3)
-    rng = np.random.default_rng(5)
-    extras, profiles = [records], list(PROFILES)
-    for i in range(4):    # four weaker models with their own results, so the sets differ from the whole pool
-        extra = records[records["model"] == "math-whiz"].assign(model=f"dunce-{i}")
-        extras.append(extra.assign(score=(rng.random(len(extra)) < 0.3).astype(float)))
-        profiles.append(profile(f"dunce-{i}", 0.3 + 0.05 * i, 0.3))
-    records = pd.concat(extras, ignore_index=True)
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "gate_select": True, "gate_sets": True}}
-    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles, validation=records)
-    sel = router.training_info_["gate_selection"]
-    assert sel["by"] == "routing" and sel["candidate_sets"] == GUARD_SUBSETS and sel["multiplier"] in GATE_MULTIPLIERS
-    assert sel["routed_accuracy"][str(sel["multiplier"])] == max(sel["routed_accuracy"].values())
-    # the figure of the chosen multiplier is what the router now routes, averaged over the same sets
-    table = held_out_table(records, [p.model for p in profiles], 5, router.name)
-    by_name = {p.model: p for p in profiles}
-    cands = [by_name[m] for m in table.models]
-    sets = router._candidate_sets(len(cands), np.random.default_rng(router.seed + 17))
-    assert all(GUARD_SET_SIZES[0] <= len(c) <= len(cands) for c in sets) and len({tuple(c) for c in sets}) > 1
-    s = router.score(table.prompts, cands)
-    groups = [table.benchmark[i] for i in range(len(table.prompts))]
-    routed = np.mean([macro_routed_accuracy(s[:, c], table.filled_scores[:, c], groups) for c in sets])
-    assert routed == pytest.approx(sel["routed_accuracy"][str(sel["multiplier"])], abs=1e-9)
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert float(again.model_.lm_gate) == pytest.approx(float(router.model_.lm_gate))
-    with pytest.raises(ModelsatError, match="gate_sets needs gate_select"):
-        dataclasses.replace(tiny_preset().model, gate_sets=True)
-
-
-def test_a_router_that_reads_only_the_prior_cannot_tell_apart_models_with_the_same_prior():
-    cfg = dataclasses.replace(tiny_preset().model, encoder="tiny", order="fastest", prior_token=True,
-                              capability_reads="prior", lm_gate_init=1.0)
-    model = ModelSAT(cfg, seed=0)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.lm.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0.0, 0.5)
-    xs = ["What is 2 plus 2?", "Which scripture mentions prophet 5?"]
-    same = model.score_matrix(xs, PROFILES, np.array([[0.6, 0.6], [0.3, 0.3]]))
-    np.testing.assert_allclose(same[:, 0], same[:, 1], atol=1e-5)     # different profiles, one prior: one score
-    differ = model.score_matrix(xs, PROFILES, np.array([[0.6, 0.2], [0.3, 0.8]]))
-    assert np.abs(differ[:, 0] - differ[:, 1]).min() > 1e-3
-    full = ModelSAT(dataclasses.replace(cfg, capability_reads="aptitude"), seed=0)   # the default reads the profile
-    with torch.no_grad():
-        full.load_state_dict(model.state_dict())
-    both = full.score_matrix(xs, PROFILES, np.array([[0.6, 0.6], [0.3, 0.3]]))
-    assert np.abs(both[:, 0] - both[:, 1]).min() > 1e-4
-    with pytest.raises(ModelsatError, match="prior_token"):
-        dataclasses.replace(cfg, prior_token=False)
 
 
 def test_centred_lm_term_has_zero_mean_over_the_centring_instructions_and_survives_save_load(tmp_path):
@@ -427,7 +306,7 @@ def test_centred_lm_term_has_zero_mean_over_the_centring_instructions_and_surviv
     over those instructions the scores are then the prior's alone on average, and the router reloads to the
     same scores (the instructions travel in config.json)."""
     records = synthetic_records(4)
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    overrides = {"model": {"prior": "fitted", "lm_center_items": 5, "encoder": "tiny"}}
     router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
     centre = router.center_prompts_
     assert len(centre) == 5 and set(centre) <= set(records["prompt"])
@@ -453,7 +332,7 @@ def test_prepared_offsets_are_saved_so_a_loaded_router_scores_known_candidates_w
     """prepare() memoises each candidate's centring offset; save keeps it, so a shipped router pays no centring
     forwards for its default zoo, while a candidate whose profile changed is centred afresh."""
     records = synthetic_records(4)
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    overrides = {"model": {"prior": "fitted", "lm_center_items": 5, "encoder": "tiny"}}
     router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, PROFILES)
     newcomer = profile("never-seen", 0.6, 0.6)
     cands = PROFILES + [newcomer]
@@ -474,48 +353,6 @@ def test_prepared_offsets_are_saved_so_a_loaded_router_scores_known_candidates_w
     (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(RouterError, match="memoised"):
         ModelSATRouter.load(tmp_path / "r")
-
-
-def test_level_guard_chooses_a_margin_on_validation_items_and_keeps_it_through_save_and_load(tmp_path, monkeypatch):
-    """level_guard: another candidate is routed to only where it outscores, by the margin chosen on validation
-    items, the candidate the router ranks highest overall; without validation items the margin is 0."""
-    from modelsat.routers.modelsat import router as router_module
-    monkeypatch.setattr(router_module, "GATE_MIN_ITEMS", 5)     # the synthetic set is small
-    records = synthetic_records(3)
-    extra = records[records["model"] == "math-whiz"].assign(model="dunce", score=0.0)
-    records = pd.concat([records, extra], ignore_index=True)
-    profiles = PROFILES + [profile("dunce", 0.3, 0.3)]
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "level_guard": True}}
-    plain = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles)
-    assert plain.training_info_["level_guard"]["by"] == "none" and plain.level_margin_ == 0.0
-    items = records.drop_duplicates(["benchmark", "item_id"])["prompt"].tolist()
-    np.testing.assert_array_equal(plain.score(items, profiles), plain._raw_score(items, profiles))
-    router = ModelSATRouter(preset="tiny", overrides=overrides).fit(records, profiles, validation=records)
-    sel = router.training_info_["level_guard"]
-    assert sel["by"] == "routing" and sel["margin"] == router.level_margin_ and sel["candidate_sets"] == 40
-    acc = sel["routed_accuracy"]
-    assert acc[f"{sel['margin']:.4g}"] == max(acc.values())
-    if sel["margin"] > 0:             # plain argmax is kept unless a margin is strictly better
-        assert acc[f"{sel['margin']:.4g}"] > acc["0"]
-    assert len(router.level_prompts_) == len(items) and router.fit_choices()["level_guard"] == sel
-    # the margin goes to the candidate of the highest level, and to no other column
-    raw, levels = router._raw_score(items, profiles), router.levels(profiles)
-    expect = raw.copy()
-    expect[:, int(np.argmax(levels))] += router.level_margin_
-    np.testing.assert_allclose(router.score(items, profiles), expect)
-    # a guard of NO_DEVIATION routes every item to that candidate
-    assert (router._guarded(raw, levels, router_module.NO_DEVIATION).argmax(1) == np.argmax(levels)).all()
-    # with a margin the favourite depends on the candidate set, so the benchmark must score each zoo alone
-    assert plain.columns_independent
-    router.level_margin_ = 0.5
-    assert not router.columns_independent
-    alone = router.score(items, profiles[1:])          # the favourite of this set gets the margin
-    expect = raw[:, 1:].copy()
-    expect[:, int(np.argmax(levels[1:]))] += 0.5
-    np.testing.assert_allclose(alone, expect, atol=1e-5)
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert again.level_margin_ == router.level_margin_ and again.level_prompts_ == router.level_prompts_
-    np.testing.assert_allclose(again.score(items, profiles), router.score(items, profiles), rtol=1e-6, atol=1e-6)
 
 
 def test_records_prior_updates_a_trained_models_prior_by_its_nearest_results_and_never_an_items_own():
@@ -574,7 +411,7 @@ def test_router_with_records_prior_chooses_k_and_strength_and_scores_the_same_af
     np.testing.assert_allclose(updated[:, 2], 1 / (1 + np.exp(-(logit(base[:, 2]) + shift))))
     assert np.abs(shift).max() > 0
     with pytest.raises(ModelsatError, match="prior_records"):
-        dataclasses.replace(tiny_preset().model, prior=False, prior_records=True)
+        dataclasses.replace(tiny_preset().model, prior="none", prior_records=True)
 
 
 def test_records_prior_scores_the_same_with_its_blas_on_one_thread_or_all(monkeypatch):
@@ -652,113 +489,6 @@ def coin_records(seed, n_per_subject=20):
     return pd.DataFrame(rows)
 
 
-def test_records_prior_gate_keeps_an_update_shown_to_help_and_drops_one_that_won_by_luck():
-    """prior_records_gate: the grid's best update is kept only when its per-item likelihood gain over no update
-    has a 95 % interval above zero."""
-    from modelsat.routers.modelsat.records_prior import RecordsPrior, paired_gain
-    flat = lambda prompts, cands: np.full((len(prompts), len(cands)), 0.5)      # noqa: E731
-    # coin tosses: the smallest loss of the grid is an update, by luck; the gate sees its interval cross zero
-    noise = coin_records(0)
-    lucky, _ = RecordsPrior.fit(noise, PROFILES, flat)
-    assert lucky.strength < 1e9
-    gated, info = RecordsPrior.fit(noise, PROFILES, flat, gate=True)
-    assert gated.strength == 1e9 and not gated.uses_labels
-    assert info["gate"]["update"] is False and info["gate"]["low"] <= 0 < info["gate"]["gain"]
-    assert info["gate"]["best"] == f"k={lucky.k},kappa={lucky.strength:g}"
-    # each subject's items all go one model's way: the neighbours' gain is clear, and the update stays
-    signal = synthetic_records(30)
-    plain, _ = RecordsPrior.fit(signal, PROFILES, flat)
-    kept, info = RecordsPrior.fit(signal, PROFILES, flat, gate=True)
-    assert (kept.k, kept.strength) == (plain.k, plain.strength) and kept.strength < 1e9
-    assert info["gate"]["update"] is True and info["gate"]["low"] > 0
-    # the router passes the option through and reports what the gate saw
-    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
-                                                                "prior_records_gate": True}}).fit(noise, PROFILES)
-    seen = router.fit_choices()["records_prior"]["gate"]
-    assert (router.records_prior_.strength < 1e9) == seen["update"] == (seen["low"] > 0)
-    # the interval is the paired normal one
-    gain, low, high = paired_gain(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 2.5, 3.0]))
-    d = np.array([0.5, 1.0, 0.5, 1.0])
-    assert gain == pytest.approx(0.75) and high - gain == pytest.approx(gain - low)
-    assert gain - low == pytest.approx(1.96 * d.std(ddof=1) / 2)
-    with pytest.raises(ModelsatError, match="prior_records_gate needs prior_records"):
-        ModelConfig(prior_records_gate=True)
-
-
-def test_records_prior_residual_moves_the_prior_by_what_neighbours_did_beyond_their_own_prior(tmp_path):
-    """prior_records_residual: p' = p + Σ (y_n − p_n) / (count + κ) over the k nearest, p_n the prior each neighbour
-    had; a neighbour whose prior already said its result moves nothing; the residuals survive save and load."""
-    from modelsat.embeddings import embed
-    from modelsat.routers.modelsat.records_prior import RecordsPrior, text_key
-    records = synthetic_records(6)
-    table = records.pivot_table(index="prompt", columns="model", values="score")
-    prompts, models = table.index.tolist(), list(table.columns)
-    scores = table.to_numpy().copy()
-    scores[0, 1] = np.nan
-    expected = np.where(np.isnan(scores), np.nan, 0.25 + 0.5 * np.nan_to_num(scores))   # right: 0.75, wrong: 0.25
-    rp = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
-                      expected=expected)
-    assert rp.residual
-    cands = [PROFILES[1], PROFILES[0]]
-    base = np.full((len(prompts), 2), 0.5)
-    out = rp.update(prompts, cands, base)
-    sim = embed(prompts) @ embed(prompts).T
-    np.fill_diagonal(sim, -np.inf)
-    for i in range(len(prompts)):
-        near = np.argsort(-sim[i], kind="stable")[:3]
-        for j, c in enumerate(cands):
-            col = models.index(c.model)
-            y, e = scores[near, col], expected[near, col]
-            known = ~np.isnan(y)
-            assert out[i, j] == pytest.approx(0.5 + (y[known] - e[known]).sum() / (known.sum() + 2.0))
-    # the raw update of the same neighbours differs: it reads the results, not what they add to their prior
-    raw = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0)
-    assert not raw.residual and np.abs(raw.update(prompts, cands, base) - out).max() > 0.05
-    # a prior that foresaw every result leaves nothing to move
-    foreseen = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
-                            expected=scores)
-    np.testing.assert_array_equal(foreseen.update(prompts, cands, base), base)
-    for bits in (32, 8):
-        kept = RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
-                            expected=expected, bits=bits)
-        arrays, extra = kept.state()
-        assert "expected" in arrays and arrays["expected"].dtype == (np.float16 if bits < 32 else np.float32)
-        again = RecordsPrior.from_state(arrays, extra)
-        np.testing.assert_array_equal(again.update(prompts, cands, base), kept.update(prompts, cands, base))
-    with pytest.raises(ValueError, match="does not match"):
-        RecordsPrior(embed(prompts), scores, models, [text_key(t) for t in prompts], k=3, strength=2.0,
-                     expected=expected[:, :1])
-
-
-def test_records_prior_residual_fit_updates_where_neighbours_beat_the_prior_and_not_where_it_foresaw_them(tmp_path):
-    """RecordsPrior.fit(residual=True): against a flat prior the neighbours' residuals tell the models apart (an
-    update is chosen); against a prior that already foresaw every result there is nothing left (no
-    update). The router passes the option through, says so, and scores the same after save and load."""
-    from modelsat.routers.modelsat.records_prior import RecordsPrior
-    signal = synthetic_records(30)
-    flat = lambda prompts, cands: np.full((len(prompts), len(cands)), 0.5)      # noqa: E731
-    updated, info = RecordsPrior.fit(signal, PROFILES, flat, residual=True)
-    assert updated.residual and info["residual"] is True and updated.strength < 1e9
-    math_prompts = set(signal.loc[signal["subject"] == "high_school_mathematics", "prompt"])
-
-    def foresight(prompts, cands):
-        is_math = np.array([p in math_prompts for p in prompts])
-        return np.stack([np.where(is_math == (c.model == "math-whiz"), 1.0, 0.0) for c in cands], axis=1)
-    nothing_left, _ = RecordsPrior.fit(signal, PROFILES, foresight, residual=True)
-    assert nothing_left.strength == 1e9
-    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
-                                                                "prior_records_residual": True}}).fit(signal, PROFILES)
-    assert router.fit_choices()["records_prior"]["residual"] is True and router.records_prior_.residual
-    prompts = signal["prompt"].unique().tolist()
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert again.records_prior_.residual
-    np.testing.assert_array_equal(again.score(prompts, PROFILES), router.score(prompts, PROFILES))
-    with pytest.raises(ModelsatError, match="prior_records_residual needs prior_records"):
-        ModelConfig(prior_records_residual=True)
-    with pytest.raises(ModelsatError, match="choose one"):
-        ModelConfig(prior=True, prior_records=True, prior_records_residual=True, prior_records_category=True)
-
-
 def test_fit_prior_fits_the_explicit_prior_alone_as_fit_does_and_trains_no_lm():
     """ModelSATRouter.fit_prior: the same profile prior and records prior as `fit` (same choices, same prior
     scores), no LM (score refuses)."""
@@ -775,80 +505,6 @@ def test_fit_prior_fits_the_explicit_prior_alone_as_fit_does_and_trains_no_lm():
     assert ModelSATRouter(preset="tiny").fit_prior(records, PROFILES) == {}
 
 
-def test_records_prior_on_static_features_is_centred_on_the_training_items_and_survives_save_and_load(tmp_path):
-    """prior_records_features: static finds neighbours on the static features less their training mean (no
-    encoder forward), saves that mean, and scores the same after load."""
-    from modelsat.embeddings import static_encode
-    records = synthetic_records(30)
-    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
-                                                                "prior_records_features": "static"}}).fit(
-        records, PROFILES)
-    rp = router.records_prior_
-    assert router.fit_choices()["records_prior"]["features"] == "static" and rp.strength < 1e9
-    prompts = records.drop_duplicates("item_id")["prompt"].tolist()
-    x = static_encode(prompts) - static_encode(prompts).mean(axis=0)
-    np.testing.assert_allclose(rp.encode(prompts), x / np.linalg.norm(x, axis=1, keepdims=True), atol=1e-5)
-    np.testing.assert_allclose(rp.center, static_encode(prompts).mean(axis=0), atol=1e-6)
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert again.records_prior_.features == "static"
-    np.testing.assert_array_equal(again.score(prompts, PROFILES), router.score(prompts, PROFILES))
-    with pytest.raises(ModelsatError, match="prior_records_features"):
-        dataclasses.replace(tiny_preset().model, prior_records=True, prior_records_features="tfidf")
-
-
-def test_records_prior_label_update_reads_the_predicted_labels_items_without_the_instructions_own():
-    """prior_records_category: p1 = (Σ results over the predicted label's training items + κc·p) / (their count +
-    κc), the instruction's own item left out; it tells the models apart even where the profiles are wrong."""
-    from modelsat.embeddings import embed
-    from modelsat.routers.modelsat.records_prior import RecordsPrior, _fit_labels, text_key
-    records = synthetic_records(6).drop_duplicates(["item_id", "model"])
-    table = records.pivot_table(index="prompt", columns="model", values="score")
-    subjects = records.drop_duplicates("prompt").set_index("prompt").reindex(table.index)["subject"]
-    labels = np.array([sorted(set(subjects)).index(v) for v in subjects])
-    prompts, scores, x = table.index.tolist(), table.to_numpy().copy(), embed(table.index.tolist())
-    scores[0, 1] = np.nan
-    coef, intercept = _fit_labels(x, labels, 2, seed=0)
-    assert (np.argmax(x @ coef.T + intercept, axis=1) == labels).all()
-    rp = RecordsPrior(x, scores, list(table.columns), [text_key(t) for t in prompts], k=3, strength=1e9,
-                      labels=labels, label_coef=coef, label_intercept=intercept, category_strength=4.0)
-    assert rp.uses_labels
-    wrong = [profile("math-whiz", 0.2, 0.9), profile("theologian", 0.9, 0.2)]   # profiles that point the wrong way
-    base = np.tile([0.3, 0.7], (len(prompts), 1)) * (labels == 0)[:, None] + \
-        np.tile([0.7, 0.3], (len(prompts), 1)) * (labels == 1)[:, None]
-    out = rp.update(prompts, wrong, base)
-    for i in range(len(prompts)):
-        same = [r for r in range(len(prompts)) if labels[r] == labels[i] and r != i]
-        for j in range(2):
-            col = scores[same, j]
-            known = col[~np.isnan(col)]
-            assert out[i, j] == pytest.approx((known.sum() + 4.0 * base[i, j]) / (len(known) + 4.0))
-    truth = table.to_numpy()
-    assert (out.argmax(1) == truth.argmax(1)).all() and (base.argmax(1) != truth.argmax(1)).all()
-    again = RecordsPrior.from_state(*rp.state())
-    np.testing.assert_array_equal(again.update(prompts, wrong, base), out)
-    rp.category_strength = 1e9                                               # the grid's largest: no update
-    np.testing.assert_array_equal(rp.update(prompts, wrong, base), base)
-
-
-def test_router_with_the_label_update_chooses_its_weight_with_k_and_strength_and_survives_save_and_load(tmp_path):
-    records = synthetic_records(30)
-    router = ModelSATRouter(preset="tiny", overrides={"model": {"prior_records": True,
-                                                                "prior_records_category": True}}).fit(
-        records, PROFILES)
-    info = router.fit_choices()["records_prior"]
-    assert info["label"] == "subject" and info["labels"] == ["high_school_mathematics", "world_religions"]
-    assert info["label_accuracy"] == 1.0 and len(info["log_loss"]) == 80
-    chosen = f"k={info['k']},kappa={info['strength']:g},kappa_c={info['category_strength']:g}"
-    assert info["log_loss"][chosen] == min(info["log_loss"].values())
-    prompts = records["prompt"].unique().tolist()
-    cands = PROFILES + [profile("newcomer", 0.9, 0.2)]
-    again = ModelSATRouter.load(router.save(tmp_path / "r"))
-    assert again.records_prior_.category_strength == router.records_prior_.category_strength
-    np.testing.assert_array_equal(again.score(prompts, cands), router.score(prompts, cands))
-    with pytest.raises(ModelsatError, match="prior_records_category"):
-        dataclasses.replace(tiny_preset().model, prior_records_category=True)
-
-
 def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_right_model_first():
     from modelsat.routers.modelsat.records_prior import contrastive_log_loss
     truth = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, np.nan], [1.0, 1.0, 1.0]])   # the last item tells no model apart
@@ -863,17 +519,3 @@ def test_contrastive_log_loss_ignores_item_difficulty_and_rewards_ranking_the_ri
     assert contrastive_log_loss(good[1:2], truth[1:2]) == pytest.approx(only_two)
 
 
-def test_records_prior_balanced_selection_draws_each_benchmark_evenly_and_changes_nothing_for_one():
-    from modelsat.routers.modelsat.records_prior import SELECTION_ITEMS, selection_rows
-    benchmarks = ["mmlu"] * 5000 + ["arc"] * 300 + ["humaneval"] * 100 + ["gsm8k"] * 2000
-    rows = selection_rows(benchmarks, np.random.default_rng(0), balanced=True)
-    counts = pd.Series([benchmarks[i] for i in rows]).value_counts().to_dict()
-    assert len(rows) == SELECTION_ITEMS == len(set(rows.tolist())) and (np.diff(rows) > 0).all()
-    assert counts["humaneval"] == 100                                  # a small benchmark gives all it has
-    assert sorted(counts[b] for b in ("mmlu", "arc", "gsm8k")) == [166, 167, 167]
-    plain = selection_rows(benchmarks, np.random.default_rng(0))       # proportional: mmlu dominates
-    assert pd.Series([benchmarks[i] for i in plain]).value_counts()["mmlu"] > 300
-    one = ["mmlu_pro"] * 5000
-    assert (selection_rows(one, np.random.default_rng(3), balanced=True) == selection_rows(one, np.random.default_rng(3))).all()
-    with pytest.raises(ModelsatError, match="prior_records_balanced needs prior_records"):
-        ModelConfig(prior_records_balanced=True)

@@ -14,7 +14,7 @@ from test_modelsat_model import PROFILES, synthetic_records
 
 
 def test_ship_router_copies_a_router_and_memoises_the_default_zoo(tmp_path, monkeypatch, capsys):
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    overrides = {"model": {"prior": "fitted", "lm_center_items": 5, "encoder": "tiny"}}
     router = ModelSATRouter(preset="tiny", overrides=overrides).fit(synthetic_records(4), PROFILES)
     src = router.save(tmp_path / "trained")
     monkeypatch.setattr(sys, "argv", ["ship_router.py", str(src), "--dest", str(tmp_path / "shipped")])

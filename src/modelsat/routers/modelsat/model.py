@@ -8,7 +8,7 @@
     score = gate · (logit_Yes − logit_No at the last position of φ(z))  +  scale · logit(prior)  +  bias
 
 The prior (prior.py) is the candidate's profile accuracy at the instruction's subjects; the LM term is the
-learned correction and starts small (`lm_gate_init`), so an untrained router ranks like the prior. In the fast
+learned correction and starts small (LM_GATE_INIT), so an untrained router ranks like the prior. In the fast
 order the instruction comes first: its keys/values are computed once and shared by every candidate
 (`score_shared`), which is what makes routing among many candidates cheap. With `encoder="none"` φ reads the
 capability text as plain tokens (the paper's no-alignment ablation).
@@ -26,7 +26,13 @@ from torch import nn
 
 from modelsat.aptitude.profile import Profile
 from modelsat.base_models import cache_kwarg, output_cache
-from modelsat.routers.modelsat.config import ModelConfig
+from modelsat.routers.modelsat.config import INQUIRY_PROMPT, ModelConfig
+
+LM_GATE_INIT = 0.1                 # the LM term starts small, so an untrained router ranks like the prior
+LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}   # stage 2's adapters on φ
+TINY_HIDDEN, TINY_LAYERS = 64, 2   # the random "tiny" LM of the tests
+TINY_INIT_RANGE = 0.2              # a random 0.02-init tiny LM barely moves in a few dozen steps
+TINY_GATE_INIT = 1.0               # the tests' tiny LM starts with its whole term
 
 USER_HEAD = "<|im_start|>user\n"
 ASSISTANT_HEAD = "<|im_end|>\n<|im_start|>assistant\n"
@@ -44,16 +50,16 @@ def profile_key(profile: Profile) -> tuple:
 def _load_lm(cfg: ModelConfig, seed: int):
     """(tokenizer, causal LM) for cfg.lm: the packaged SmolLM2, a random tiny Llama (tests), or a local folder."""
     from modelsat.base_models import load_smollm, smollm_dir
-    dtype = getattr(torch, cfg.dtype)
+    dtype = torch.float32
     if cfg.lm == "tiny":
         from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
         tok = AutoTokenizer.from_pretrained(smollm_dir())
         torch.manual_seed(seed)
         lm = LlamaForCausalLM(LlamaConfig(
-            vocab_size=len(tok), hidden_size=cfg.tiny_hidden, intermediate_size=2 * cfg.tiny_hidden,
-            num_hidden_layers=cfg.tiny_layers, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=len(tok), hidden_size=TINY_HIDDEN, intermediate_size=2 * TINY_HIDDEN,
+            num_hidden_layers=TINY_LAYERS, num_attention_heads=4, num_key_value_heads=2,
             max_position_embeddings=2048, tie_word_embeddings=True,
-            initializer_range=cfg.tiny_init_range)).to(dtype)
+            initializer_range=TINY_INIT_RANGE)).to(dtype)
         return tok, lm.eval()
     return load_smollm(n_layers=cfg.lm_layers, dtype=dtype, path=None if cfg.lm == "smollm2" else cfg.lm)
 
@@ -105,8 +111,7 @@ class ModelSAT(nn.Module):
         self.connector: nn.Module | None = None
         if self.encoder is not None:
             d_enc = self.encoder.config.hidden_size
-            self.connector = (nn.Linear(d_enc, d_lm) if cfg.connector == "linear" else
-                              nn.Sequential(nn.Linear(d_enc, d_lm), nn.GELU(), nn.Linear(d_lm, d_lm)))
+            self.connector = nn.Linear(d_enc, d_lm)      # the paper's single layer
         self.profile_subjects = sorted(_all_keywords())
         self.profile_projector: nn.Module | None = None
         if cfg.profile_tokens > 0:
@@ -116,19 +121,20 @@ class ModelSAT(nn.Module):
                 self.profile_projector.weight.mul_(emb_norm)
                 self.profile_projector.bias.zero_()
         self.prior_projector: nn.Module | None = None
-        if cfg.prior_token and cfg.profile_tokens > 0:   # the prior, as a number, added to the profile tokens
+        if cfg.profile_tokens > 0:   # the prior, as a number, added to the profile tokens
             self.prior_projector = nn.Linear(1, cfg.profile_tokens * d_lm)
             with torch.no_grad():
                 self.prior_projector.weight.normal_(0.0, emb_norm / d_lm ** 0.5)
                 self.prior_projector.bias.zero_()
-        self.lm_gate = nn.Parameter(torch.tensor(cfg.lm_gate_init if cfg.prior else 1.0))
+        gate = (TINY_GATE_INIT if cfg.lm == "tiny" else LM_GATE_INIT) if cfg.has_prior else 1.0
+        self.lm_gate = nn.Parameter(torch.tensor(gate))
         self.prior_scale = nn.Parameter(torch.tensor(1.0))
         self.bias = nn.Parameter(torch.tensor(0.0))
         if cfg.tuning == "lora":
             from peft import LoraConfig, inject_adapter_in_model
             torch.manual_seed(seed + 3)
-            inject_adapter_in_model(LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                               target_modules=list(cfg.lora_targets)), self.lm)
+            inject_adapter_in_model(LoraConfig(r=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=0.0,
+                                               target_modules=list(LORA["target_modules"])), self.lm)
         from modelsat.base_models import NO_TOKEN_ID, YES_TOKEN_ID
         self.yes_id = _token_id(self.tok, "Yes", YES_TOKEN_ID)
         self.no_id = _token_id(self.tok, "No", NO_TOKEN_ID)
@@ -252,20 +258,13 @@ class ModelSAT(nn.Module):
         return (self._ids(USER_HEAD + "Instruction: ") + self._ids(instruction)[: self.cfg.max_instruction_tokens]
                 + self._ids("\n"))
 
-    def prompt_ids(self, prior: float | None) -> list[int]:
-        text = ""
-        in_text = self.cfg.order in ("fast", "paper")   # in the other orders the prompt precedes the candidate
-        if self.cfg.prior and self.cfg.prior_in_text and prior is not None and in_text:
-            text = f"Its estimated accuracy on this instruction's subjects is {round(100 * float(prior))}%. "
-        return self._ids(text + self.cfg.inquiry_prompt + ASSISTANT_HEAD)
+    def prompt_ids(self) -> list[int]:
+        return self._ids(INQUIRY_PROMPT + ASSISTANT_HEAD)
 
-    def capability_chunks(self, profile: Profile, seed: int | None = None) -> list[str]:
-        """The capability text (aptitude.capability_text) cut into n_soft_tokens chunks of subjects; `seed`
-        shuffles the task order (the paper's perturbation)."""
+    def capability_chunks(self, profile: Profile) -> list[str]:
+        """The capability text (aptitude.capability_text) cut into n_soft_tokens chunks of subjects."""
         from modelsat.aptitude.capability import capability_text
         names = list(profile.subjects)
-        if seed is not None:
-            np.random.default_rng(seed).shuffle(names)
         if self.encoder is None:
             return [capability_text(profile, keyword_lines(names))]
         parts = [p for p in np.array_split(np.array(names, dtype=object), self.cfg.n_soft_tokens)]
@@ -299,24 +298,18 @@ class ModelSAT(nn.Module):
         v = profile.accuracy_vector(self.profile_subjects)
         return torch.tensor(v, dtype=torch.float32, device=self.device) - 0.5
 
-    def capability_input(self, profile: Profile, seed: int | None = None) -> torch.Tensor:
-        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens], or
-        with merge_capability their sum as one token; with capability_reads "prior", zeros in the profile tokens'
-        place (the prior is added to them later)."""
-        if self.cfg.capability_reads == "prior":
-            return self.lm.get_input_embeddings().weight.new_zeros(self.cfg.profile_tokens, self.lm.config.hidden_size)
+    def capability_input(self, profile: Profile) -> torch.Tensor:
+        """One candidate's capability part as input embeddings: [profile tokens, W·ψ(chunks) or text tokens]."""
         parts = []
         if self.profile_projector is not None:
             d = self.lm.config.hidden_size
             parts.append(self.profile_projector(self.profile_vector(profile)).view(self.cfg.profile_tokens, d))
-        chunks = self.capability_chunks(profile, seed)
+        chunks = self.capability_chunks(profile)
         if self.encoder is None:
             parts.append(self._embed(self._ids(chunks[0])[: self.cfg.max_capability_tokens]))
         else:
             parts.append(self.connector(self.psi(chunks)))
         dtype = self.lm.get_input_embeddings().weight.dtype
-        if self.cfg.merge_capability:      # one token: the profile token plus every W·ψ vector
-            return torch.cat(parts).sum(0, keepdim=True).to(dtype)
         return torch.cat([p.to(dtype) for p in parts])
 
     # ---- building sequences ------------------------------------------------------------------------------
@@ -338,7 +331,7 @@ class ModelSAT(nn.Module):
         inquiry prompt in the prompt-first order (read once per process, `_head_kv`), nothing in the others."""
         if self.cfg.order != "prompt-first":
             return []
-        return self._ids(USER_HEAD + self.cfg.inquiry_prompt + "\nInstruction: ")
+        return self._ids(USER_HEAD + INQUIRY_PROMPT + "\nInstruction: ")
 
     def _prefix_ids(self, instruction: str) -> list[int]:
         """The part of one request shared by its candidates: the instruction (and, in the fastest order, the
@@ -347,13 +340,13 @@ class ModelSAT(nn.Module):
         if self.cfg.order == "prompt-first":
             return self._ids(instruction)[: self.cfg.max_instruction_tokens] + self._ids("\n")
         ids = self.instruction_ids(instruction)
-        return ids + self.prompt_ids(None) if self.cfg.order == "fastest" else ids
+        return ids + self.prompt_ids() if self.cfg.order == "fastest" else ids
 
     def _suffix(self, cap, prior: float | None) -> torch.Tensor:
         """The per-candidate part (fast / fastest / prompt-first orders)."""
         if self.cfg.order in ("fastest", "prompt-first"):
             return self._capability_block(cap, prior)
-        return torch.cat([self._capability_block(cap, prior), self._embed(self.prompt_ids(prior))])
+        return torch.cat([self._capability_block(cap, prior), self._embed(self.prompt_ids())])
 
     def _sequence(self, instruction: str, cap, prior: float | None) -> torch.Tensor:
         if self.cfg.order != "paper":
@@ -361,7 +354,7 @@ class ModelSAT(nn.Module):
             return torch.cat([self._embed(ids), self._suffix(cap, prior)])
         x = self._embed(self.instruction_ids(instruction))
         head = len(self._ids(USER_HEAD))   # paper order: [user head, capability, instruction, prompt]
-        return torch.cat([x[:head], self._capability_block(cap, prior), x[head:], self._embed(self.prompt_ids(prior))])
+        return torch.cat([x[:head], self._capability_block(cap, prior), x[head:], self._embed(self.prompt_ids())])
 
     @staticmethod
     def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -380,7 +373,7 @@ class ModelSAT(nn.Module):
     def combine(self, log_odds: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
         """The score: gate · LM log-odds (+ scale · logit(prior)) + bias."""
         s = self.lm_gate * log_odds.float() + self.bias
-        if self.cfg.prior and prior is not None:
+        if self.cfg.has_prior and prior is not None:
             from modelsat.routers.modelsat.prior import PRIOR_FLOOR
             p = prior.float().clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR)
             s = s + self.prior_scale * torch.log(p / (1 - p))
@@ -468,43 +461,40 @@ class ModelSAT(nn.Module):
 
     @torch.no_grad()
     def score_matrix(self, instructions: Sequence[str], candidates: Sequence[Profile], priors: np.ndarray | None,
-                     perturbations: int | None = None, batch: int = 64) -> np.ndarray:
-        """(n, m) scores; with perturbations > 0 the mean over the canonical and that many shuffled task orders."""
+                     batch: int = 64) -> np.ndarray:
+        """(n, m) scores of every instruction with every candidate."""
         was_training = self.training
         if was_training:
             self.eval()
         self._merge_lora(True)
-        n_pert = self.cfg.perturbations if perturbations is None else perturbations
-        seeds = [None] + list(range(1, n_pert + 1))
         out = np.zeros((len(instructions), len(candidates)))
-        for seed in seeds:
-            caps = [self._cached_capability(c, seed) for c in candidates]
-            for s in range(0, len(caps), batch):
-                sl = slice(s, s + batch)
-                if self.cfg.order == "paper":
-                    for i, x in enumerate(instructions):
-                        p = None if priors is None else torch.as_tensor(priors[i, sl], dtype=torch.float32,
-                                                                         device=self.device)
-                        out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
-                    continue
-                # pack as many instructions per forward as keep the sequence near `pack_tokens`
-                per_instr = max(1, self.pack_tokens // (self.cfg.max_instruction_tokens + 40
-                                                        + len(caps[sl]) * max(1, int(caps[0].shape[0]) + 8)))
-                for i0 in range(0, len(instructions), per_instr):
-                    rows = slice(i0, i0 + per_instr)
-                    p = None if priors is None else torch.as_tensor(priors[rows, sl], dtype=torch.float32,
+        caps = [self._cached_capability(c) for c in candidates]
+        for s in range(0, len(caps), batch):
+            sl = slice(s, s + batch)
+            if self.cfg.order == "paper":
+                for i, x in enumerate(instructions):
+                    p = None if priors is None else torch.as_tensor(priors[i, sl], dtype=torch.float32,
                                                                      device=self.device)
-                    out[rows, sl] += self.score_packed(instructions[rows], caps[sl], p).double().cpu().numpy()
+                    out[i, sl] += self.score_shared(x, caps[sl], p).double().cpu().numpy()
+                continue
+            # pack as many instructions per forward as keep the sequence near `pack_tokens`
+            per_instr = max(1, self.pack_tokens // (self.cfg.max_instruction_tokens + 40
+                                                    + len(caps[sl]) * max(1, int(caps[0].shape[0]) + 8)))
+            for i0 in range(0, len(instructions), per_instr):
+                rows = slice(i0, i0 + per_instr)
+                p = None if priors is None else torch.as_tensor(priors[rows, sl], dtype=torch.float32,
+                                                                 device=self.device)
+                out[rows, sl] += self.score_packed(instructions[rows], caps[sl], p).double().cpu().numpy()
         if was_training:
             self.train(True)
-        return out / len(seeds)
+        return out
 
-    def _cached_capability(self, profile: Profile, seed: int | None) -> torch.Tensor:
+    def _cached_capability(self, profile: Profile) -> torch.Tensor:
         """capability_input, memoised by the profile's content while the weights stay fixed (inference)."""
-        key = (profile_key(profile), seed)
+        key = profile_key(profile)
         cap = self._cap_cache.get(key)
         if cap is None:
-            cap = self.capability_input(profile, seed)
+            cap = self.capability_input(profile)
             if len(self._cap_cache) < 10_000:
                 self._cap_cache[key] = cap
         return cap

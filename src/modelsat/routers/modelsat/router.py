@@ -18,7 +18,7 @@ import pandas as pd
 
 from modelsat.aptitude.profile import Profile, write_json_atomic
 from modelsat.routers.base import Router, RouterError, register
-from modelsat.routers.modelsat.config import Preset, load_preset, tiny_preset
+from modelsat.routers.modelsat.config import PRIOR_C_GRID, Preset, load_preset, tiny_preset
 
 
 def resolve_preset(preset: str | dict | Preset, overrides: dict | None = None) -> Preset:
@@ -40,17 +40,6 @@ def resolve_preset(preset: str | dict | Preset, overrides: dict | None = None) -
     return p
 
 
-GATE_MULTIPLIERS = (0.0, 0.5, 1.0, 2.0)
-GATE_SELECTION_ITEMS = 400
-GATE_MIN_ITEMS = 50
-LEVEL_ITEMS = 64                        # training instructions a candidate's level (mean score) is taken over
-GUARD_SELECTION_ITEMS = 600             # validation items the level guard's margin is chosen on
-GUARD_SUBSETS = 40                      # random candidate sets drawn from the training models ...
-GUARD_SET_SIZES = (4, 7)                # ... of these sizes (the MMLU-Pro zoos hold 4-7 models)
-GUARD_QUANTILES = (0.25, 0.5, 0.75, 0.9)  # margins tried: quantiles of the gap to the level's pick (+0, +inf)
-NO_DEVIATION = 1e9                      # a margin no score gap reaches: always the level's pick
-
-
 @register
 class ModelSATRouter(Router):
     """Model-SAT: capability encoder + connector + causal LM reading [instruction, capability, prompt], plus the
@@ -59,12 +48,7 @@ class ModelSATRouter(Router):
     name = "modelsat"
     uses_embeddings = True
     tunes_on_validation = True
-
-    @property
-    def columns_independent(self) -> bool:
-        """A candidate's score is the same in any candidate set, unless a level guard is set: its margin goes
-        to the set's favourite, so the benchmark must score each zoo on its own."""
-        return getattr(self, "level_margin_", 0.0) <= 0
+    columns_independent = True          # a candidate's score is the same in any candidate set
 
     def __init__(self, preset: str | dict = "cpu-default", overrides: dict | None = None, seed: int = 0,
                  verbose: bool = False):
@@ -105,13 +89,9 @@ class ModelSATRouter(Router):
         """(n, m) the profile prior, before any records update."""
         from modelsat.routers.modelsat.prior import PRIORS
         cfg = self.preset_.model
-        if cfg.prior_source == "fitted":
-            base = self.prior_router_.score(list(instructions), list(candidates))
-        elif cfg.prior_source == "profile":
-            base = PRIORS["profile"](list(instructions), list(candidates), features=cfg.prior_features)
-        else:
-            base = PRIORS[cfg.prior_source](list(instructions), list(candidates))
-        return base
+        if cfg.prior == "fitted":
+            return self.prior_router_.score(list(instructions), list(candidates))
+        return PRIORS[cfg.prior](list(instructions), list(candidates))
 
     def _records_updated(self, instructions: Sequence[str], candidates: Sequence[Profile],
                          base: np.ndarray) -> np.ndarray:
@@ -142,8 +122,8 @@ class ModelSATRouter(Router):
     def fit(self, records: pd.DataFrame, profiles: Sequence[Profile], out_dir: str | Path | None = None,
             resume: bool = False, validation: pd.DataFrame | None = None) -> "ModelSATRouter":
         """Trains the preset on every item of `records` (pass only training items); `out_dir` keeps checkpoints.
-        `validation` (held-out items) is read only where the preset chooses on them: a fitted prior with
-        `prior_select: routing` or `prior_task_C_grid`, `gate_select` and `level_guard`."""
+        `validation` (held-out items) is read only by the fitted prior (`prior: fitted`), which chooses its task
+        classifier's C on them."""
         from modelsat.routers.modelsat.model import ModelSAT
         from modelsat.routers.modelsat.train import train, training_data
         self.preset_ = self._preset()
@@ -172,24 +152,15 @@ class ModelSATRouter(Router):
             self.training_info_["records_prior"] = records_info
         self.center_prompts_ = self._center_sample(data.prompts)
         self.offset_cache_: dict = {}
-        if self.preset_.model.gate_select and self.preset_.model.prior:
-            self.training_info_["gate_selection"] = self._select_gate(validation, profiles)
-        self.level_margin_, self.level_cache_ = 0.0, {}
-        self.level_prompts_ = self._sample(data.prompts, LEVEL_ITEMS, 11) if self.preset_.model.level_guard else []
-        if self.preset_.model.level_guard:
-            self.training_info_["level_guard"] = self._select_margin(validation, profiles)
         return self
 
     def _fit_profile_prior(self, records: pd.DataFrame, profiles: Sequence[Profile],
                            validation: pd.DataFrame | None) -> None:
-        """Fits the profile prior where the preset fits one (`model.prior_source: fitted`)."""
-        cfg = self.preset_.model
-        if cfg.prior_source == "fitted":
+        """Fits the profile prior where the preset fits one (`model.prior: fitted`): κ from the profiles (empirical
+        Bayes), the task classifier's C chosen from PRIOR_C_GRID on `validation`."""
+        if self.preset_.model.prior == "fitted":
             from modelsat.routers.profile_prior import ProfilePrior
-            self.prior_router_ = ProfilePrior(seed=self.seed, features=cfg.prior_features,
-                                              learn_steps=cfg.prior_learn_steps, select=cfg.prior_select,
-                                              kappa_fit=cfg.prior_kappa_fit,
-                                              C_grid=cfg.prior_task_C_grid).fit(
+            self.prior_router_ = ProfilePrior(seed=self.seed, kappa_fit="profiles", C_grid=list(PRIOR_C_GRID)).fit(
                 records, profiles, validation=validation)
 
     def fit_prior(self, records: pd.DataFrame, profiles: Sequence[Profile],
@@ -200,7 +171,7 @@ class ModelSATRouter(Router):
         self.preset_ = self._preset()
         self._fit_profile_prior(records, profiles, validation)
         self.records_prior_, info = None, {}
-        if self.preset_.model.prior and self.preset_.model.prior_records:
+        if self.preset_.model.has_prior and self.preset_.model.prior_records:
             info = self._fit_records_prior(records, profiles)
         self.training_info_ = {"records_prior": info or None}      # what fit_choices reports, as after `fit`
         return info
@@ -209,11 +180,6 @@ class ModelSATRouter(Router):
         """Fits the records prior (`model.prior_records`) on the training records; returns what it chose."""
         from modelsat.routers.modelsat.records_prior import RecordsPrior
         self.records_prior_, info = RecordsPrior.fit(records, profiles, self.prior, seed=self.seed,
-                                                     features=self.preset_.model.prior_records_features,
-                                                     category=self.preset_.model.prior_records_category,
-                                                     balanced=self.preset_.model.prior_records_balanced,
-                                                     gate=self.preset_.model.prior_records_gate,
-                                                     residual=self.preset_.model.prior_records_residual,
                                                      bits=self.preset_.model.prior_records_bits)
         by_name = {p.model: p for p in profiles}
         self.records_profiles_ = [by_name[m] for m in self.records_prior_.models]
@@ -226,21 +192,13 @@ class ModelSATRouter(Router):
         rows = np.sort(np.random.default_rng(self.seed + salt).choice(len(prompts), k, replace=False))
         return [prompts[i] for i in rows]
 
-    def levels(self, candidates: Sequence[Profile]) -> np.ndarray:
-        """(m,) each candidate's mean score over the level instructions (the router's own ranking of the
-        candidates overall), memoised by profile content like the LM offsets."""
-        return self._memoised_mean("level_cache_", candidates,
-                                   lambda cands: self._raw_score(self.level_prompts_, cands))
-
     def prepare(self, candidates: Sequence[Profile]) -> None:
-        """Computes and memoises each candidate's LM offset (centring) and level (level guard) now: with
-        `lm_center_items` a candidate not seen before costs that many forwards. `save` keeps what is memoised."""
+        """Computes and memoises each candidate's LM offset (centring) now: with `lm_center_items` a candidate not
+        seen before costs that many forwards. `save` keeps what is memoised."""
         self._check_fitted()
         candidates = list(candidates)
         if candidates:
             self.lm_offsets(candidates)
-            if getattr(self, "level_margin_", 0.0) > 0:
-                self.levels(candidates)
 
     def memoised_state(self) -> dict:
         """What `prepare` memoised, JSON-ready (config.json's 'memoised'): [profile_key, value] pairs."""
@@ -257,45 +215,6 @@ class ModelSATRouter(Router):
             for i, value in zip(todo, scores([candidates[i] for i in todo]).mean(axis=0)):
                 cache[keys[i]] = float(value)
         return np.array([cache[k] for k in keys])
-
-    def _guarded(self, scores: np.ndarray, levels: np.ndarray, margin: float) -> np.ndarray:
-        """`scores` with `margin` added to the column of the highest level: another candidate is routed to
-        only where it outscores that one by more than the margin."""
-        out = np.array(scores, dtype=float, copy=True)
-        if margin > 0 and out.shape[1] > 1:
-            out[:, int(np.argmax(levels))] += margin
-        return out
-
-    def _select_margin(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
-        """The level guard's margin: of 0, quantiles of the score gap to the level's pick and NO_DEVIATION,
-        the one with the best macro routed accuracy on at most GUARD_SELECTION_ITEMS validation items, averaged
-        over GUARD_SUBSETS random candidate sets of the training models; 0 unless another is strictly better."""
-        from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
-        by_name = {p.model: p for p in profiles}
-        table = held_out_table(validation, list(by_name), GATE_MIN_ITEMS, self.name)
-        if table is None or len(table.models) < 3:
-            return {"by": "none", "reason": f"fewer than {GATE_MIN_ITEMS} validation items or 3 models", "margin": 0.0}
-        rng = np.random.default_rng(self.seed + 13)
-        rows = np.arange(len(table.prompts))
-        if len(rows) > GUARD_SELECTION_ITEMS:
-            rows = np.sort(rng.choice(len(rows), GUARD_SELECTION_ITEMS, replace=False))
-        prompts = [table.prompts[i] for i in rows]
-        truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
-        cands = [by_name[m] for m in table.models]
-        scores, levels = self._raw_score(prompts, cands), self.levels(cands)
-        sets = self._candidate_sets(len(cands), rng)
-        gaps = np.concatenate([scores[:, c].max(1) - scores[:, c[np.argmax(levels[c])]] for c in sets])
-        margins = [0.0] + sorted({float(np.quantile(gaps[gaps > 0], q)) for q in GUARD_QUANTILES
-                                  if (gaps > 0).any()}) + [NO_DEVIATION]
-        routed = {m: float(np.mean([macro_routed_accuracy(self._guarded(scores[:, c], levels[c], m), truth[:, c],
-                                                          groups) for c in sets])) for m in margins}
-        best = 0.0
-        for m in margins:
-            if routed[m] > routed[best]:
-                best = m
-        self.level_margin_ = best
-        return {"by": "routing", "validation_items": len(prompts), "candidate_sets": len(sets), "margin": best,
-                "routed_accuracy": {f"{m:.4g}": a for m, a in routed.items()}}
 
     def _center_sample(self, prompts: Sequence[str]) -> list[str]:
         """The training instructions each candidate's LM term is centred on (`lm_center_items`; [] when off)."""
@@ -323,57 +242,14 @@ class ModelSATRouter(Router):
             return self._lm_part(self.model_.score_matrix(prompts, cands, priors), priors)
         return self._memoised_mean("offset_cache_", candidates, lm_terms)
 
-    def _select_gate(self, validation: pd.DataFrame | None, profiles: Sequence[Profile]) -> dict:
-        """Scales the LM term's gate by the multiplier of GATE_MULTIPLIERS that routes best (macro-averaged) on
-        at most GATE_SELECTION_ITEMS validation items; 1 (as trained) unless another is strictly better, and 0
-        leaves the prior alone: a correction that does not help on held-out items is switched off."""
-        import torch
-        from modelsat.routers._training_data import held_out_table, macro_routed_accuracy
-        by_name = {p.model: p for p in profiles}
-        table = held_out_table(validation, list(by_name), GATE_MIN_ITEMS, self.name)
-        if table is None:
-            return {"by": "none", "reason": f"fewer than {GATE_MIN_ITEMS} validation items"}
-        rows = np.arange(len(table.prompts))
-        if len(rows) > GATE_SELECTION_ITEMS:
-            rows = np.sort(np.random.default_rng(self.seed).choice(len(rows), GATE_SELECTION_ITEMS, replace=False))
-        prompts = [table.prompts[i] for i in rows]
-        truth, groups = table.filled_scores[rows], [table.benchmark[i] for i in rows]
-        cands = [by_name[m] for m in table.models]
-        priors = self.prior(prompts, cands)
-        full = self.model_.score_matrix(prompts, cands, priors) - self.lm_offsets(cands)
-        lm = self._lm_part(full, priors)
-        if self.preset_.model.gate_sets:
-            sets = self._candidate_sets(len(cands), np.random.default_rng(self.seed + 17))
-            routed = {m: float(np.mean([macro_routed_accuracy((full - lm + m * lm)[:, c], truth[:, c], groups)
-                                        for c in sets])) for m in GATE_MULTIPLIERS}
-        else:
-            sets = []
-            routed = {m: macro_routed_accuracy(full - lm + m * lm, truth, groups) for m in GATE_MULTIPLIERS}
-        best = 1.0
-        for m in GATE_MULTIPLIERS:
-            if routed[m] > routed[best]:
-                best = m
-        with torch.no_grad():
-            self.model_.lm_gate.mul_(best)
-        self.offset_cache_ = {}                      # the offsets scale with the gate
-        return {"by": "routing", "validation_items": len(prompts), "candidate_sets": len(sets) or None,
-                "multiplier": best, "routed_accuracy": {str(m): a for m, a in routed.items()}}
-
-    @staticmethod
-    def _candidate_sets(n_models: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """GUARD_SUBSETS random sets of GUARD_SET_SIZES models (as many as there are, when fewer) of n_models."""
-        lo, hi = min(GUARD_SET_SIZES[0], n_models), min(GUARD_SET_SIZES[1], n_models)
-        return [np.sort(rng.choice(n_models, rng.integers(lo, hi + 1), replace=False)) for _ in range(GUARD_SUBSETS)]
-
     def fit_choices(self) -> dict:
         out = {}
         prior_router = getattr(self, "prior_router_", None)
         if prior_router is not None:
             out["prior"] = prior_router.fit_choices()
         info = getattr(self, "training_info_", {})
-        for key in ("records_prior", "gate_selection", "level_guard"):
-            if info.get(key) is not None:
-                out[key] = info[key]
+        if info.get("records_prior") is not None:
+            out["records_prior"] = info["records_prior"]
         return out
 
     def score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
@@ -384,14 +260,8 @@ class ModelSATRouter(Router):
             raise RouterError("modelsat: no candidates to score")
         if self.prior_only:
             return self.prior(list(instructions), list(candidates))
-        scores = self._raw_score(instructions, candidates)
-        margin = getattr(self, "level_margin_", 0.0)
-        return self._guarded(scores, self.levels(candidates), margin) if margin > 0 else scores
-
-    def _raw_score(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-        """(n, m) the model's scores (prior + LM term, centred where configured), before the level guard."""
         instructions, candidates = list(instructions), list(candidates)
-        priors = self.prior(instructions, candidates) if self.preset_.model.prior else None
+        priors = self.prior(instructions, candidates) if self.preset_.model.has_prior else None
         return self.model_.score_matrix(instructions, candidates, priors) - self.lm_offsets(candidates)
 
     # ---- files -----------------------------------------------------------------------------------------------------
@@ -406,8 +276,6 @@ class ModelSATRouter(Router):
                            "training": getattr(self, "training_info_", {}),
                            "history": getattr(self, "history_", []),
                            "center_prompts": getattr(self, "center_prompts_", []),
-                           "level_prompts": getattr(self, "level_prompts_", []),
-                           "level_margin": getattr(self, "level_margin_", 0.0),
                            "memoised": self.memoised_state()}, d / "config.json")
         if not self.prior_only:
             tmp = d / ".adapter.safetensors.tmp"
@@ -450,19 +318,15 @@ class ModelSATRouter(Router):
         router.training_info_ = config.get("training", {})
         router.history_ = config.get("history", [])
         router.center_prompts_ = list(config.get("center_prompts", []))
-        router.level_prompts_ = list(config.get("level_prompts", []))
-        router.level_margin_ = float(config.get("level_margin", 0.0))
-        try:        # each candidate's offset / level memoised before save (prepare): valid for these weights only
+        try:        # each candidate's offset memoised before save (prepare): valid for these weights only
             for name in MEMOISED:
                 setattr(router, name, {_as_tuple(k): float(v) for k, v in config.get("memoised", {}).get(name, [])})
         except (TypeError, ValueError) as exc:
             raise RouterError(f"{d}: config.json's 'memoised' entries are malformed: {exc}") from exc
-        if router.level_margin_ > 0 and not router.level_prompts_:
-            raise RouterError(f"{d}: config.json sets a level margin but holds no level_prompts")
         if router.preset_.model.lm_center_items and not router.center_prompts_:
             raise RouterError(f"{d}: the preset centres the LM term (lm_center_items) but config.json holds "
                               "no center_prompts")
-        if router.preset_.model.prior_source == "fitted":
+        if router.preset_.model.prior == "fitted":
             if not (d / "prior" / "config.json").exists():
                 raise RouterError(f"{d}: the preset's prior is 'fitted' but {d / 'prior'} is missing")
             router.prior_router_ = Router.load(d / "prior")
@@ -501,7 +365,7 @@ class ModelSATPriorRouter(ModelSATRouter):
         return cls(preset="tiny", overrides={"model": {"lm": "none"}})
 
 
-MEMOISED = ("offset_cache_", "level_cache_")     # per-candidate means kept by save (keys: profile_key)
+MEMOISED = ("offset_cache_",)     # per-candidate means kept by save (keys: profile_key)
 
 
 def _as_tuple(value):

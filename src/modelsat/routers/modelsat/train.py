@@ -2,19 +2,19 @@
 
 1. Items × models table from the records; each training model's profile; the prior for every pair.
 2. Groups, by configuration:
-   - model-contrastive (share `model_contrastive_frac`): one instruction, one candidate that answered it,
-     k−1 that failed. This is what teaches the router to tell models apart (issue 13's measurement). With
-     `model_group: all` the group is every training model with a result on the instruction (one packed forward).
+   - model-contrastive (3 of 4 groups with `objective: modelsat`, none with `paper`): one instruction and every
+     training model with a result on it (one packed forward). This is what teaches the router to tell models
+     apart (issue 13's measurement).
    - item-contrastive (the paper's homogeneous in-batch negatives): one model, 1 item it answered, k−1 it failed.
-   Stronger models are sampled more (weight ∝ accuracy^strong_model_weight), and distinguishing items more
-   (weight ∝ (p(1−p))^distinguishing_weight, p = share of models right on the item).
+   Stronger models are sampled more (weight ∝ accuracy), and distinguishing items more (weight ∝ p(1−p),
+   p = share of models right on the item).
 3. Loss: cross-entropy over the group's scores with the positive's index (eq. 5; several positives: −log of
-   their softmax mass), and/or pointwise BCE.
+   their softmax mass), plus BCE_WEIGHT · pointwise BCE with `objective: modelsat`.
 4. Stage 1 trains the connector and the head; stage 2 adds φ's LoRA adapters (or all of φ), with a larger
    learning rate on W (and ψ when trained).
 5. Optionally (`average_last`), the kept state is the running mean over the last steps (tail averaging), not the
    last step's state.
-6. Atomic checkpoints every `checkpoint_every` steps; `resume=True` continues a stopped run from the last one
+6. Atomic checkpoints every CHECKPOINT_EVERY steps; `resume=True` continues a stopped run from the last one
    (the same steps as an uninterrupted run, since the sampler's state and the running mean are saved too).
 7. Diagnostics on held-out items: between-model score correlation, spread, pick counts, within-item AUC.
 """
@@ -33,6 +33,11 @@ import torch
 from modelsat.aptitude.profile import Profile
 from modelsat.routers.modelsat.config import Preset, TrainConfig
 from modelsat.routers.modelsat.model import ModelSAT
+
+BCE_WEIGHT = 0.5           # objective modelsat: eq. 5 + this · pointwise BCE
+MAX_GRAD_NORM = 1.0
+CHECKPOINT_EVERY = 50      # steps between checkpoints when training has an out_dir (and at the last step)
+LOG_EVERY = 10             # steps between log lines (and history entries)
 
 
 @dataclass
@@ -73,10 +78,9 @@ class GroupSampler:
         right, wrong = self.y >= 0.5, (self.y >= 0) & (self.y < 0.5)
         self.right, self.wrong = right, wrong
         share = right.sum(1) / np.maximum((right | wrong).sum(1), 1)
-        dist = (share * (1 - share)) ** cfg.distinguishing_weight
-        self.item_w = dist
+        self.item_w = share * (1 - share)
         model_acc = right.sum(0) / np.maximum((right | wrong).sum(0), 1)
-        self.model_w = np.maximum(model_acc, 1e-3) ** cfg.strong_model_weight
+        self.model_w = np.maximum(model_acc, 1e-3)
         self.mixed_items = np.flatnonzero(right.any(1) & wrong.any(1))
         self.usable_models = np.flatnonzero(right.any(0) & wrong.any(0))
         if not len(self.mixed_items) and not len(self.usable_models):
@@ -90,17 +94,10 @@ class GroupSampler:
         return self.rng.choice(idx, size=min(n, len(idx)), replace=False, p=w / w.sum())
 
     def model_contrastive(self):
-        """One instruction; one candidate that answered it (stronger favoured), k−1 that failed; or, with
-        model_group "all", every model with a result on it (right ones first)."""
-        k = self.cfg.group_size
+        """One instruction and every model with a result on it (right ones first)."""
         i = int(self._pick(self.mixed_items, self.item_w, 1)[0])
-        if self.cfg.model_group == "all":
-            models = np.concatenate([np.flatnonzero(self.right[i]), np.flatnonzero(self.wrong[i])])
-            return "model", np.full(len(models), i), models, self.right[i, models].astype(np.float32)
-        pos = self._pick(np.flatnonzero(self.right[i]), self.model_w, 1)
-        neg = self._pick(np.flatnonzero(self.wrong[i]), np.ones_like(self.model_w), k - 1)
-        models = np.concatenate([pos, neg])
-        return "model", np.full(len(models), i), models, (np.arange(len(models)) == 0).astype(np.float32)
+        models = np.concatenate([np.flatnonzero(self.right[i]), np.flatnonzero(self.wrong[i])])
+        return "model", np.full(len(models), i), models, self.right[i, models].astype(np.float32)
 
     def item_contrastive(self):
         """The paper's group: one model; one item it answered, k−1 it failed (distinguishing ones favoured)."""
@@ -129,14 +126,14 @@ def group_scores(model: ModelSAT, data: TrainingData, kind: str, items: np.ndarr
 
 def group_loss(scores: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """Eq. 5 and/or pointwise BCE on the same scores. Eq. 5 is the cross-entropy of the softmax over the group
-    with the positive's index; with several positives (model_group "all") it is −log of the softmax mass on them,
-    which is eq. 5 exactly when there is one."""
+    with the positive's index; with several positives (a model-contrastive group) it is −log of the softmax mass
+    on them, which is eq. 5 exactly when there is one."""
     loss = scores.new_zeros(())
     if cfg.loss in ("group", "group+bce"):
         pos = labels >= 0.5
         loss = loss + torch.logsumexp(scores, 0) - torch.logsumexp(scores[pos], 0)
     if cfg.loss in ("bce", "group+bce"):
-        w = 1.0 if cfg.loss == "bce" else cfg.bce_weight
+        w = 1.0 if cfg.loss == "bce" else BCE_WEIGHT
         loss = loss + w * torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
     return loss
 
@@ -194,7 +191,7 @@ def stage_of(step: int, cfg: TrainConfig) -> int:
 def make_optimizer(model: ModelSAT, stage: int, cfg: TrainConfig):
     groups = model.set_stage(stage, cfg.lr_connector, cfg.lr_lm)
     groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay) if groups else None
+    return torch.optim.AdamW(groups, weight_decay=0.0) if groups else None
 
 
 # ---- devices, processes and precision (Hugging Face Accelerate) ----------------------------------------------------
@@ -269,15 +266,14 @@ def _optimizer_step(opt, accelerator) -> None:
 
 # ---- the loop -----------------------------------------------------------------------------------------------------
 def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Path | None = None,
-          resume: bool = False, eval_data: TrainingData | None = None, log: Callable[[str], None] = print) -> list:
+          resume: bool = False, log: Callable[[str], None] = print,
+          checkpoint_every: int = CHECKPOINT_EVERY) -> list:
     """Trains `model` in place for preset.train.total_steps; returns the history (one dict per logged step).
     The model is moved to the training device (`train.device`) and stays there. With several processes
     (`accelerate launch`), every process draws the same groups and computes every Nth of them; the gradients are
     summed, so a step is the same step as in one process, and only the main process logs and writes checkpoints."""
     cfg = preset.train
     torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     accelerator = make_accelerator(cfg)
     rank, n_proc, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     if not main:
@@ -328,13 +324,13 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             _sum_gradients(params, accelerator)
             total = accelerator.reduce(total, reduction="sum")
         accelerator.unscale_gradients(optimizer=opt)
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         _optimizer_step(opt, accelerator)
         running.append(float(total))
         done = step + 1
         if average is not None and done > cfg.total_steps - cfg.averaged_steps:
             average.update(model)
-        if cfg.log_every and (done % cfg.log_every == 0 or done == cfg.total_steps):
+        if done % LOG_EVERY == 0 or done == cfg.total_steps:
             rec = {"step": done, "stage": stage_of(step, cfg), "loss": float(np.mean(running)),
                    "gate": float(model.lm_gate.detach()), "prior_scale": float(model.prior_scale.detach()),
                    "s_per_step": (time.time() - t0) / max(done - start, 1)}
@@ -342,11 +338,7 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
             running = []
             log(f"step {done}/{cfg.total_steps} stage {rec['stage']} loss {rec['loss']:.4f} gate {rec['gate']:.3f} "
                 f"prior×{rec['prior_scale']:.3f} ({rec['s_per_step']:.2f} s/step)")
-        if cfg.eval_every and eval_data is not None and done % cfg.eval_every == 0:
-            if main:
-                log(format_diagnostics(evaluate(model, eval_data, cfg.eval_items)))
-            model.train()
-        if ckpt is not None and cfg.checkpoint_every and (done % cfg.checkpoint_every == 0 or done == cfg.total_steps):
+        if ckpt is not None and checkpoint_every and (done % checkpoint_every == 0 or done == cfg.total_steps):
             if main:
                 save_checkpoint(ckpt, model, opt, done, sampler, history, average, accelerator.scaler)
             accelerator.wait_for_everyone()
@@ -359,13 +351,12 @@ def train(model: ModelSAT, data: TrainingData, preset: Preset, out_dir: str | Pa
 
 
 # ---- diagnostics (issue 13) -------------------------------------------------------------------------------------
-def evaluate(model: ModelSAT, data: TrainingData, n_items: int | None = None, seed: int = 0,
-             perturbations: int | None = None) -> dict:
+def evaluate(model: ModelSAT, data: TrainingData, n_items: int | None = None, seed: int = 0) -> dict:
     """Scores `n_items` held-out items against every model and returns diagnostics() of the result."""
     idx = np.arange(len(data.prompts))
     if n_items and len(idx) > n_items:
         idx = np.sort(np.random.default_rng(seed).choice(idx, n_items, replace=False))
-    s = model.score_matrix([data.prompts[i] for i in idx], data.profiles, data.priors[idx], perturbations)
+    s = model.score_matrix([data.prompts[i] for i in idx], data.profiles, data.priors[idx])
     out = diagnostics(s, data.scores[idx], data.models)
     out["prior"] = diagnostics(data.priors[idx], data.scores[idx], data.models)
     return out
