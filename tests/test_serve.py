@@ -302,7 +302,7 @@ def test_the_proxy_centres_its_candidates_at_start_up_not_on_the_first_request(t
     them while starting (Router.prepare), so its first routed request does not."""
     from modelsat.routers.modelsat.router import ModelSATRouter
     from test_modelsat_model import PROFILES, synthetic_records
-    overrides = {"model": {"prior_source": "fitted", "prior": True, "lm_center_items": 5, "encoder": "tiny"}}
+    overrides = {"model": {"prior": "fitted", "lm_center_items": 5, "encoder": "tiny"}}
     router = ModelSATRouter(preset="tiny", overrides=overrides).fit(synthetic_records(4), PROFILES)
     stubs = {"alpha": StubUpstream("alpha"), "beta": StubUpstream("beta")}
     with proxy_for(tmp_path, stubs, router=router) as (proxy, _):
