@@ -66,12 +66,12 @@ def proxy_app():
     return app_from_environment()
 
 
-def run_proxy(config: str, workers: int, port: int) -> None:
+def run_proxy(config: str, workers: int, port: int, log_level: str) -> None:
     from modelsat.serve.config import load_config
     from modelsat.serve.http_server import serve_in_workers
     print(json.dumps({"port": port}), flush=True)
     serve_in_workers(config, load_config(config), "127.0.0.1", port, workers, app_factory="load_test:proxy_app",
-                     log_level="warning", access_log=False)
+                     log_level=log_level, access_log=False)
 
 
 def free_port() -> int:
@@ -194,13 +194,15 @@ def main() -> None:
     ap.add_argument("--mode", choices=["stream", "json"], default="stream")
     ap.add_argument("--request-timeout", type=float, default=120.0, help="a request still open after this is hung")
     ap.add_argument("--time-limit", type=float, default=240.0, help="stop starting new levels after this (s)")
+    ap.add_argument("--proxy-log-level", default="warning", help="uvicorn log level of the proxies (info shows "
+                    "workers restarted by uvicorn's health check)")
     ap.add_argument("--_upstream", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--_proxy", nargs=3, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_proxy", nargs=4, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._upstream:
         return run_upstream(args._upstream)
     if args._proxy:
-        return run_proxy(args._proxy[0], int(args._proxy[1]), int(args._proxy[2]))
+        return run_proxy(args._proxy[0], int(args._proxy[1]), int(args._proxy[2]), args._proxy[3])
 
     start = time.monotonic()
     stream = args.mode == "stream"
@@ -215,7 +217,7 @@ def main() -> None:
             zoo = str(write_zoo(Path(tmp), ports))
             proxies = {}
             for w in [int(x) for x in args.workers.split(",")]:
-                proc, info = spawn("--_proxy", zoo, str(w), str(free_port()),
+                proc, info = spawn("--_proxy", zoo, str(w), str(free_port()), args.proxy_log_level,
                                    env={"LOAD_TEST_CLIENT_KEY": KEY, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(
                                        dir=tmp, prefix=f"metrics-{w}-")})
                 procs.append(proc)
