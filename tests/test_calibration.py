@@ -65,6 +65,17 @@ def test_auto_says_which_method_it_chose_and_on_what():
     assert 0 < cal.choice["held_out_pairs"] < N
 
 
+def test_auto_keeps_platt_when_a_temperature_explains_the_miscalibration():
+    assert fit_calibrator(*overconfident(0), method="auto").method == "platt"
+
+
+def test_auto_chooses_isotonic_for_a_distortion_platt_cannot_fit():
+    rng = np.random.default_rng(0)
+    scores = rng.random(N)
+    outcomes = (rng.random(N) < np.where(scores < 0.5, 0.2, 0.8)).astype(float)     # a step, not a sigmoid
+    assert fit_calibrator(scores, outcomes, method="auto").method == "isotonic"
+
+
 def test_auto_with_few_pairs_fits_platt():
     scores, outcomes = overconfident(0, n=40)
     assert fit_calibrator(scores, outcomes, method="auto").method == "platt"

@@ -11,9 +11,9 @@ A calibrator is fitted on *validation* items (never a training or test item; des
   `IsotonicRegression`), read between its knots by linear interpolation. It repairs any monotone distortion
   but needs more items, and its flat steps can tie candidates that the scores told apart.
 
-`fit_calibrator(..., method="auto")` fits both on part of the validation items and keeps the one with the lower
-log loss on the rest (ties to `platt`), then refits it on all of them; `Calibrator.choice` says what it chose
-and why. Outcomes may be partial credit in [0, 1]. `to_dict` / `from_dict` keep a calibrator in a saved router.
+`fit_calibrator(..., method="auto")` fits both on part of the validation items and keeps `platt` unless isotonic's
+log loss on the rest is lower by more than a standard error, then refits the kept one on all of them;
+`Calibrator.choice` says what it chose and why. Outcomes may be partial credit in [0, 1]. `to_dict` / `from_dict` keep a calibrator in a saved router.
 
 Metrics, for reliability reports and tests: `expected_calibration_error` (equal-width bins, 15 by default),
 `brier_score`, and `reliability_curve` (what a reliability diagram plots).
@@ -80,11 +80,23 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def log_loss(p, y) -> float:
-    """Mean Bernoulli log loss of probabilities p for outcomes y in [0, 1] (p clipped to [EPS, 1 - EPS])."""
+def pair_log_losses(p, y) -> np.ndarray:
+    """Bernoulli log loss of each probability p for its outcome y in [0, 1] (p clipped to [EPS, 1 - EPS])."""
     p, y = _check_pairs(p, y, "probabilities")
     q = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
+
+
+def log_loss(p, y) -> float:
+    """Mean Bernoulli log loss of probabilities p for outcomes y in [0, 1]."""
+    return float(np.mean(pair_log_losses(p, y)))
+
+
+def clustered_standard_error(values: np.ndarray, groups: np.ndarray) -> float:
+    """Standard error of the mean of `values` when pairs of one group (item) are not independent."""
+    n = len(values)
+    sums = np.bincount(np.unique(groups, return_inverse=True)[1], weights=values - values.mean())
+    return float(np.sqrt(np.sum(sums ** 2)) / n) if n else float("nan")
 
 
 @dataclass
@@ -176,9 +188,11 @@ def fit_calibrator(scores, outcomes, method: str = "auto", scale: str = "auto", 
 
     `scale` is how the scores are read: "probability" (values in [0, 1], turned into log-odds first),
     "log-odds", or "auto" (probability when every score lies in [0, 1]). A router says which it gives.
-    `auto` fits both methods on 70 % of the pairs and keeps the one with the lower log loss on the other 30 %
-    (ties to platt), then refits it on every pair; with fewer than MIN_AUTO_PAIRS pairs it fits platt. `groups`
-    (one label per pair, e.g. the item) keeps the pairs of one item on the same side of that split.
+    `auto` fits both methods on 70 % of the pairs and measures their log loss on the other 30 %: it keeps platt
+    (two parameters, never reorders candidates, extrapolates smoothly) unless isotonic's log loss is lower by
+    more than one standard error of the paired difference, then refits the kept method on every pair; with
+    fewer than MIN_AUTO_PAIRS pairs it fits platt. `groups` (one label per pair, e.g. the item) keeps the pairs
+    of one item on the same side of that split and in one cluster of the standard error.
     The returned calibrator's `choice` records the method, the held-out log losses and the pair counts.
     """
     if method not in CHOICES:
@@ -207,13 +221,17 @@ def fit_calibrator(scores, outcomes, method: str = "auto", scale: str = "auto", 
             held = held_groups[inverse]
             if held.all() or not held.any():          # one group, or an unlucky draw on very few groups
                 held = rng.random(s.size) < HELD_OUT_FRACTION
-            losses = {}
-            for m in METHODS:
-                cal = _fit(m, scale, z[~held], y[~held])
-                losses[m] = log_loss(cal.predict(s[held]), y[held])
-            method = "isotonic" if losses["isotonic"] < losses["platt"] else "platt"
-            choice |= {"held_out_pairs": int(held.sum()), "held_out_log_loss": losses,
-                       "reason": "lower log loss on the held-out validation pairs"}
+            per_pair = {m: pair_log_losses(_fit(m, scale, z[~held], y[~held]).predict(s[held]), y[held])
+                        for m in METHODS}
+            gain = per_pair["platt"] - per_pair["isotonic"]
+            se = clustered_standard_error(gain, labels[held])
+            method = "isotonic" if gain.mean() > se else "platt"
+            choice |= {"held_out_pairs": int(held.sum()),
+                       "held_out_log_loss": {m: float(v.mean()) for m, v in per_pair.items()},
+                       "isotonic_gain": float(gain.mean()), "gain_standard_error": se,
+                       "reason": ("isotonic's held-out log loss is lower by more than one standard error"
+                                  if method == "isotonic" else
+                                  "isotonic's held-out log loss is not lower by more than one standard error")}
     cal = _fit(method, scale, z, y)
     cal.choice = {"method": method, **choice}
     return cal
