@@ -171,10 +171,23 @@ def fit_platt(z: np.ndarray, y: np.ndarray) -> dict:
 
 
 def fit_isotonic(z: np.ndarray, y: np.ndarray) -> dict:
-    """{"x", "y"}: the knots of the non-decreasing fit of y on z (scikit-learn), read by linear interpolation."""
+    """{"x", "y"}: the knots of the non-decreasing fit of y on z (scikit-learn), read by linear interpolation.
+
+    Each block's rate is Laplace-smoothed, (hits + 1) / (pairs + 2): the end blocks of a plain isotonic fit
+    often hold a handful of pairs that were all right (or all wrong) and would say P = 1 (or 0) for every
+    score beyond them, which a single surprise on a fresh item punishes without bound.
+    """
     from sklearn.isotonic import IsotonicRegression
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(z, y)
-    return {"x": np.asarray(iso.X_thresholds_, dtype=np.float64), "y": np.asarray(iso.y_thresholds_, dtype=np.float64)}
+    knots_x = np.asarray(iso.X_thresholds_, dtype=np.float64)
+    knots_y = np.asarray(iso.y_thresholds_, dtype=np.float64)
+    blocks, block_of = np.unique(iso.predict(z), return_inverse=True)
+    n = np.bincount(block_of, minlength=len(blocks)).astype(np.float64)
+    smoothed = np.maximum.accumulate((blocks * n + 1.0) / (n + 2.0))
+    where = np.clip(np.searchsorted(blocks, knots_y), 0, len(blocks) - 1)
+    near = np.abs(blocks[where] - knots_y) > np.abs(blocks[np.maximum(where - 1, 0)] - knots_y)
+    where = np.where(near, np.maximum(where - 1, 0), where)
+    return {"x": knots_x, "y": smoothed[where]}
 
 
 def _fit(method: str, kind: str, z: np.ndarray, y: np.ndarray) -> Calibrator:
