@@ -444,3 +444,14 @@ def test_a_half_sent_body_is_a_408_and_the_connection_closes(tmp_path):
                       + CLIENT_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{\"model\": ")
             reply = read_until_closed(s)
     assert reply.startswith(b"HTTP/1.1 408") and b"limits.body_timeout_s" in reply
+
+
+def test_only_the_request_making_the_half_open_trial_ends_it():
+    from modelsat.serve.upstream import CircuitBreaker
+    now = [0.0]
+    breaker = CircuitBreaker(failures=1, cooldown_s=10, clock=lambda: now[0])
+    breaker.record_failure()
+    now[0] = 11.0
+    assert breaker.allow() and not breaker.allow()       # one trial at a time
+    breaker.release_trial()                              # the trial's client left: no verdict
+    assert breaker.is_open and breaker.allow()           # still open, and the next request makes the trial

@@ -282,7 +282,8 @@ def test_validate_command_reports_a_missing_environment_variable_by_name(tmp_pat
     assert "sk-now-set" not in result.output
 
 
-@pytest.mark.parametrize("key", ["sk-has a space", "sk-quote\"d", "sk-comma,key", "sk-accent-\u00e9", "=sk-leading-equals"])
+@pytest.mark.parametrize("key", ["sk-has a space", "sk-quote\"d", "sk-comma,key", "sk-accent-\u00e9",
+                                 "=sk-leading-equals"])
 def test_validate_refuses_a_client_key_no_client_could_send_as_a_bearer_token(tmp_path, monkeypatch, key):
     from typer.testing import CliRunner
     from modelsat.cli import app

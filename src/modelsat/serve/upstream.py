@@ -297,6 +297,7 @@ async def open_first_available(client: httpx.AsyncClient, ranking: list[Upstream
         if not up.breaker.allow():
             failures.append((up.name, "circuit open"))
             continue
+        trial = up.breaker.is_open               # allowed through an open circuit: this is the half-open trial
         allowed = min(1 + retries.attempts, max(1, retries.budget - tries - (len(ranking) - i - 1)))
         try:
             last: Optional[UpstreamFailed] = None
@@ -328,7 +329,8 @@ async def open_first_available(client: httpx.AsyncClient, ranking: list[Upstream
                 return opened
             up.breaker.record_failure()
         finally:
-            up.breaker.release_trial()               # a trial cut short (client gone) must not stay in flight
+            if trial:
+                up.breaker.release_trial()           # a trial cut short (client gone) must not stay in flight
     rate_limited = bool(statuses) and all(s == 429 for s in statuses)
     raise AllUpstreamsFailed(failures, any_timeout, rate_limited, min(waits) if waits else None)
 
