@@ -161,6 +161,34 @@ def test_a_streamed_reply_that_echoes_the_upstream_key_reaches_the_client_redact
         assert b"[redacted]" in data and data.endswith(b"data: [DONE]\n\n")
 
 
+def test_no_failure_mode_puts_a_key_in_a_log_line_or_a_response(tmp_path, caplog, capfd):
+    """Canary keys (the client's, a wrong one, every upstream's) through each fault of this file at once."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk-canary-wrong-key-0a9b8c"
+    stubs = {"alpha": ScriptedUpstream(stream_echoing_headers), "beta": ScriptedUpstream(rate_limited("3600")),
+             "gamma": ScriptedUpstream(trickle), "delta": ScriptedUpstream(huge_reply(1024 * 1024)),
+             "eps": ScriptedUpstream(hang)}
+    seen = []
+    with proxy_for(tmp_path, stubs, limits={"max_response_bytes": 65536, "body_timeout_s": 0.3},
+                   deadlines={"request_s": 0.5, "stream_s": 0.5}) as (proxy, _):
+        for model in stubs:
+            for stream in (True, False):
+                r, data = stream_bytes(proxy, chat(MATH, model=model, stream=stream))
+                seen.append(data.decode(errors="replace") + str(r.headers))
+        for key in (CLIENT_KEY, wrong):
+            r = httpx.get(f"{proxy.url}/v1/models?api_key={key}", headers=auth(key))
+            seen.append(r.text + str(r.headers))
+        with connect(proxy) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                      + CLIENT_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+            seen.append(read_until_closed(s).decode(errors="replace"))
+    out, err = capfd.readouterr()
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    for secret in (CLIENT_KEY, wrong, *(upstream_key(n) for n in stubs)):
+        assert secret not in logged + out + err, "a key reached the logs"
+        assert all(secret not in text for text in seen), "a key reached a response"
+
+
 @pytest.mark.parametrize("cut", range(1, 30))
 def test_the_stream_redactor_removes_a_key_cut_anywhere_and_changes_nothing_else(cut):
     key = "sk-upstream-key-0123456789"
