@@ -40,6 +40,7 @@ from modelsat.paths import data_dir
 from modelsat.routers import RouterError, get
 
 ROUTERS = "knn,per-category,profile-prior"
+MIN_PLOT_PAIRS = 20      # a reliability-diagram point rests on at least this many pairs (a 1-pair bin is noise)
 STREAM_ZOO = "mmlu-pro-release-stream"
 
 
@@ -263,16 +264,20 @@ def plot(results: dict, path: Path) -> None:
                                                            ("stream", "curve_after_new", "new models (profile only)"))
               if results.get(part)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
-    markers = ["o", "s", "^", "D", "v"]
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    style = {name: (f"C{i % 10}", markers[i % len(markers)]) for i, name in enumerate(results["run"]["routers"])}
     for ax, (part, key, label) in zip(axes[0], panels):
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
-        for i, (name, r) in enumerate(results[part]["routers"].items()):
+        for name, r in results[part]["routers"].items():
             c = r.get(key)
             if not c:
                 continue
-            pts = [(p, o) for p, o, n in zip(c["predicted"], c["observed"], c["counts"]) if n]
-            ax.plot(*zip(*pts), marker=markers[i % len(markers)], label=name)
-        ax.set(title=f"MMLU-Pro test items, {label}", xlabel="mean predicted P (bin)", ylabel="observed rate",
+            pts = [(p, o) for p, o, n in zip(c["predicted"], c["observed"], c["counts"]) if n >= MIN_PLOT_PAIRS]
+            if pts:
+                color, marker = style[name]
+                ax.plot(*zip(*pts), color=color, marker=marker, label=name)
+        ax.set(title=f"MMLU-Pro test items, {label}", ylabel="observed rate",
+               xlabel=f"mean predicted P (bins of >= {MIN_PLOT_PAIRS} pairs)",
                xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()

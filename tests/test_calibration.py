@@ -214,3 +214,11 @@ def test_a_router_that_declares_probabilities_scores_its_training_models_in_zero
         router.attach_responses(HELD[["model", "prompt", "response"]])
     s = router.score(PROMPTS, PROFILES)
     assert s.min() >= -1e-6 and s.max() <= 1 + 1e-6       # kNN's tie-break adds at most 1e-6
+
+
+def test_the_calibration_report_leaves_out_pairs_without_an_outcome():
+    from conftest import load_script
+    report = load_script("calibration_report")
+    out = report.figures(np.array([0.2, 0.9, 0.5]), np.array([0.0, 1.0, np.nan]), bins=15)
+    assert out["pairs"] == 2
+    assert out["brier"] == pytest.approx((0.2 ** 2 + 0.1 ** 2) / 2)
