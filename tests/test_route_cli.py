@@ -17,7 +17,7 @@ MATH_Q = "Solve for x: 3x^2 - 12x + 9 = 0. What is the sum of the roots?"
 def modelsat(*args: str, tmp_path=None) -> subprocess.CompletedProcess:
     env = dict(os.environ, MODELSAT_DATA=str(tmp_path / "no-data-here")) if tmp_path else dict(os.environ)
     return subprocess.run([sys.executable, "-c", "from modelsat.cli import main; main()", "route", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=600)
 
 
 def shipped_zoo_models() -> list[str]:

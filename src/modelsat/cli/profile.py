@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from modelsat.cli.logs import LogLevel, log_level_option, set_log_level
 from modelsat.errors import ModelsatError
 
 console = Console()
@@ -61,6 +62,7 @@ def profile_cmd(
     price_out: Optional[float] = typer.Option(None, "--price-out", min=0, help="Expert note: USD per million output tokens."),
     notes_json: Optional[str] = typer.Option(None, "--notes", help="Further notes as a JSON object."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    log_level: LogLevel = log_level_option(),
     per_benchmark: bool = typer.Option(True, "--per-benchmark-fallback/--no-per-benchmark-fallback",
                                        help="With --all: a model with no MMLU item in the records (RouterBench) "
                                        "gets a per-benchmark profile (accuracy per benchmark, test_version "
@@ -74,6 +76,7 @@ def profile_cmd(
     (--endpoint URL --model NAME, or --hf-path DIR); a rerun resumes from the journal beside --out."""
     from modelsat.aptitude.core_items import load_test
     from modelsat.aptitude.from_records import profile_all, profile_file_name, profile_from_records
+    set_log_level(log_level)
     from modelsat.aptitude.shipped import shipped_test_path
     t = load_test(test or shipped_test_path())
     notes = _notes(languages, context_length, price_in, price_out, notes_json)
