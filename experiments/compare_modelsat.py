@@ -8,7 +8,7 @@ best single model. Each `--prior-variant NAME=JSON` is the profile prior alone w
 and writes the usual results folder.
 
     python experiments/compare_modelsat.py --out runs/compare \
-        --variant k='{}' --variant all='{"train": {"model_group": "all"}}' \
+        --variant lm='{}' --variant paper='{"train": {"objective": "paper"}}' \
         --zoos smaller-scale,smaller-mixed,middle-mixed,larger-mixed,high-performance
 
 With `--seeds 0,1,2` the whole comparison runs once per seed (each seed draws its own item split, test sample

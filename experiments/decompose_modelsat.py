@@ -8,7 +8,7 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
 
     python experiments/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 1
     python experiments/decompose_modelsat.py --zoos routerdc-in-domain --seed 7 \
-        --overrides '{"model": {"prior_records_gate": true}}'
+        --overrides '{"model": {"prior_records_bits": 32}}'
     python experiments/decompose_modelsat.py --zoos smaller-scale,middle-mixed --seed 0 \
         --router src/modelsat/shipped/modelsat-cpu-default [--center-items 200]
 
@@ -16,7 +16,7 @@ stage it prints, per benchmark, the routed accuracy (%) and the two models it pi
 trains no LM: its two stages in seconds rather than minutes, e.g. to set two records-prior settings side by side:
 
     python experiments/decompose_modelsat.py --zoos routerdc-in-domain,routerdc-out-of-domain --seed 9 --prior-only \
-        --overrides '{"model": {"prior_records_residual": true}}'
+        --overrides '{"model": {"prior_records_bits": 4}}'
 
 `--center-items N` (with `--router`) centres the saved router's LM term on N of the split's training instructions,
 as `model.lm_center_items` does, and prints the LM term's stage both ways.

@@ -118,14 +118,15 @@ def _seed_list(text: str) -> list[int]:
 
 def _report_and_save(router, preset, val_recs, profiles, out: Path, t0: float, split_seed: int, seed: int) -> None:
     """Prints the validation diagnostics of one trained router and saves it in `out`/router."""
+    from modelsat.routers.modelsat.config import DIAGNOSTIC_ITEMS
     from modelsat.routers.modelsat.train import evaluate, format_diagnostics, training_data
     train_s = time.time() - t0
     metrics = {"train_seconds": round(train_s, 1), "split_seed": split_seed, "seed": seed}
     choices = router.fit_choices()      # what fitting chose on data (prior kappa, gate, ...)
     if choices:
         metrics["choices"] = choices
-    if preset.train.eval_items and len(val_recs) and hasattr(router, "model_"):
-        val = training_data(val_recs, profiles, router.prior, max_items=preset.train.eval_items, seed=seed)
+    if len(val_recs) and hasattr(router, "model_"):
+        val = training_data(val_recs, profiles, router.prior, max_items=DIAGNOSTIC_ITEMS, seed=seed)
         diag = evaluate(router.model_, val)
         console.print(format_diagnostics(diag), markup=False, highlight=False)
         metrics["validation"] = diag

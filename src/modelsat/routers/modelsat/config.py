@@ -164,11 +164,6 @@ class TrainConfig:
         return "group+bce" if self.objective == "modelsat" else "group"
 
     @property
-    def eval_items(self) -> int:
-        """Validation items `modelsat train` scores for its diagnostics (DIAGNOSTIC_ITEMS, not a key)."""
-        return DIAGNOSTIC_ITEMS
-
-    @property
     def total_steps(self) -> int:
         return self.stage1_steps + self.stage2_steps
 

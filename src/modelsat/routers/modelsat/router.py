@@ -67,6 +67,11 @@ class ModelSATRouter(Router):
         """A learned correction is trained by gradient from a seeded start; the prior alone is not."""
         return not self.prior_only
 
+    @property
+    def scores_are_probabilities(self) -> bool:
+        """With no learned correction (`lm: none`) the score is the prior's probability; else log-odds."""
+        return self.prior_only
+
     # ---- helpers ----------------------------------------------------------------------------------------------
     def _preset(self) -> Preset:
         p = resolve_preset(self.preset, self.overrides)
@@ -293,6 +298,7 @@ class ModelSATRouter(Router):
                               d / "records_prior.json")
         card = dict(card or {})
         card.setdefault("training_data", getattr(self, "training_info_", {}))
+        self.save_calibration(d)
         (d / "README.md").write_text(model_card(self, card))
         return d
 
@@ -342,6 +348,7 @@ class ModelSATRouter(Router):
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
                 raise RouterError(f"{d}: the preset sets prior_records but its records prior "
                                   f"(records_prior.safetensors + records_prior.json) cannot be read: {exc}") from exc
+        router.load_calibration(d)
         return router
 
 
