@@ -1,4 +1,7 @@
-"""`modelsat serve zoo.yaml` (the routing proxy) and `modelsat validate zoo.yaml` (check it)."""
+"""`modelsat serve zoo.yaml` or `modelsat serve --zoo DIR` (the routing proxy) and `modelsat validate zoo.yaml`.
+
+`--zoo DIR` serves a zoo folder (`modelsat zoo init|add|remove`) with the shipped router, and takes in a model
+added or removed while it serves: the proxy watches the folder's index (checked every second)."""
 
 from __future__ import annotations
 
@@ -35,9 +38,18 @@ def serve_cmd(
     log_level: LogLevel = log_level_option(),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes; each holds its own zoo, "
                                 "router and circuit breakers, and /metrics merges them."),
+    zoo: Optional[Path] = typer.Option(None, "--zoo", help="A zoo folder (modelsat zoo init DIR) to serve with "
+                                       "the shipped router; a model added or removed there (modelsat zoo add|remove) "
+                                       "is taken in within a second, without a restart."),
 ) -> None:
     """Serve an OpenAI-compatible endpoint that routes each request to the zoo's best model."""
     set_log_level(log_level)
+    if zoo is None and config is not None and config_option is None and config.is_dir():
+        zoo, config = config, None           # `modelsat serve DIR`: a zoo folder
+    if zoo is not None:
+        if config is not None or config_option is not None:
+            raise ModelsatError(f"serve one zoo: a zoo folder (--zoo {zoo}) or a config file, not both")
+        return serve_zoo_folder(zoo, host, port, log_level, workers)
     path = config_path(config, config_option)
     import uvicorn
 
@@ -58,6 +70,30 @@ def serve_cmd(
     app = make_app(cfg)
     console.print(f"modelsat proxy: {len(cfg.models)} models, router "
                   f"{'none (pass-through only)' if app.state.routing is None else app.state.routing.router.name}, "
+                  f"http://{host}:{port}/v1", soft_wrap=True)
+    uvicorn.run(app, host=host, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
+
+
+def serve_zoo_folder(folder: Path, host: Optional[str], port: Optional[int], log_level: LogLevel,
+                     workers: int) -> None:
+    """`modelsat serve --zoo DIR`: the folder's models, the shipped router (unless the index's `serve.router`
+    names another), changes to the folder taken in while serving."""
+    import uvicorn
+
+    from modelsat.serve.app import make_app
+    from modelsat.serve.http_server import serve_in_workers, uvicorn_options
+    from modelsat.serve.zoo_folder import ZooFolderWatch
+    watch = ZooFolderWatch(folder)
+    cfg = watch.load()
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port
+    if workers > 1:
+        console.print(f"modelsat proxy: zoo {folder} ({len(cfg.models)} models, changes taken in), {workers} "
+                      f"worker processes, http://{host}:{port}/v1", soft_wrap=True)
+        return serve_in_workers(folder, cfg, host, port, workers, log_level=uvicorn_level(log_level))
+    app = make_app(cfg, watch=watch)
+    router = app.state.routing.router.name if app.state.routing is not None else "none (pass-through only)"
+    console.print(f"modelsat proxy: zoo {folder} ({len(cfg.models)} models, changes taken in), router {router}, "
                   f"http://{host}:{port}/v1", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
 

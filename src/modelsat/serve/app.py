@@ -1,5 +1,11 @@
 """The OpenAI-compatible routing proxy (FastAPI): chat completions routed or passed through, /v1/models,
-/v1/route, liveness, readiness and Prometheus metrics. Build it with `make_app(config)`."""
+/v1/route, liveness, readiness and Prometheus metrics. Build it with `make_app(config)`.
+
+The zoo (upstreams, routing among their profiles, aliases) is an immutable snapshot. Given a `watch` (a zoo
+folder's index, `modelsat serve --zoo DIR`), the proxy checks it every RELOAD_POLL_S seconds and, on a change,
+builds a new snapshot beside the old and swaps it in at once: a request keeps the snapshot it began with, and
+the old one is closed when its last request ends. A change that does not load (a bad profile, a missing key
+variable) is logged and the proxy keeps serving the zoo it had."""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ import json
 import logging
 import math
 import os
+import threading
 from contextlib import asynccontextmanager
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
 
+import anyio
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -18,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
 from modelsat.errors import ModelsatError
-from modelsat.routers.base import Router
+from modelsat.routers.base import Router, RouterError
 from modelsat.serve.auth import AuthMiddleware, BodyLimitMiddleware, KeyChecker, error_body
 from modelsat.serve.config import ROUTING_MODEL, ServeConfig
 from modelsat.serve.metrics import ProxyMetrics
@@ -30,6 +39,7 @@ from modelsat.serve.upstream import (AllUpstreamsFailed, Opened, Upstream, Usage
 log = logging.getLogger("modelsat.serve")
 H_MODEL, H_ROUTING_MS, H_COST = "x-modelsat-model", "x-modelsat-routing-ms", "x-modelsat-cost-usd"
 MAX_ECHO = 64          # characters of a client-chosen name quoted back in an error
+RELOAD_POLL_S = 1.0    # how often a watched zoo folder's index is checked for a change
 
 
 class ClientGone(Exception):
@@ -110,22 +120,105 @@ def load_router(cfg: ServeConfig) -> Optional[Router]:
     return Router.load(cfg.router)
 
 
-def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optional[dict] = None) -> FastAPI:
-    """The proxy for `cfg`; `router` overrides the config's router folder (tests, embedding)."""
-    env = os.environ if environ is None else environ
+class ZooWatch(Protocol):
+    """Where a served zoo can change: `changed()` says whether it did since the last call (cheap, on the event
+    loop); `load()` reads the new config (in a worker thread; raises ModelsatError on bad input)."""
+    where: str
+
+    def changed(self) -> bool: ...
+
+    def load(self) -> ServeConfig: ...
+
+
+@dataclass(eq=False)
+class ZooSnapshot:
+    """One zoo as the proxy serves it, never changed once built; `users` counts the requests holding it."""
+    upstreams: list[Upstream]
+    by_name: dict[str, Upstream]
+    routing: Optional[RoutingService]
+    aliases: dict[str, tuple[float, Optional[list[str]]]]
+    deadlines: dict[str, float]
+    users: int = 0
+    retired: bool = False
+    tasks: set = field(default_factory=set)
+
+
+def build_snapshot(cfg: ServeConfig, router: Optional[Router], env, lock: threading.Lock,
+                   previous: Optional[ZooSnapshot] = None) -> ZooSnapshot:
+    """The zoo of `cfg` (routing not yet started); a model whose entry is unchanged since `previous` keeps its
+    circuit breaker, so a reload does not forget an upstream that is down."""
     upstreams = build_upstreams(cfg, env)
-    by_name = {u.name: u for u in upstreams}
-    if router is None:
-        router = load_router(cfg)
-    routing = RoutingService(router, upstreams, cfg.max_route_batch) if router is not None else None
+    if previous is not None:
+        for u in upstreams:
+            old = previous.by_name.get(u.name)
+            if old is not None and old.cfg == u.cfg:
+                u.breaker = old.breaker
+    routing = RoutingService(router, upstreams, cfg.max_route_batch, lock) if router is not None else None
     aliases = {ROUTING_MODEL: (cfg.default_cost_weight, None)}
     aliases.update({k: (a.cost_weight, a.candidates) for k, a in cfg.aliases.items()})
-    metrics = ProxyMetrics()
-    checker = None if cfg.auth.allow_unauthenticated else KeyChecker(cfg.client_key_hashes(env))
     deadlines = {ROUTING_MODEL: cfg.deadlines.request_s}
     deadlines.update({k: a.deadline_s or cfg.deadlines.request_s for k, a in cfg.aliases.items()})
+    return ZooSnapshot(upstreams, {u.name: u for u in upstreams}, routing, aliases, deadlines)
+
+
+def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optional[dict] = None,
+             watch: Optional[ZooWatch] = None,
+             on_reload: Optional[Callable[[ZooSnapshot, ZooSnapshot], None]] = None) -> FastAPI:
+    """The proxy for `cfg`; `router` overrides the config's router folder (tests, embedding). With `watch`, a
+    change to the zoo is taken in while serving (its models only: router, auth, limits and server stay as
+    they started)."""
+    env = os.environ if environ is None else environ
+    if router is None:
+        router = load_router(cfg)
+    router_lock = threading.Lock()
+    metrics = ProxyMetrics()
+    checker = None if cfg.auth.allow_unauthenticated else KeyChecker(cfg.client_key_hashes(env))
     logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_FILTER)       # adding it twice keeps one
-    state: dict = {}
+    state: dict = {"zoo": build_snapshot(cfg, router, env, router_lock)}
+
+    def acquire() -> ZooSnapshot:
+        snap = state["zoo"]
+        snap.users += 1
+        return snap
+
+    def release(snap: ZooSnapshot) -> None:
+        snap.users -= 1
+        if snap.retired and snap.users == 0:
+            close(snap)
+
+    def close(snap: ZooSnapshot) -> None:
+        if snap.routing is not None:
+            task = asyncio.get_running_loop().create_task(snap.routing.stop())
+            snap.tasks.add(task)                      # held until done (the loop keeps only weak references)
+            task.add_done_callback(snap.tasks.discard)
+
+    async def take_in_changes() -> None:
+        assert watch is not None
+        while True:
+            await asyncio.sleep(RELOAD_POLL_S)
+            if not watch.changed():
+                continue
+            old = state["zoo"]
+            try:
+                new_cfg = await anyio.to_thread.run_sync(watch.load)
+                new = build_snapshot(new_cfg, router, env, router_lock, previous=old)
+                if new.routing is not None:
+                    await new.routing.start()          # new candidates prepared before any request sees them
+            except (ModelsatError, RouterError) as exc:
+                log.error("zoo %s changed but was not taken in; still serving its %d models: %s", watch.where,
+                          len(old.upstreams), exc)
+                continue
+            state["zoo"] = new
+            app.state.upstreams, app.state.routing = new.upstreams, new.routing
+            old.retired = True
+            if old.users == 0:
+                close(old)
+            added = sorted(set(new.by_name) - set(old.by_name))
+            removed = sorted(set(old.by_name) - set(new.by_name))
+            log.info("zoo %s reloaded: %d models (added: %s; removed: %s)", watch.where, len(new.upstreams),
+                     ", ".join(added) or "none", ", ".join(removed) or "none")
+            if on_reload is not None:
+                on_reload(old, new)
 
     @asynccontextmanager
     async def lifespan(_app):
@@ -133,17 +226,22 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         limits = httpx.Limits(max_connections=2048, max_keepalive_connections=256, keepalive_expiry=2.0)
         async with httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False) as client:
             state["client"] = client
-            if routing is not None:
-                await routing.start()
+            first = state["zoo"]
+            if first.routing is not None:
+                await first.routing.start()
+            watcher = asyncio.create_task(take_in_changes()) if watch is not None else None
             try:
                 yield
             finally:
-                if routing is not None:
-                    await routing.stop()
+                if watcher is not None:
+                    watcher.cancel()
+                snap = state["zoo"]
+                if snap.routing is not None:
+                    await snap.routing.stop()
 
     app = FastAPI(title="modelsat proxy", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
                   redirect_slashes=False)
-    app.state.metrics, app.state.upstreams, app.state.routing = metrics, upstreams, routing
+    app.state.metrics, app.state.upstreams, app.state.routing = metrics, state["zoo"].upstreams, state["zoo"].routing
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.limits.max_body_bytes)
     app.add_middleware(AuthMiddleware, check=checker)     # added last = outermost: auth before anything
 
@@ -171,12 +269,13 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                                               "param": exc.param, "code": exc.code}}),
                         status_code=400, media_type="application/json")
 
-    async def decide(requested: str, messages: list) -> Decision | Response:
+    async def decide(snap: ZooSnapshot, requested: str, messages: list) -> Decision | Response:
+        routing = snap.routing
         if routing is None:
             return api_error(503, f"model {requested!r} routes, but this proxy has no router configured "
                                   "(set `router:` in the config), or name one of the models",
                              "server_error", "no_router")
-        weight, only = aliases[requested]
+        weight, only = snap.aliases[requested]
         decision = await routing.decide(instruction_of(messages), weight, only)
         metrics.routing.observe(decision.overhead_ms / 1000)
         return decision
@@ -187,6 +286,8 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     @app.get("/ready")
     async def ready():
+        snap = state["zoo"]
+        routing, upstreams = snap.routing, snap.upstreams
         problems = []
         if routing is None:
             problems.append("no router configured")
@@ -199,18 +300,27 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     @app.get("/metrics")
     async def prometheus():
-        for u in upstreams:
+        for u in state["zoo"].upstreams:
             metrics.circuit_open.labels(u.name).set(1 if u.breaker.is_open else 0)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def list_models():
-        ids = [*aliases, *by_name] if routing is not None else list(by_name)
+        snap = state["zoo"]
+        ids = [*snap.aliases, *snap.by_name] if snap.routing is not None else list(snap.by_name)
         return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "modelsat"}
                                            for i in ids]}
 
     @app.post("/v1/route")
     async def route(request: Request):
+        snap = acquire()
+        try:
+            return await route_with(snap, request)
+        finally:
+            release(snap)
+
+    async def route_with(snap: ZooSnapshot, request: Request):
+        aliases = snap.aliases
         body = await read_json(request)
         if isinstance(body, Response):
             return body
@@ -218,7 +328,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         if not isinstance(requested, str) or requested not in aliases:
             return api_error(400, f"'model' must be a routing name ({', '.join(aliases)}), got "
                                   f"{quoted(str(requested))}")
-        decision = await decide(requested, body["messages"])
+        decision = await decide(snap, requested, body["messages"])
         if isinstance(decision, Response):
             return decision
         metrics.requests.labels("route", "200").inc()
@@ -229,12 +339,17 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        response = await answer_chat(request)
+        snap = acquire()
+        try:
+            response = await answer_chat(snap, request)
+        finally:
+            release(snap)
         if not isinstance(response, RelayResponse):       # a stream is counted when it ends
             metrics.requests.labels("chat", str(response.status_code)).inc()
         return response
 
-    async def answer_chat(request: Request) -> Response:
+    async def answer_chat(snap: ZooSnapshot, request: Request) -> Response:
+        aliases, by_name, deadlines = snap.aliases, snap.by_name, snap.deadlines
         loop = asyncio.get_running_loop()
         arrived = loop.time()
         body = await read_json(request)
@@ -246,14 +361,14 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             return api_error(400, "'model' must be a string")
         deadline = arrived + deadlines.get(requested, cfg.deadlines.request_s)
         if requested in aliases:
-            decision = await decide(requested, body["messages"])
+            decision = await decide(snap, requested, body["messages"])
             if isinstance(decision, Response):
                 return decision
             ranking, routing_ms = decision.ranking, decision.overhead_ms
         elif requested in by_name:
             ranking = [by_name[requested]]          # a real model name: that model or nothing
         else:
-            names = ", ".join([*aliases, *by_name]) if routing is not None else ", ".join(by_name)
+            names = ", ".join([*aliases, *by_name]) if snap.routing is not None else ", ".join(by_name)
             return api_error(404, f"unknown model {quoted(requested)}; available: {names}", code="model_not_found")
         stream = body.get("stream") is True
         try:

@@ -83,12 +83,18 @@ def uvicorn_options(cfg: ServeConfig) -> dict:
 
 
 def app_from_environment():
-    """The proxy for the config file named by $MODELSAT_SERVE_CONFIG: what each worker process builds."""
+    """The proxy for the config file (or zoo folder) named by $MODELSAT_SERVE_CONFIG: what each worker builds."""
     from modelsat.serve.app import make_app
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise ModelsatError(f"{CONFIG_ENV} is not set: it names the serve config each worker loads "
                             "(modelsat serve --workers sets it)")
+    if Path(path).is_dir():          # `modelsat serve --zoo DIR --workers N`: each worker watches the folder
+        from modelsat.serve.zoo_folder import ZooFolderWatch
+        watch = ZooFolderWatch(path)
+        cfg = watch.load()
+        GuardedH11Protocol.head_timeout_s = cfg.server.header_timeout_s
+        return make_app(cfg, watch=watch)
     cfg = load_config(path)
     GuardedH11Protocol.head_timeout_s = cfg.server.header_timeout_s
     return make_app(cfg)

@@ -8,6 +8,7 @@ torch modules are not safe to call from several threads).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -44,8 +45,12 @@ class Decision:
 class RoutingService:
     """Ranks the routable upstreams (those with a profile) for one instruction."""
 
-    def __init__(self, router: Router, upstreams: Sequence[Upstream], max_batch: int = 32):
+    def __init__(self, router: Router, upstreams: Sequence[Upstream], max_batch: int = 32,
+                 lock: Optional[threading.Lock] = None):
+        """`lock`: held around every call into the router; services that share a router (the zoo before and
+        after a reload, both serving for a moment) share it, so the router never runs two calls at once."""
         self.router = router
+        self._lock = lock or threading.Lock()
         self.upstreams = [u for u in upstreams if u.profile is not None]
         if not self.upstreams:
             raise RouterError("a router is configured but no model has a profile; add `profile:` to the models")
@@ -56,7 +61,7 @@ class RoutingService:
 
     async def start(self) -> None:
         # per-candidate work (a centred router's offsets) done before the first request, not during it
-        await anyio.to_thread.run_sync(self.router.prepare, self.profiles)
+        await anyio.to_thread.run_sync(self._prepare)
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run())
 
@@ -86,9 +91,13 @@ class RoutingService:
                 if not fut.done():
                     fut.set_result(scores[i])
 
+    def _prepare(self) -> None:
+        with self._lock:
+            self.router.prepare(self.profiles)
+
     def _score(self, texts: list[str]) -> np.ndarray:
         from modelsat.embeddings import transient
-        with transient():   # users' instructions are embedded in memory only: no disk growth, no trace
+        with self._lock, transient():   # users' instructions are embedded in memory only: no disk growth, no trace
             s = np.asarray(self.router.score(texts, self.profiles), dtype=np.float64)
         if s.shape != (len(texts), len(self.profiles)):
             raise RouterError(f"router {self.router.name!r}: score returned shape {s.shape}, "
