@@ -206,7 +206,8 @@ class EndpointAnswerer:
                 pass
         return min(self.backoff * 2 ** attempt, self.max_backoff)
 
-    async def answer(self, client, prompt: str) -> str:
+    async def answer(self, client, prompt: str) -> tuple[str, dict | None]:
+        """The reply's text and its token usage ({prompt_tokens, completion_tokens}, None if not reported)."""
         import httpx
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": self.max_tokens, "temperature": 0}
@@ -232,14 +233,26 @@ class EndpointAnswerer:
         raise EndpointError(f"{self.url} failed {self.retries + 1} times; last: {last}. Answers so far are kept "
                             "in the journal; rerun the same command to resume.")
 
-    def _content(self, resp) -> str:
+    def _content(self, resp) -> tuple[str, dict | None]:
         try:
             data = resp.json()
             content = data["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise EndpointError(f"{self.url} answered HTTP 200 with a body that is not an OpenAI chat "
                                 f"completion ({type(exc).__name__}: {exc}); body starts {resp.text[:200]!r}") from exc
-        return content if isinstance(content, str) else ""
+        return (content if isinstance(content, str) else ""), usage_of(data)
+
+
+def usage_of(data) -> dict | None:
+    """{prompt_tokens, completion_tokens} of a chat completion's `usage`, or None when it reports none."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    try:
+        return {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "completion_tokens": int(usage.get("completion_tokens") or 0)}
+    except (TypeError, ValueError):
+        return None
 
 
 def _progress(total: int, done: int, enabled: bool):
@@ -249,14 +262,15 @@ def _progress(total: int, done: int, enabled: bool):
     return prog
 
 
-def _record(task: Task, response: str, pred: str | None, seconds: float) -> dict:
+def _record(task: Task, response: str, pred: str | None, seconds: float, usage: dict | None = None) -> dict:
     return {"key": task.key, "subject": task.subject, "item_id": task.item.item_id,
             "benchmark": task.item.benchmark, "rotation": task.rotation, "response": response, "pred": pred,
-            "answer": task.answer, "correct": pred == task.answer, "seconds": round(seconds, 3)}
+            "answer": task.answer, "correct": pred == task.answer, "seconds": round(seconds, 3),
+            **({"usage": usage} if usage is not None else {})}
 
 
 def run_endpoint(test: AptitudeTest, answerer: EndpointAnswerer, journal: Journal, tasks: list[Task],
-                 concurrency: int = 4, progress: bool = True) -> dict[str, dict]:
+                 concurrency: int = 8, progress: bool = True) -> dict[str, dict]:
     """Answers every task not yet in the journal through the endpoint, `concurrency` at a time."""
     import httpx
     todo = [t for t in tasks if t.key not in journal.done]
@@ -271,9 +285,9 @@ def run_endpoint(test: AptitudeTest, answerer: EndpointAnswerer, journal: Journa
                     while queue:
                         task = queue.pop()
                         t0 = time.perf_counter()
-                        text = await answerer.answer(client, task.prompt)
+                        text, usage = await answerer.answer(client, task.prompt)
                         journal.append(_record(task, text, parse_letter(text, task.n_options),
-                                               time.perf_counter() - t0))
+                                               time.perf_counter() - t0, usage))
                         prog.advance(bar)
                 try:
                     async with asyncio.TaskGroup() as tg:
@@ -308,7 +322,7 @@ def run_local(test: AptitudeTest, lm, journal: Journal, tasks: list[Task], scori
 
 def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoint: str | None = None,
               api_key: str | None = None, hf_path: str | None = None, lm=None, scoring: str = "logits",
-              concurrency: int = 4, limit: int | None = None, circle: bool = False,
+              concurrency: int = 8, limit: int | None = None, circle: bool = False,
               circle_threshold: float = 0.5, circle_rotations: int = 4, max_tokens: int = 5,
               timeout: float = 60.0, retries: int = 4, backoff: float = 0.5, notes: dict | None = None,
               progress: bool = True, threads: int | None = 1,
@@ -334,8 +348,9 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
                 **({"circle_threshold": circle_threshold, "circle_rotations": circle_rotations} if circle else {})}
     jpath = journal_path(out)
     journal = Journal(jpath, model, test.version, settings)
+    already = sum(t.key in journal.done for t in tasks)
     if on_start:
-        on_start(len(tasks), sum(t.key in journal.done for t in tasks))
+        on_start(len(tasks), already)
     t0 = time.perf_counter()
     try:
         if endpoint is not None:
@@ -351,10 +366,33 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
     subjects = score(test, tasks, answers)
     unparsed = sum(1 for t in tasks if answers[t.key]["pred"] is None)
     seconds = sum(float(answers[t.key].get("seconds", 0)) for t in tasks)
+    usages = [answers[t.key]["usage"] for t in tasks if "usage" in answers[t.key]]
     prof = Profile(model=model, test_version=test.version, subjects=subjects, notes=dict(notes or {}),
                    provenance={**settings, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                "journal": jpath.name, "prompts": len(tasks), "unparsed_answers": unparsed,
                                "answer_seconds_total": round(seconds, 1),
-                               "wall_seconds_this_run": round(time.perf_counter() - t0, 1)})
+                               "answered_this_run": len(tasks) - already,
+                               "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
+                               "tokens": {"prompt": sum(u["prompt_tokens"] for u in usages),
+                                          "completion": sum(u["completion_tokens"] for u in usages),
+                                          "replies_reporting_usage": len(usages)}})
     prof.save(out)
     return prof
+
+
+def run_summary(prof: Profile, price_in: float | None = None, price_out: float | None = None) -> dict:
+    """What a finished run cost and found, from its profile's provenance: accuracy per subject, replies that
+    could not be parsed, tokens spent and (given a price in USD per million tokens) their cost."""
+    prov = prof.provenance
+    tokens = prov.get("tokens") or {}
+    p_in, p_out = price_in, price_out if price_out is not None else price_in
+    cost = None
+    if p_in is not None and tokens.get("replies_reporting_usage"):
+        cost = (tokens["prompt"] * p_in + tokens["completion"] * (p_out or 0.0)) / 1e6
+    wall = prov.get("wall_seconds_this_run") or 0.0
+    answered = prov.get("answered_this_run") or 0
+    return {"subjects": {name: (s.accuracy, s.n_items) for name, s in sorted(prof.subjects.items())},
+            "prompts": prov.get("prompts"), "unparsed": prov.get("unparsed_answers"),
+            "prompt_tokens": tokens.get("prompt"), "completion_tokens": tokens.get("completion"),
+            "replies_reporting_usage": tokens.get("replies_reporting_usage"), "cost_usd": cost,
+            "answered_this_run": answered, "items_per_s": answered / wall if wall > 0 else None}

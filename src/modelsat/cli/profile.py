@@ -47,7 +47,7 @@ def profile_cmd(
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Environment variable holding the API key."),
     hf_path: Optional[str] = typer.Option(None, "--hf-path", help="Local transformers folder ('smollm' = SmolLM2)."),
     scoring: str = typer.Option("logits", "--scoring", help="hf-path: 'logits' (option-letter logits) or 'generate'."),
-    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once (endpoint)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once (endpoint)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N items (interleaved over subjects)."),
     circle: bool = typer.Option(False, "--circle", help="Circle test on hard items: right under every rotation."),
     circle_rotations: int = typer.Option(4, "--circle-rotations"),
@@ -145,16 +145,50 @@ def profile_cmd(
     def started(total: int, done: int) -> None:
         console.print(f"{name}: {total} prompts, {done} already in {journal_path(out)}"
                       + (" (resuming)" if done else ""))
-    prof = take_test(t, out, name, endpoint=endpoint, api_key=api_key,
-                     hf_path=hf_path if endpoint is None else None,
-                     lm=None, scoring=scoring, concurrency=concurrency, limit=limit, circle=circle,
-                     circle_rotations=circle_rotations, max_tokens=max_tokens, timeout=timeout,
-                     retries=retries, backoff=backoff, notes=notes, progress=not no_progress,
-                     threads=threads, on_start=started)
-    n = sum(s.n_items for s in prof.subjects.values())
-    acc = sum(s.accuracy * s.n_items for s in prof.subjects.values()) / max(n, 1)
-    console.print(f"[green]wrote[/] {out}: {name} accuracy {acc:.1%} on {n} items over {len(prof.subjects)} "
-                  f"subjects ({prof.provenance['unparsed_answers']} unparsed replies)")
+    try:
+        prof = take_test(t, out, name, endpoint=endpoint, api_key=api_key,
+                         hf_path=hf_path if endpoint is None else None,
+                         lm=None, scoring=scoring, concurrency=concurrency, limit=limit, circle=circle,
+                         circle_rotations=circle_rotations, max_tokens=max_tokens, timeout=timeout,
+                         retries=retries, backoff=backoff, notes=notes, progress=not no_progress,
+                         threads=threads, on_start=started)
+    except KeyboardInterrupt:
+        kept = max(0, len(journal_path(out).read_text().splitlines()) - 1) if journal_path(out).exists() else 0
+        console.print(f"\n[yellow]interrupted[/]: {kept} answers kept in {journal_path(out)}; run the same command "
+                      "again to resume (an answer kept is never asked again)", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
+    print_summary(prof, out, price_in, price_out)
+
+
+def print_summary(prof, out: Path, price_in: Optional[float], price_out: Optional[float]) -> None:
+    """The closing summary of a run: accuracy per subject, unparsed replies, tokens, cost, items per second."""
+    from rich.table import Table
+
+    from modelsat.aptitude.runner import run_summary
+    s = run_summary(prof, price_in, price_out)
+    table = Table(title=f"{prof.model} on aptitude test {prof.test_version}")
+    for col in ("subject", "accuracy", "items"):
+        table.add_column(col, justify="left" if col == "subject" else "right")
+    for subject, (acc, n) in s["subjects"].items():
+        table.add_row(subject, f"{acc:.0%}", str(n))
+    console.print(table)
+    n = sum(n for _, n in s["subjects"].values())
+    acc = sum(a * n for a, n in s["subjects"].values()) / max(n, 1)
+    if s["replies_reporting_usage"]:
+        tokens = (f"{s['prompt_tokens']:,} prompt + {s['completion_tokens']:,} completion tokens"
+                  + (f" ({s['replies_reporting_usage']} of {s['prompts']} replies reported usage)"
+                     if s["replies_reporting_usage"] < s["prompts"] else ""))
+    else:
+        tokens = "tokens unknown (the endpoint reported no usage)"
+    cost = (f"${s['cost_usd']:.4f} at ${price_in:g}/${price_out if price_out is not None else price_in:g} per "
+            "million input/output tokens" if s["cost_usd"] is not None
+            else "cost: give --price-in/--price-out to see it")
+    speed = (f"{s['answered_this_run']} answered this run at {s['items_per_s']:.1f} items/s"
+             if s["items_per_s"] else "nothing left to ask")
+    console.print(f"{s['unparsed']} of {s['prompts']} replies could not be parsed (counted wrong); {tokens}; "
+                  f"{cost}; {speed}", highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {out}: {prof.model} accuracy {acc:.1%} on {n} items over {len(s['subjects'])} "
+                  f"subjects", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
