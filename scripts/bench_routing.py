@@ -11,7 +11,11 @@ one; an untrained one has no records prior (`model.prior_records`), so time a tr
 pays.
 
     python scripts/bench_routing.py [--preset cpu-default] [--router DIR] [--reps 15] [--threads 2]
-                                    [--prior-features minilm|static]
+                                    [--prior-features minilm|static] [--prior-router DIR]
+
+`--prior-router DIR` also times a router with no learned correction (`lm: none`, e.g. the shipped
+src/modelsat/shipped/modelsat-prior) in the same interleaved loop: its column is what the default router costs a
+request (one MiniLM forward and the prior's numpy work), set beside the same LM forward.
 
 `--prior-features` swaps the subject map the prior reads (timing only: the scores are then not the trained
 router's): "minilm" pays one MiniLM forward per instruction, "static" none. That forward runs as a live request's
@@ -61,6 +65,7 @@ def main() -> None:
     from modelsat.routers.subject_map import FEATURES
     ap.add_argument("--prior-features", choices=FEATURES, default=None,
                     help="time the prior with this shipped subject map instead of the router's own")
+    ap.add_argument("--prior-router", default=None, help="also time this prior-only router folder (lm: none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from modelsat.embeddings import live_dtype, transient
@@ -86,6 +91,9 @@ def main() -> None:
             base.prior_router_ = prior
     routers = {}
     orders = ("fast", "fastest", "prompt-first", "paper")
+    prior_router = ModelSATRouter.load(args.prior_router) if args.prior_router else None
+    if prior_router is not None and not prior_router.prior_only:
+        sys.exit(f"{args.prior_router}: not a prior-only router (its preset has a learned correction)")
     for order in orders:
         r = copy.copy(base)              # every fitted part (prior, records prior, caches), φ shared
         r.preset_ = dataclasses.replace(base.preset_, model=dataclasses.replace(base.preset_.model, order=order))
@@ -123,7 +131,10 @@ def main() -> None:
             r.model_.cfg = r.preset_.model
             with transient():
                 r.score([INSTRUCTION], cands)
-        times = {"forward": [], **{o: [] for o in orders}}
+        if prior_router is not None:
+            with transient():
+                prior_router.score([INSTRUCTION], cands)
+        times = {"forward": [], "prior": [], **{o: [] for o in orders}}
         for rep in range(args.reps):     # interleaved, so machine load hits all three alike
             text = instruction(rep)
             t = time.perf_counter(); one_forward(text); times["forward"].append(time.perf_counter() - t)
@@ -131,12 +142,18 @@ def main() -> None:
                 r.model_.cfg = r.preset_.model
                 with transient():        # computed now, never stored: every order pays the embedding
                     t = time.perf_counter(); r.score([text], cands); times[order].append(time.perf_counter() - t)
+            if prior_router is not None:
+                with transient():
+                    t = time.perf_counter(); prior_router.score([text], cands)
+                    times["prior"].append(time.perf_counter() - t)
         fwd = percentile_ms(times["forward"], 50)
-        rows.append((m, fwd, [(percentile_ms(times[o], 50), percentile_ms(times[o], 99)) for o in orders]))
+        cols = orders + (("prior",) if prior_router is not None else ())
+        rows.append((m, fwd, [(percentile_ms(times[o], 50), percentile_ms(times[o], 99)) for o in cols]))
     model.cfg = base.preset_.model
-    head = " | ".join(f"{o} p50 | {o} p99 | {o} p50 / forward" for o in orders)
+    cols = orders + (("prior only",) if prior_router is not None else ())
+    head = " | ".join(f"{o} p50 | {o} p99 | {o} p50 / forward" for o in cols)
     print(f"\n| candidates | 1 forward p50 (ms) | {head} |")
-    print("|---:|---:|" + "---:|" * 3 * len(orders))
+    print("|---:|---:|" + "---:|" * 3 * len(cols))
     for m, fwd, cells in rows:
         print(f"| {m} | {fwd:.0f} | " + " | ".join(f"{a:.0f} | {b:.0f} | {a / fwd:.2f}x" for a, b in cells) + " |")
 
