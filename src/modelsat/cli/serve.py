@@ -30,7 +30,7 @@ def config_path(positional: Optional[Path], option: Optional[Path]) -> Path:
 
 
 def serve_cmd(
-    config: Optional[Path] = typer.Argument(None, help="Zoo YAML: models, upstreams, router, auth, limits."),
+    config: Optional[Path] = typer.Argument(None, help="Zoo YAML (models, upstreams, router, auth, limits), or a zoo folder (as --zoo)."),
     config_option: Optional[Path] = typer.Option(None, "--config", "-c", help="The zoo YAML, as an option "
                                                  "(the same as the argument)."),
     host: str = typer.Option(None, help="Interface to listen on (default: server.host in the config)."),
