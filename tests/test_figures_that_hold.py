@@ -190,7 +190,8 @@ def test_an_ensemble_refuses_members_of_different_kinds():
 def test_the_benchmark_runs_no_wrapper_router_by_default():
     from modelsat.routers import available, benchmark_routers
     assert "ensemble" in available() and "ensemble" not in benchmark_routers()
-    assert {"modelsat", "modelsat-prior", "knn"} <= set(benchmark_routers())
+    assert {"modelsat-prior", "knn", "per-category"} <= set(benchmark_routers())
+    assert "modelsat" not in benchmark_routers()          # the learned correction: one flag away (--routers)
 
 
 TINY_YAML = """name: tiny-file
@@ -219,3 +220,14 @@ def test_train_with_several_seeds_saves_each_and_their_ensemble(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "modelsat.cli", "train", "--config", str(cfg), "--out",
                           str(tmp_path / "bad"), "--seeds", "1,x"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "comma list of integers" in bad.stdout + bad.stderr
+
+
+def test_the_shipped_default_is_the_calibrated_prior_and_the_lm_router_still_ships():
+    from modelsat.routers.modelsat.router import SHIPPED_LM_NAME, shipped_router
+    default = shipped_router()
+    assert default.prior_only and default.calibrator_ is not None
+    assert not shipped_router(SHIPPED_LM_NAME).prior_only
+    from modelsat.cli.route import load_zoo
+    _, zoo = load_zoo(None)
+    p = default.predict_proba(["What is the derivative of x squared?"], zoo)
+    assert p.shape == (1, len(zoo)) and ((p > 0) & (p < 1)).all() and p.std() > 0.01

@@ -65,8 +65,11 @@ def test_route_prints_the_chosen_model_first(shipped_table, shipped_json):
 
 
 def test_route_says_what_the_shipped_routers_number_is(shipped_table):
-    assert "score (log-odds)" in shipped_table.stdout
-    assert "not a probability" in shipped_table.stdout
+    """The shipped default router (the prior alone, docs/experiments/figures-that-hold.md) carries a calibrator:
+    its number is the calibrated probability of a good answer, shown as a percentage."""
+    assert "P(good answer)" in shipped_table.stdout
+    assert "calibrated on held-out items" in shipped_table.stdout
+    assert "%" in shipped_table.stdout.splitlines()[3]
 
 
 def test_route_shows_the_profile_priors_number_as_an_expected_accuracy(tmp_path):

