@@ -3,14 +3,18 @@ recorded in the repository; exits 1 when a mean moves beyond its stated toleranc
 
     python scripts/check_figures.py                 # compare with docs/results/recorded-figures.json
     python scripts/check_figures.py --threads 1     # the same with torch on one thread (another float order)
-    python scripts/check_figures.py --record        # write the recorded figures from this run
+    MODELSAT_CACHE=$(mktemp -d) python scripts/check_figures.py --threads 1   # and embeddings computed anew
+    python scripts/check_figures.py --with-lm       # also the router with the learned correction, over seeds
+    python scripts/check_figures.py --record [--with-lm]   # write the recorded figures from this run
 
 The recorded file holds, per zoo and Model-SAT row, the mean (%) and the tolerance it is quoted with: for a
 router that trains nothing by gradient (`modelsat-prior`) a fixed FLOAT_TOLERANCE (an argmax flipped by float
 noise on a few items); for a router trained over seeds the larger of SEEDED_TOLERANCE and twice the seeds'
 standard deviation. The machine (lscpu's model name), torch's thread count and the commit are printed beside
-the figures. About 6 minutes on a warm 2-core machine with the LM router's three seeds per family; the first
-run embeds the prompts (several minutes more).
+the figures. The default router alone (`modelsat-prior`) takes a few minutes on a warm 2-core machine; `--with-lm`
+adds the LM router's three seeds in each of the five families (about 2-3 minutes a seed on a quiet machine); a
+run with an empty cache embeds the prompts first (several minutes more). Rows the recorded file holds but the
+run did not make (the LM's, without --with-lm) are skipped, not failed.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "docs" / "results" / "recorded-figures.json"
 ZOOS = ["middle-mixed", "routerdc-in-domain", "routerbench", "llmrouter", "routellm-pair"]   # one per family
-ROUTERS = ["modelsat-prior", "modelsat", "knn", "per-category"]
+ROUTERS = ["modelsat-prior", "knn", "per-category"]
+LM_ROUTER = "modelsat"
 CHECKED = ("modelsat-prior", "modelsat", "modelsat-ensemble")
 FLOAT_TOLERANCE = 0.5        # points
 SEEDED_TOLERANCE = 1.0       # points, at least
@@ -68,11 +73,14 @@ def rows_of(results: dict) -> dict[str, dict[str, dict]]:
     return out
 
 
-def compare(recorded: dict, now: dict) -> list[dict]:
-    """One line per recorded (zoo, row): the two means, the move, the tolerance and whether it holds."""
+def compare(recorded: dict, now: dict, skip: tuple[str, ...] = ()) -> list[dict]:
+    """One line per recorded (zoo, row): the two means, the move, the tolerance and whether it holds; rows of
+    the methods in `skip` (not run this time) are left out."""
     lines = []
     for zoo, methods in recorded.items():
         for method, rec in methods.items():
+            if method in skip:
+                continue
             cur = now.get(zoo, {}).get(method)
             if cur is None:
                 lines.append({"zoo": zoo, "method": method, "recorded": rec["mean"], "now": None, "move": None,
@@ -92,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("check-figures-results"), help="the benchmark's folder")
     ap.add_argument("--figures", type=Path, default=RECORDED, help="the recorded figures (JSON)")
     ap.add_argument("--record", action="store_true", help="write this run's figures to --figures")
+    ap.add_argument("--with-lm", action="store_true", help="also the router with the learned correction "
+                    f"({LM_ROUTER}), trained over --seeds")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
 
@@ -108,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no recorded figures at {args.figures}: run with --record first", file=sys.stderr)
         return 2
     t0 = time.time()
-    results = run_benchmark(resolve_zoos(",".join(ZOOS)), ROUTERS, args.out, data=args.data_dir, quick=True,
+    routers = ROUTERS + ([LM_ROUTER] if args.with_lm else [])
+    results = run_benchmark(resolve_zoos(",".join(ZOOS)), routers, args.out, data=args.data_dir, quick=True,
                             save_routers=False, train_seeds=args.seeds)
     now = rows_of(results)
     print(f"benchmark took {time.time() - t0:.0f} s")
@@ -125,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded = json.loads(args.figures.read_text())
     print(f"recorded on: {recorded.get('machine')}; torch on {recorded.get('torch_threads')} threads; "
           f"commit {recorded.get('commit')}")
-    lines = compare(recorded["zoos"], now)
+    lines = compare(recorded["zoos"], now, skip=() if args.with_lm else (LM_ROUTER, f"{LM_ROUTER}-ensemble"))
     print(f"{'zoo':22s} {'router':18s} {'recorded':>8s} {'now':>8s} {'move':>6s} {'tol':>5s}")
     for ln in lines:
         now_s = f"{ln['now']:8.2f}" if ln["now"] is not None else "     n/a"

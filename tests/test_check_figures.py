@@ -42,3 +42,5 @@ def test_a_mean_beyond_its_tolerance_is_reported_moved(check):
     assert [line["method"] for line in moved if not line["ok"]] == ["modelsat-prior"]
     gone = check.compare(recorded, {"middle-mixed": {}})
     assert not any(line["ok"] for line in gone)                          # a row that vanished fails too
+    prior_only = check.compare(recorded, {"middle-mixed": {"modelsat-prior": {"mean": 45.0}}}, skip=("modelsat",))
+    assert [(line["method"], line["ok"]) for line in prior_only] == [("modelsat-prior", True)]   # LM not run
