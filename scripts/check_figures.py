@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", action="store_true", help="write this run's figures to --figures")
     ap.add_argument("--with-lm", action="store_true", help="also the router with the learned correction "
                     f"({LM_ROUTER}), trained over --seeds")
+    ap.add_argument("--zoos", default=",".join(ZOOS), help=f"comma list of zoos (default: {','.join(ZOOS)})")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.time()
     routers = ROUTERS + ([LM_ROUTER] if args.with_lm else [])
-    results = run_benchmark(resolve_zoos(",".join(ZOOS)), routers, args.out, data=args.data_dir, quick=True,
+    results = run_benchmark(resolve_zoos(args.zoos), routers, args.out, data=args.data_dir, quick=True,
                             save_routers=False, train_seeds=args.seeds)
     now = rows_of(results)
     print(f"benchmark took {time.time() - t0:.0f} s")
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     recorded = json.loads(args.figures.read_text())
     print(f"recorded on: {recorded.get('machine')}; torch on {recorded.get('torch_threads')} threads; "
           f"commit {recorded.get('commit')}")
-    lines = compare(recorded["zoos"], now, skip=() if args.with_lm else (LM_ROUTER, f"{LM_ROUTER}-ensemble"))
+    chosen = set(args.zoos.split(","))
+    lines = compare({z: v for z, v in recorded["zoos"].items() if z in chosen}, now, skip=() if args.with_lm else (LM_ROUTER, f"{LM_ROUTER}-ensemble"))
     print(f"{'zoo':22s} {'router':18s} {'recorded':>8s} {'now':>8s} {'move':>6s} {'tol':>5s}")
     for ln in lines:
         now_s = f"{ln['now']:8.2f}" if ln["now"] is not None else "     n/a"
