@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from modelsat.serve.loopback import StubUpstream, chunk
+from modelsat.serve.loopback import StubUpstream, answer_lifespan, chunk, read_body
 from modelsat.serve.upstream import StreamRedactor
 from test_serve_support import CLIENT_KEY, auth, chat, proxy_for, upstream_key
 
@@ -35,20 +35,9 @@ class ScriptedUpstream:
         self.left = threading.Event()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        if await answer_lifespan(scope, receive, send):
+            return
+        body = await read_body(receive)
         self.requests += 1
         self.times.append(time.monotonic())
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}

@@ -15,6 +15,29 @@ from typing import Optional
 import uvicorn
 
 
+
+async def answer_lifespan(scope, receive, send) -> bool:
+    """Answers an ASGI lifespan scope (startup and shutdown complete at once); True when `scope` was one."""
+    if scope["type"] != "lifespan":
+        return False
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return True
+
+
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI http scope."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
 class LoopbackServer:
     """Runs an ASGI app with uvicorn on a free 127.0.0.1 port in a daemon thread (a context manager)."""
 
@@ -87,20 +110,9 @@ class StubUpstream:
         self.client_left = threading.Event()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        if await answer_lifespan(scope, receive, send):
+            return
+        body = await read_body(receive)
         self.requests += 1
         self.last_headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         if scope["method"] == "GET" and scope["path"].endswith("/models"):
