@@ -202,8 +202,10 @@ def test_saving_an_uncalibrated_router_over_a_calibrated_one_drops_the_stale_cal
 
 
 def probability_routers() -> list[str]:
+    """Routers whose test configuration declares probabilities (an instance's word: Model-SAT's depends on its
+    preset, a property that only an instance can answer)."""
     from modelsat.routers import available
-    return [n for n in available() if get(n).scores_are_probabilities]
+    return [n for n in available() if get(n).for_tests().scores_are_probabilities]
 
 
 @pytest.mark.parametrize("name", probability_routers())

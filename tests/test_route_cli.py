@@ -93,7 +93,7 @@ def test_route_reports_the_warm_routing_time_apart_from_start_up(shipped_table, 
 
 def test_route_json_lists_candidates_best_first_with_what_the_number_is(shipped_json):
     out = json.loads(shipped_json.stdout)
-    assert out["score_meaning"]["kind"] == "log-odds"
+    assert out["score_meaning"]["kind"] == "probability"      # the shipped default is calibrated
     scores = [c["score"] for c in out["candidates"]]
     assert scores == sorted(scores, reverse=True) and out["candidates"][0]["model"] == out["chosen"]
 
