@@ -58,6 +58,14 @@ def outcome_table(family: H.Family, models: list[str], split: str) -> tuple[list
     return [str(p) for p in prompts.reindex(table.index)], table
 
 
+
+def sample_items(prompts: list[str], table: pd.DataFrame, n: int, seed: int) -> tuple[list[str], pd.DataFrame]:
+    """At most `n` of the test items (seeded, in their order); all of them when `n` is 0 or they are fewer."""
+    if not n or len(prompts) <= n:
+        return prompts, table
+    rows = np.sort(np.random.default_rng(seed).choice(len(prompts), n, replace=False))
+    return [prompts[i] for i in rows], table.iloc[rows]
+
 def cap_items(records: pd.DataFrame, max_items: int, seed: int) -> pd.DataFrame:
     """The records of at most `max_items` items (seeded sample); all of them when max_items is 0."""
     keys = records[["benchmark", "item_id"]].drop_duplicates()
@@ -117,9 +125,7 @@ def seen_part(records: pd.DataFrame, routers: list[str], args, tests) -> dict:
         H.cap_training_items(family, args.train_items, args.seed)
     models = list(family.train_models)
     prompts, table = outcome_table(family, models, "test")
-    if args.test_items and len(prompts) > args.test_items:
-        rows = np.sort(np.random.default_rng(args.seed).choice(len(prompts), args.test_items, replace=False))
-        prompts, table = [prompts[i] for i in rows], table.iloc[rows]
+    prompts, table = sample_items(prompts, table, args.test_items, args.seed)
     say(f"seen models: {len(models)} models, {family.split_counts()} items per split; "
         f"{len(prompts)} test items scored")
     Y = table.to_numpy(dtype=np.float64)
@@ -159,9 +165,7 @@ def stream_part(records: pd.DataFrame, routers: list[str], args, tests) -> dict:
     seen = list(family.train_models)
     new = sorted(m for m in family.profiles if m not in set(seen))
     prompts, table = outcome_table(family, seen + new, "test")
-    if args.test_items and len(prompts) > args.test_items:
-        rows = np.sort(np.random.default_rng(args.seed).choice(len(prompts), args.test_items, replace=False))
-        prompts, table = [prompts[i] for i in rows], table.iloc[rows]
+    prompts, table = sample_items(prompts, table, args.test_items, args.seed)
     say(f"release stream: fitted on {len(seen)} models released before the cutoff; {len(new)} new models by "
         f"profile only; {len(prompts)} test items")
     Y = table.to_numpy(dtype=np.float64)

@@ -131,11 +131,12 @@ def test_seeded_row_is_the_mean_over_seeds_with_each_seed_and_the_spread():
 def test_ensemble_averages_probabilities_and_reads_log_odds_as_such():
     a = np.array([[2.0, -1.0]])                                   # log-odds
     b = np.array([[-3.0, 0.5]])
-    p = H.ensemble_scores([a, b])
+    from modelsat.routers.ensemble import average_probabilities
+    p = average_probabilities([a, b], are_probabilities=False)
     expected = (1 / (1 + np.exp(-a)) + 1 / (1 + np.exp(-b))) / 2
     np.testing.assert_allclose(p, expected)
     probs = [np.array([[0.9, 0.2]]), np.array([[0.1, 0.6]])]
-    np.testing.assert_allclose(H.ensemble_scores(probs), [[0.5, 0.4]])
+    np.testing.assert_allclose(average_probabilities(probs, are_probabilities=True), [[0.5, 0.4]])
 
 
 def test_the_report_names_each_seed_and_the_spread():

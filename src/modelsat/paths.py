@@ -53,3 +53,19 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("MODELSAT_CACHE", Path.home() / ".cache" / "modelsat"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file"):
+    """The parsed content of a YAML file; a ModelsatError naming the file, and the line and column of a syntax
+    error, when it cannot be read or parsed (`what` says what the file is, e.g. "zoo index")."""
+    import yaml
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ModelsatError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        raise ModelsatError(f"{p}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None

@@ -23,6 +23,7 @@ from modelsat.aptitude.core_items import AptitudeTest, load_test
 from modelsat.aptitude.from_records import profile_file_name
 from modelsat.aptitude.profile import Profile, check_price
 from modelsat.errors import ModelsatError
+from modelsat.paths import read_yaml
 from modelsat.files import atomic_path
 
 TEST_FILE = "aptitude_test.json"
@@ -120,14 +121,7 @@ def read_index(zoo: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ModelsatError(f"{z}: not a zoo folder made by `modelsat zoo init` (no {INDEX_FILE}); make it one "
                             f"with: modelsat zoo init {z}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ModelsatError(f"{path}: cannot read the zoo index ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ModelsatError(f"{path}: not valid YAML{where}") from None
+    data = read_yaml(path, "zoo index")
     if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
         raise ModelsatError(f"{path}: expected a mapping with `test_version` and a `models` list")
     data.setdefault("models", [])

@@ -59,16 +59,8 @@ def load_router(spec: str | None):
 
 def _zoo_entries(path: Path) -> tuple[str, list[dict], Path]:
     """(zoo name, entries {name, profile?, price?}, folder the profile paths are relative to) of a zoo YAML."""
-    import yaml
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ModelsatError(f"{path}: cannot read the zoo YAML ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None)
-        raise ModelsatError(f"{path}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None
+    from modelsat.paths import read_yaml
+    data = read_yaml(path, "zoo YAML")
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ModelsatError(f"{path}: a zoo YAML needs a `models` list (of names, or of {{name, profile}})")
     entries = []

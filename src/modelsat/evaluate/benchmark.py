@@ -21,6 +21,7 @@ from modelsat.evaluate import metrics as M
 from modelsat.evaluate.splits import apply_splits, assign_splits
 from modelsat.evaluate.zoos import Zoo
 from modelsat.paths import data_dir as resolve_data_dir
+from modelsat.routers.ensemble import average_probabilities
 
 QUICK_MAX_TEST_ITEMS = 600      # per benchmark and zoo, seeded sample
 QUICK_MAX_TRAIN_ITEMS = 1000    # per benchmark, seeded sample (profiles still use every training item)
@@ -225,7 +226,8 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                                          r_.get("ms_per_instruction", 0.0) * len(zd.prompts) / 1000)
                                         for k, r_, s_ in runs]
                             row, per_item_seeds[zd.name][name] = H.seeded_row(name, per_seed, zd, seed)
-                            s = H.ensemble_scores([s_ for _, s_, _, _ in per_seed])
+                            s = average_probabilities([s_ for _, s_, _, _ in per_seed],
+                                                      fitted[0][1].scores_are_probabilities)
                             ens = H.summarize(f"{name}-ensemble", "router",
                                               M.routed_scores(zd.scores, np.argmax(s, axis=1)), zd, seed,
                                               np.argmax(s, axis=1), row.get("ms_per_instruction", 0.0)

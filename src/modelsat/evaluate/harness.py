@@ -545,15 +545,6 @@ def seeded_row(name: str, per_seed: Sequence[tuple[int, np.ndarray, np.ndarray, 
     return row, routed
 
 
-def ensemble_scores(per_seed_scores: Sequence[np.ndarray]) -> np.ndarray:
-    """The seeds' routers as one: their probabilities averaged (scores outside [0, 1] are read as log-odds)."""
-    probs = []
-    for s in per_seed_scores:
-        s = np.asarray(s, dtype=float)
-        probs.append(s if s.min() >= 0 and s.max() <= 1 else 1.0 / (1.0 + np.exp(-s)))
-    return np.mean(probs, axis=0)
-
-
 def make_router(name: str, quick: bool = False, seed: int = 0) -> Router:
     """A fresh instance of registered router `name`; with `quick`, its `quick_params` (or preset="quick")."""
     from modelsat.routers import get

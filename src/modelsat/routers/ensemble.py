@@ -15,13 +15,24 @@ from modelsat.aptitude.profile import Profile, write_json_atomic
 from modelsat.routers.base import Router, RouterError, get, model_card, register
 
 
+def as_probabilities(scores: np.ndarray, are_probabilities: bool) -> np.ndarray:
+    """Scores as probabilities: as they are when they already are (clipped to [0, 1]), else read as log-odds
+    (Model-SAT's learned score is one)."""
+    s = np.asarray(scores, dtype=float)
+    return np.clip(s, 0.0, 1.0) if are_probabilities else 1.0 / (1.0 + np.exp(-s))
+
+
+def average_probabilities(per_member_scores: Sequence[np.ndarray], are_probabilities: bool) -> np.ndarray:
+    """The members' probabilities averaged: what an ensemble of seeds routes by."""
+    return np.mean([as_probabilities(s, are_probabilities) for s in per_member_scores], axis=0)
+
+
 def member_probabilities(router: Router, instructions: Sequence[str], candidates: Sequence[Profile]) -> np.ndarray:
-    """(n, m) one member's probabilities: `predict_proba` where it has them (calibrated, or scores that are
-    probabilities), else its scores read as log-odds (Model-SAT's learned score is one)."""
-    if getattr(router, "calibrator_", None) is not None or router.scores_are_probabilities:
+    """(n, m) one member's probabilities: `predict_proba` where it has a calibrator, else its scores read by
+    `as_probabilities`."""
+    if getattr(router, "calibrator_", None) is not None:
         return router.predict_proba(instructions, candidates)
-    s = router._checked_scores(instructions, candidates)
-    return 1.0 / (1.0 + np.exp(-s))
+    return as_probabilities(router._checked_scores(instructions, candidates), router.scores_are_probabilities)
 
 
 @register

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modelsat.errors import ModelsatError
+from modelsat.paths import read_yaml
 
 ROUTING_MODEL = "modelsat"          # the model name that always means "route this request"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -226,12 +226,5 @@ def parse_config(data: object, source: str = "<config>", base_dir: Path | None =
 def load_config(path: str | os.PathLike) -> ServeConfig:
     """The config in a YAML file; relative paths in it are resolved against the file's folder."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ModelsatError(f"{p}: cannot read config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ModelsatError(f"{p}: not valid YAML{where}") from None
+    data = read_yaml(p, "serve config")
     return parse_config(data, source=str(p), base_dir=p.resolve().parent)
