@@ -292,6 +292,23 @@ def _knob(value, name: str) -> float:
     return v
 
 
+def check_options(*, lambdas=None, deltas=None, budgets_per_1000=None, fit_prompts: int = DEFAULT_FIT_PROMPTS,
+                  output_tokens: int = policies.DEFAULT_OUTPUT_TOKENS, chunk: int = DEFAULT_CHUNK) -> None:
+    """Refuses a knob out of range, naming its option, before anything is loaded or read."""
+    for v in lambdas or ():
+        _knob(v, "--lambda (probability per USD)")
+    for v in deltas or ():
+        if _knob(v, "--delta") > 1:
+            raise ModelsatError(f"--delta is a difference of probabilities, at most 1; got {v:g}")
+    for v in budgets_per_1000 or ():
+        _knob(v, "--budget-per-1000 (USD per 1,000 requests)")
+    for value, name in ((fit_prompts, "--fit-prompts"), (chunk, "--chunk")):
+        if value < 1:
+            raise ModelsatError(f"{name} must be at least 1, got {value}")
+    if output_tokens < 0:
+        raise ModelsatError(f"--output-tokens must be >= 0, got {output_tokens}")
+
+
 def _round_sig(x: float, digits: int = 2) -> float:
     return float(f"{x:.{digits}g}") if x > 0 else 0.0
 
@@ -475,10 +492,8 @@ def run_savings(log: PromptLog, router, candidates: Sequence[Profile], prices: n
     The chunks up to the first `fit_prompts` routable prompts are held (P and cost only) until the knobs are fixed
     on exactly those prompts (`make_plan`); after that each chunk is added to the sums and dropped.
     """
-    if fit_prompts < 1:
-        raise ModelsatError(f"--fit-prompts must be at least 1, got {fit_prompts}")
-    if output_tokens < 0:
-        raise ModelsatError(f"--output-tokens must be >= 0, got {output_tokens}")
+    check_options(lambdas=lambdas, deltas=deltas, budgets_per_1000=budgets_per_1000, fit_prompts=fit_prompts,
+                  output_tokens=output_tokens, chunk=chunk)
     models = [c.model for c in candidates]
     started = time.perf_counter()
     router_s = 0.0

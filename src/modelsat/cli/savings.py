@@ -130,10 +130,12 @@ def savings_cmd(
     expected USD from the zoo's prices, so both are predictions, not measurements.
     """
     from modelsat.cli.route import check_shipped_versions, load_router, load_zoo, score_meaning
-    from modelsat.savings import PREDICTED, PromptLog, report, run_savings, write_outputs, zoo_prices
+    from modelsat.savings import PREDICTED, PromptLog, check_options, report, run_savings, write_outputs, zoo_prices
     started = time.perf_counter()
     set_log_level(log_level)
     # cheap mistakes first, before the router's seconds of loading
+    check_options(lambdas=lambdas, deltas=deltas, budgets_per_1000=budgets, fit_prompts=fit_prompts,
+                  output_tokens=output_tokens, chunk=chunk)
     log = PromptLog(log_file, fmt, max_line_bytes, keep_bad=show_bad)
     zoo_name, candidates = load_zoo(zoo)
     prices = zoo_prices(candidates, zoo_name)
