@@ -125,12 +125,15 @@ def test_an_unseen_model_gives_na_for_a_learned_id_router():
 
 
 def test_cost_curve_goes_from_quality_to_cheapness():
+    from modelsat.evaluate.cost import tradeoff_curve
     fam = _family()
     zd = H.build_zoo_data(fam, ZOO)
-    s = _BenchmarkOracle().score(zd.prompts, [fam.profiles[m] for m in zd.models])
-    pts = H.cost_curve(s, zd)
-    assert pts[0]["cost_per_call"] == pytest.approx(1.5)
-    assert pts[-1]["cost_per_call"] == pytest.approx(0.5)     # everything to the cheapest model
+    assert H.has_costs(zd)
+    items = H.priced_items(zd)
+    p = _BenchmarkOracle().score(zd.prompts, [fam.profiles[m] for m in zd.models])
+    cost, _ = tradeoff_curve("toy-benchmark", p, items).points(items.weights())
+    assert cost[0] == pytest.approx(1.5)
+    assert cost[-1] == pytest.approx(0.5)     # everything to the cheapest model
 
 
 def test_release_stream_zoos_are_the_best_so_far_plus_the_newest():

@@ -123,17 +123,9 @@ def test_cpt_is_nan_when_never_reached():
     assert np.isnan(M.cpt(curve, 0.8, 0.5, 0.8))
 
 
-def test_cost_weighted_picks_trade_score_for_cost():
-    scores = np.array([[0.9, 0.8]])
-    rel = np.array([1.0, 0.1])
-    assert M.cost_weighted_picks(scores, rel, 0.0).tolist() == [0]
-    assert M.cost_weighted_picks(scores, rel, 0.5).tolist() == [1]
+def test_routed_cost_is_the_mean_cost_of_the_picks():
     costs = np.array([[2.0, 1.0], [4.0, 3.0]])
     assert M.routed_cost(costs, np.array([0, 1])) == 2.5
-
-
-def test_pareto_front_drops_dominated_points():
-    assert M.pareto_front([(1, 0.5), (2, 0.4), (3, 0.7), (0.5, 0.5)]) == [(0.5, 0.5), (3, 0.7)]
 
 
 def test_within_item_auc_is_the_per_item_roc_auc_of_centred_scores():

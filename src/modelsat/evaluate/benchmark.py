@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from modelsat import sources
 from modelsat.aptitude.profile import write_json_atomic
 from modelsat.errors import ModelsatError
+from modelsat.evaluate import cost as C
 from modelsat.evaluate import harness as H
 from modelsat.evaluate import metrics as M
 from modelsat.evaluate.splits import apply_splits, assign_splits
@@ -142,13 +143,18 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
             else:
                 zoo_data.append(H.build_zoo_data(fam, z, max_test_items=max_items, seed=seed))
         all_zoo_data[fam.name] = zoo_data
+    # zoos whose records price every test item get a cost section; their family's routers are calibrated on
+    # validation items (capped like the test items in a quick run)
+    priced = {fam.name: [zd.name for zd in all_zoo_data[fam.name] if H.has_costs(zd)] for fam in prepared}
+    calibration = {fam.name: H.calibration_records(fam, max_items, seed) for fam in prepared if priced[fam.name]}
     # one embedding pass over every prompt a router will see (cached on disk by text), so that no router pays
     # for it inside its timing; on a fresh cache this is the longest step of a quick run
     # (skipped when no chosen router reads embeddings: random, best-single and oracle need none)
     from modelsat.routers import get as get_router
     if any(get_router(n).uses_embeddings for n in router_names):
         prompts = sorted({p for fam in prepared for p in fam.train_records["prompt"].unique()}
-                         | {p for zds in all_zoo_data.values() for zd in zds for p in zd.prompts})
+                         | {p for zds in all_zoo_data.values() for zd in zds for p in zd.prompts}
+                         | {p for val in calibration.values() for p in val["prompt"].unique()})
         t0 = time.perf_counter()
         from modelsat.embeddings import embed
         embed(prompts, progress=True)
@@ -171,9 +177,10 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                                                            zip(*np.unique(zd.groups, return_counts=True))},
                             "best_single_model": zd.best_single, "notes": zd.notes,
                             "rows": H.reference_rows(zd, seed), "single_models": H.single_model_rows(zd),
-                            "cost_curves": {}, "published": zd.zoo.published} for zd in zoo_data}
+                            "published": zd.zoo.published} for zd in zoo_data}
         per_item = {zd.name: dict(zd.references) for zd in zoo_data}   # routed score per test item, by method
         per_item_seeds: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}
+        probabilities: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}   # calibrated P
         with _progress(console) as progress:
             task = progress.add_task(f"{fam.name}: fit + score", total=len(router_names) * (1 + len(zoo_data)))
             for name in router_names:
@@ -212,6 +219,17 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                                                         f"{status['status']}", "reason": status["reason"]})
                     progress.advance(task, len(zoo_data))
                     continue
+                if fam.name in calibration and name not in C.NOT_PRICED:
+                    progress.update(task, description=f"{fam.name}: calibrating {name}")
+                    say(f"{fam.name}: calibrating {name} on {calibration[fam.name]['item_id'].nunique()} "
+                        "validation items")
+                    for _, r in fitted:
+                        try:
+                            fam_out["fit"][name]["calibration"] = H.calibrate_router(r, fam, calibration[fam.name])
+                        except Exception as exc:   # no cost curve for it; said in the results
+                            fam_out["fit"][name]["calibration"] = {"status": "failed",
+                                                                   "reason": f"{type(exc).__name__}: {exc}"}
+                            break
                 progress.update(task, description=f"{fam.name}: {name} scoring")
                 say(f"{fam.name}: scoring {name}")
                 shared = [H.shared_scores(r, zoo_data, fam.profiles) for _, r in fitted]
@@ -221,6 +239,10 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                         runs = [(k, *H.router_row(name, r, zd, fam.profiles, fam, seed, sh))
                                 for (k, r), sh in zip(fitted, shared)]
                         row, s = runs[0][1], runs[0][2]
+                        if (zd.name in priced[fam.name] and all(s_ is not None for _, _, s_ in runs)
+                                and all(getattr(r, "calibrator_", None) is not None for _, r in fitted)):
+                            probabilities[zd.name][name] = np.mean([r.calibrator_.predict(s_) for (_, r), (_, _, s_)
+                                                                    in zip(fitted, runs)], axis=0)
                         if len(runs) > 1 and all(s_ is not None for _, _, s_ in runs):
                             per_seed = [(k, s_, M.routed_scores(zd.scores, np.argmax(s_, axis=1)),
                                          r_.get("ms_per_instruction", 0.0) * len(zd.prompts) / 1000)
@@ -244,10 +266,15 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                         per_item[zd.name][row["method"]] = (per_item_seeds[zd.name][name].mean(axis=0)
                                                             if name in per_item_seeds[zd.name]
                                                             else M.routed_scores(zd.scores, np.argmax(s, axis=1)))
-                        curve = H.cost_curve(s, zd)
-                        if curve:
-                            tables[zd.name]["cost_curves"][name] = curve
                     progress.advance(task)
+        for zd in zoo_data:
+            if zd.name in priced[fam.name]:
+                say(f"{zd.name}: cost curves of {len(probabilities[zd.name])} routers")
+                with console.status(f"{zd.name}: cost curves, hulls and their bootstrap ..."):
+                    t0 = time.perf_counter()
+                    tables[zd.name]["cost"] = cost_section(zd, fam, probabilities[zd.name], calibration[fam.name],
+                                                           seed)
+                    tables[zd.name]["cost"]["seconds"] = time.perf_counter() - t0
         for scenario_stream in (False, True):   # Model-SAT vs the cheap routers on the mean over zoos that share items
             group = [zd for zd in zoo_data if (zd.zoo.scenario == "release_stream") == scenario_stream]
             joint = H.joint_head_to_head(group, per_item, seed, per_item_seeds)
@@ -267,6 +294,22 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
     results["run"]["seconds"] = time.perf_counter() - started
     write_json_atomic(_finite(json.loads(json.dumps(results, default=_json_default))), out_dir / "results.json")
     return results
+
+
+def cost_section(zd: H.ZooData, fam: H.Family, probabilities: dict[str, np.ndarray], validation: pd.DataFrame,
+                 seed: int) -> dict:
+    """The zoo's cost section (`cost.cost_section`): the routers' calibrated P, the per-benchmark best with
+    prices (training accuracy per benchmark, calibrated on the same validation items), the oracle and the random
+    mix, all under the same policies on the same test items."""
+    items = H.priced_items(zd)
+    p_bench, choice = C.calibrated_per_benchmark(fam.train_records, validation, zd.models, zd.groups, seed)
+    pair = None
+    if zd.zoo.strong and zd.zoo.weak:
+        pair = (zd.models.index(zd.zoo.strong), zd.models.index(zd.zoo.weak))
+    section = C.cost_section({C.PER_BENCHMARK: p_bench, **probabilities}, items, seed, C.COST_BOOTSTRAP, pair)
+    section["calibration_per_benchmark_best"] = choice
+    section["validation_items"] = int(validation[["benchmark", "item_id"]].drop_duplicates().shape[0])
+    return section
 
 
 def _finite(obj):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from modelsat import records as R
@@ -65,6 +66,11 @@ def evaluate_router_dir(router_dir: Path, records_files: Sequence[Path], profile
              "single_models": H.single_model_rows(zd), "published": {}}
     row, s = H.router_row(router.name, router, zd, profiles, family, seed)
     entry["rows"].append(row)
-    if s is not None:
-        entry["cost_curve"] = H.cost_curve(s, zd)
+    calibrator = getattr(router, "calibrator_", None)
+    if s is not None and H.has_costs(zd) and (calibrator is not None or router.scores_are_probabilities):
+        # the router's own calibrated P (kept in its folder) under the policies, charged the records' costs
+        from modelsat.evaluate.cost import COST_BOOTSTRAP, cost_section
+        p = calibrator.predict(s) if calibrator is not None else np.clip(s, 0.0, 1.0)
+        pair = ((zd.models.index(zoo.strong), zd.models.index(zoo.weak)) if zoo.strong and zoo.weak else None)
+        entry["cost"] = cost_section({router.name: p}, H.priced_items(zd), seed, COST_BOOTSTRAP, pair)
     return entry

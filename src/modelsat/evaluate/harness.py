@@ -11,8 +11,9 @@ The path of one run (issue 11; design.md, "Rules that hold everywhere"):
    item by item, with the references computed here from the same matrix: random (expected value), the best
    single model and the per-benchmark/category best (both chosen on training items), and the oracle.
 4. Scenarios: out-of-domain zoos (no training item of their benchmarks), the release stream (routers fitted
-   without the new models' records; a new model joins by its aptitude-test profile only), and cost–quality
-   sweeps where per-item costs are known.
+   without the new models' records; a new model joins by its aptitude-test profile only), and, where per-item
+   costs are known, each router calibrated on validation items and swept under the routing policies
+   (`cost.py`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ import pandas as pd
 
 from modelsat.aptitude.profile import Profile, SubjectScore
 from modelsat.errors import ModelsatError
+from modelsat.evaluate import cost as C
 from modelsat.evaluate import metrics as M
 from modelsat.evaluate.splits import apply_splits, assign_splits, write_splits
 from modelsat.evaluate.zoos import Zoo
-from modelsat.routers.base import Router, RouterError, relative_costs
+from modelsat.routers.base import Router, RouterError
 
 N_BOOTSTRAP = 2000
-COST_WEIGHTS = [0.0] + list(np.round(np.logspace(-2, 1.5, 24), 5))
 
 
 # ---- data of one family ----------------------------------------------------------------------------------------
@@ -501,18 +502,51 @@ def routellm_metrics(s: np.ndarray, zd: ZooData) -> dict:
     return out
 
 
-def cost_curve(s: np.ndarray, zd: ZooData) -> list[dict]:
-    """Quality and cost as `cost_weight` grows (scores standardised so one grid suits every router)."""
-    if np.isnan(zd.costs).any() or np.isnan(zd.train_costs).any():
-        return []
-    rel = relative_costs([None] * len(zd.models), list(zd.train_costs))
-    spread = float(np.std(s)) or 1.0
-    points = []
-    for w in COST_WEIGHTS:
-        picks = M.cost_weighted_picks(s / spread, rel, w)
-        points.append({"cost_weight": float(w), "cost_per_call": M.routed_cost(zd.costs, picks),
-                       "mean": M.macro_mean(M.routed_scores(zd.scores, picks), zd.groups)})
-    return points
+def has_costs(zd: ZooData) -> bool:
+    """True when every test item's cost is known for every zoo model, and every model's mean training cost
+    (what the policies expect to pay): the zoos that get a cost section."""
+    return bool(zd.costs.size) and not np.isnan(zd.costs).any() and not np.isnan(zd.train_costs).any()
+
+
+def priced_items(zd: ZooData) -> "C.PricedItems":
+    """The zoo's test items as the cost section reads them: outcomes, charged costs, the policies' expected cost
+    per call (each model's mean cost on training items) and the best single model."""
+    return C.PricedItems(models=list(zd.models), scores=zd.scores, costs=zd.costs, groups=zd.groups,
+                         expected=np.asarray(zd.train_costs, dtype=float), best=zd.models.index(zd.best_single))
+
+
+def calibration_records(family: Family, max_items: int | None, seed: int) -> pd.DataFrame:
+    """The family's validation records that routers are calibrated on: at most `max_items` items per benchmark
+    (seeded sample; None = all). Never a training or test item."""
+    val = family.validation_records
+    if not max_items:
+        return val
+    items = val[["benchmark", "item_id"]].drop_duplicates()
+    keep = []
+    for _, g in items.groupby("benchmark"):
+        if len(g) > max_items:
+            g = g.iloc[np.sort(np.random.default_rng(seed).choice(len(g), max_items, replace=False))]
+        keep.append(g)
+    if not keep:
+        return val
+    chosen = pd.MultiIndex.from_frame(pd.concat(keep))
+    return val[pd.MultiIndex.from_frame(val[["benchmark", "item_id"]]).isin(chosen)]
+
+
+def calibrate_router(router: Router, family: Family, validation: pd.DataFrame) -> dict:
+    """Fits the router's calibrator (`Router.calibrate`, method auto) on the validation records; returns what it
+    chose and how long it took. A router that reads responses is given the validation items' responses."""
+    if validation.empty:
+        raise RouterError("no validation items to calibrate on")
+    if getattr(router, "needs_responses", False):
+        if validation["response"].isna().all():
+            raise RouterError("needs responses and the validation records have none")
+        router.attach_responses(validation[["model", "prompt", "response"]].reset_index(drop=True))
+    start = time.perf_counter()
+    router.calibrate(validation, [family.profiles[m] for m in family.train_models])
+    return {"method": router.calibrator_.method, "pairs": router.calibrator_.choice.get("pairs"),
+            "items": int(validation[["benchmark", "item_id"]].drop_duplicates().shape[0]),
+            "seconds": time.perf_counter() - start}
 
 
 # ---- routers ----------------------------------------------------------------------------------------------------

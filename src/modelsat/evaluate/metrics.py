@@ -9,7 +9,6 @@ column: each benchmark counts once, however many items it has).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -166,6 +165,28 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = N
     return Interval(estimate, float(np.quantile(stats, alpha)), float(np.quantile(stats, 1 - alpha)))
 
 
+def bootstrap_weights(groups: np.ndarray, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_resamples, n_items) weights: row r dotted with per-item values gives their macro mean over groups on
+    resample r, drawn as `paired_bootstrap` draws its resamples (items with replacement within each group, the
+    same generator and order, so the same seed gives the same resamples). For statistics that are not a
+    difference of two means (a hull's area, a cost to reach), recomputed on every resample."""
+    groups = np.asarray(groups)
+    strata = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n_resamples, len(groups)))
+    for r in range(n_resamples):
+        for s, idx in zip(strata, _stratified_indices(rng, strata)):
+            out[r] += np.bincount(idx, minlength=len(groups)) / (len(s) * len(strata))
+    return out
+
+
+def percentile_interval(estimate: float, resampled: np.ndarray, confidence: float = 0.95) -> Interval:
+    """The percentile interval of `resampled` statistics around `estimate` (the statistic on the items)."""
+    alpha = (1 - confidence) / 2
+    resampled = np.asarray(resampled, dtype=float)
+    return Interval(float(estimate), float(np.quantile(resampled, alpha)), float(np.quantile(resampled, 1 - alpha)))
+
+
 def seeded_paired_bootstrap(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None,
                             n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> Interval:
     """Percentile CI of macro_mean(a) − macro_mean(b) where `a` and `b` hold one row per training seed
@@ -260,19 +281,3 @@ def routed_cost(costs: np.ndarray, picks: np.ndarray) -> float:
     """Mean cost per item of the picked models (NaN when any picked cost is unknown)."""
     c = np.asarray(costs, dtype=float)[np.arange(len(picks)), np.asarray(picks, dtype=int)]
     return float(c.mean()) if len(c) and not np.isnan(c).any() else float("nan")
-
-
-def cost_weighted_picks(scores: np.ndarray, relative_cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """argmax over models of score − cost_weight × relative cost (the base Router's `route` rule)."""
-    return np.argmax(np.asarray(scores, dtype=float) - cost_weight * np.asarray(relative_cost)[None, :], axis=1)
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The (cost, quality) points no other point beats on both, sorted by cost."""
-    pts = sorted(set(points), key=lambda p: (p[0], -p[1]))
-    front, best = [], -np.inf
-    for cost, quality in pts:
-        if quality > best:
-            front.append((cost, quality))
-            best = quality
-    return front

@@ -191,6 +191,118 @@ def published_comparison(entry: dict, who: str, figs: dict) -> str:
             + "; ".join(p for _, p in parts) + caveat)
 
 
+# ---- cost ----------------------------------------------------------------------------------------------------
+COST_DEFINITION = ("Each router's calibrated P (calibrator fitted on validation items) under the `tradeoff` policy "
+                   "(a sweep of λ) and the `threshold` policy (a sweep of δ), the policies' expected cost being each "
+                   "model's mean cost per call on training items; every choice is charged the item's own recorded "
+                   "cost. Cost and accuracy are means over benchmarks. Hull: the non-decreasing convex hull of a "
+                   "method's points under both policies and the cheapest model's point. AIQ: the hull's mean "
+                   "accuracy over the cost range from the cheapest to the dearest single model (RouterBench). Cost "
+                   "to reach: the hull's lowest cost that reaches the best single model's accuracy (100 %) or 95 % "
+                   "of it, as % of that model's cost (— = never reached). Accuracy at x %: the hull's accuracy at "
+                   "x % of the best single model's cost (— = below the method's cheapest point).")
+
+
+def _cost_order(section: dict) -> list[str]:
+    from modelsat.evaluate.cost import ORACLE
+    methods = section["methods"]
+    return sorted((m for m in methods if m != ORACLE), key=lambda m: -(methods[m]["aiq"] or 0)) + \
+        ([ORACLE] if ORACLE in methods else [])
+
+
+def _cost_cells(fig: dict) -> list[str]:
+    by = fig.get("aiq_by_policy", {})
+    return [_pct(fig["aiq"]), _pct(by.get("tradeoff")), _pct(by.get("threshold")),
+            *(_pct(fig["cost_to_reach"][k]) for k in ("100", "95")),
+            *(_pct(fig["quality_at"][k]) for k in ("10", "25", "50")), _pct(fig["max_quality"])]
+
+
+COST_HEAD = ["method", "AIQ", "AIQ tradeoff", "AIQ threshold", "cost to reach 100 %", "cost to reach 95 %",
+             "acc @10 % cost", "acc @25 % cost", "acc @50 % cost", "top acc"]
+
+
+def _cost_title(entry: dict) -> str:
+    c = entry["cost"]
+    b, lo = c["best_single"], c["cheapest"]
+    return (f"{entry['zoo']['name']} — quality at a price (% ; costs as % of {b['model']}'s "
+            f"{1000 * b['cost_per_call']:.4f} milli-USD per call, accuracy {_pct(b['quality'])}; AIQ over "
+            f"{1000 * lo['cost_per_call']:.4f}–{1000 * c['most_expensive_cost']:.4f} milli-USD)")
+
+
+def cost_table(entry: dict) -> Table | None:
+    """One priced zoo: each method's AIQ (both policies and each), costs to reach and accuracy at cost shares."""
+    section = entry.get("cost")
+    if not section:
+        return None
+    t = Table(title=_cost_title(entry), title_justify="left")
+    for i, h in enumerate(COST_HEAD):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for m in _cost_order(section):
+        t.add_row(m, *_cost_cells(section["methods"][m]))
+    return t
+
+
+def _diff(d: dict | None, scale: float = 100.0, markup: bool = False, lower_is_better: bool = False) -> str:
+    if not d or d.get("estimate") is None or _isnan(d["estimate"]):
+        return "—"
+    if d.get("low") is None or _isnan(d["low"]):
+        return f"{scale * d['estimate']:+.2f} [no CI]"
+    text = f"{scale * d['estimate']:+.2f} [{scale * d['low']:+.2f}, {scale * d['high']:+.2f}]"
+    if not markup:
+        return text
+    good, bad = (d["high"] < 0, d["low"] > 0) if lower_is_better else (d["low"] > 0, d["high"] < 0)
+    return f"[green]{text}[/]" if good else f"[red]{text}[/]" if bad else text
+
+
+def cost_difference_lines(entry: dict, markup: bool = False) -> list[str]:
+    """Each Model-SAT row against every other method: Δ AIQ (points) and Δ cost to reach 100 % / 95 % of the best
+    single model's accuracy (points of its cost), with paired-bootstrap 95 % CIs."""
+    lines = []
+    for subject, others in (entry.get("cost") or {}).get("differences", {}).items():
+        for other, d in others.items():
+            lines.append(f"{subject} − {other}: AIQ {_diff(d.get('aiq'), markup=markup)}; cost to reach 100 % "
+                         f"{_diff(d.get('cost_to_reach_100'), markup=markup, lower_is_better=True)}; 95 % "
+                         f"{_diff(d.get('cost_to_reach_95'), markup=markup, lower_is_better=True)}")
+    return lines
+
+
+def _routellm_cost_rows(entry: dict) -> list[list[str]]:
+    section = entry.get("cost") or {}
+    rows = []
+    for m, by_bench in (section.get("routellm") or {}).items():
+        for b, f in by_bench.items():
+            reach = section["per_benchmark"][b]["methods"][m]["cost_to_reach"]["95"]
+            rows.append([m, _short(b), f"{f['apgr']:.3f}", _diff(f["apgr_vs_random"], 1.0),
+                         _pct(f["cpt50"]), _pct(f["cpt80"]), _diff(f["cpt80_vs_random"]), _pct(f["cpt95"]),
+                         _pct(1 - reach) if reach is not None and not _isnan(reach) else "—"])
+    return rows
+
+
+ROUTELLM_COST_HEAD = ["router", "benchmark", "APGR", "APGR − random [95 % CI]", "CPT(50 %)", "CPT(80 %)",
+                      "CPT(80 %) − random's 80 % [95 % CI]", "CPT(95 %)", "cost cut at 95 % of strong's accuracy"]
+
+
+def routellm_cost_table(entry: dict) -> Table | None:
+    """On a strong/weak pair: APGR and CPT from calibrated P, with CIs against the random mix, and the cost cut at
+    95 % of the strong model's accuracy."""
+    rows = _routellm_cost_rows(entry)
+    if not rows:
+        return None
+    t = Table(title=f"{entry['zoo']['name']} — RouteLLM figures on calibrated P (CPT in % of calls to the strong "
+                    f"model; cost cut in % of its cost)", title_justify="left")
+    for h in ROUTELLM_COST_HEAD:
+        t.add_column(h, justify="left" if h in ("router", "benchmark") else "right")
+    for r in rows:
+        t.add_row(*r)
+    return t
+
+
+def cost_free_zoos(results: dict) -> list[str]:
+    """Zoos with no cost section: their records price no item (or not every one), and no price table with a
+    source was given."""
+    return [e["zoo"]["name"] for e in results["zoos"] if not e.get("cost")]
+
+
 def print_report(results: dict, console: Console) -> None:
     pro = [e for e in results["zoos"] if e["family"] == "mmlu_pro"]
     s = summary_table(pro, "MMLU-Pro zoos — mean accuracy (%) and Δ vs best single [95 % CI]")
@@ -210,6 +322,18 @@ def print_report(results: dict, console: Console) -> None:
         rt = routellm_table(e)
         if rt is not None:
             console.print(rt)
+        ct = cost_table(e)
+        if ct is not None:
+            console.print(ct)
+            for line in cost_difference_lines(e, markup=True):
+                console.print(f"  {line}", highlight=False)
+            rc = routellm_cost_table(e)
+            if rc is not None:
+                console.print(rc)
+    free = cost_free_zoos(results)
+    if free and len(free) < len(results["zoos"]):
+        console.print(f"[dim]no cost section (cost-free: the records price no item and no price table with a "
+                      f"source is given): {', '.join(free)}[/]")
     st = stream_table(results.get("streams", []))
     if st is not None:
         console.print(st)
@@ -281,7 +405,27 @@ def _md_zoo(entry: dict) -> list[str]:
         for r in rl:
             for b, m in r["routellm"].items():
                 lines.append(f"| {r['method']} | {_short(b)} | {m['apgr']:.3f} | {_pct(m['cpt50'])} % | {_pct(m['cpt80'])} % |")
-    return lines + [""]
+    return lines + _md_cost(entry) + [""]
+
+
+def _md_cost(entry: dict) -> list[str]:
+    """The zoo's cost table, Model-SAT's differences with their CIs and, on a pair, RouteLLM's figures."""
+    section = entry.get("cost")
+    if not section:
+        return []
+    lines = ["", f"#### {_cost_title(entry)}", "", "| " + " | ".join(COST_HEAD) + " |", "|---" * len(COST_HEAD) + "|"]
+    for m in _cost_order(section):
+        lines.append(f"| {m} | " + " | ".join(_cost_cells(section["methods"][m])) + " |")
+    diffs = cost_difference_lines(entry)
+    if diffs:
+        lines += ["", "Differences (paired bootstrap over test items within each benchmark, "
+                  f"{section.get('bootstrap_resamples', '')} resamples; AIQ in points of accuracy, cost to reach in "
+                  "points of the best single model's cost):", ""] + [f"- {d}" for d in diffs]
+    rows = _routellm_cost_rows(entry)
+    if rows:
+        lines += ["", "| " + " | ".join(ROUTELLM_COST_HEAD) + " |", "|---" * len(ROUTELLM_COST_HEAD) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
 
 
 def _md_summary(entries: list[dict], title: str) -> list[str]:
@@ -401,6 +545,12 @@ def markdown(results: dict) -> str:
             else:
                 chose = f"; chose {_choices_text(st['choices'])}" if st.get("choices") else ""
                 lines.append(f"  - {name}: fitted in {st.get('fit_seconds', 0):.1f} s{chose}")
+    priced = [e for e in results["zoos"] if e.get("cost")]
+    if priced:
+        lines += ["## Quality at a price", "", COST_DEFINITION, "",
+                  "Priced zoos: " + ", ".join(e["zoo"]["name"] for e in priced) + "; cost-free (no per-item cost in "
+                  "the records and no price table with a source): " + (", ".join(cost_free_zoos(results)) or "none")
+                  + ". Each zoo's cost table is in its section below.", ""]
     lines += ["", "## Zoos", ""]
     for e in results["zoos"]:
         lines += _md_zoo(e)
@@ -429,14 +579,14 @@ def _all_methods(results: dict) -> list[str]:
         for r in e["rows"]:
             if r["method"] not in names:
                 names.append(r["method"])
-        for m in e.get("cost_curves", {}):
+        for m in (e.get("cost") or {}).get("methods", {}):
             if m not in names:
                 names.append(m)
     return names
 
 
 def plots(results: dict, out_dir: Path) -> list[Path]:
-    """Per-zoo bars with oracle and best-single lines; cost–quality curves; the release-stream curve."""
+    """Per-zoo bars with oracle and best-single lines; each priced zoo's cost curves and hulls; the release stream."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -473,25 +623,8 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         written.append(p)
-        if e.get("cost_curves"):
-            fig, ax = plt.subplots(figsize=(9.5, 4.5))
-            for name, pts in e["cost_curves"].items():
-                ax.plot([q["cost_per_call"] for q in pts], [100 * q["mean"] for q in pts], label=name,
-                        color=styles[name]["color"], marker=styles[name]["marker"], markersize=4)
-            for sm in e["single_models"]:
-                if sm.get("cost_per_call") is not None:
-                    ax.scatter(sm["cost_per_call"], 100 * sm["mean"], color="black", s=12)
-                    ax.annotate(sm["model"].split("/")[-1], (sm["cost_per_call"], 100 * sm["mean"]), fontsize=6)
-            ax.set_xscale("log")
-            ax.set_xlabel("mean USD per call")
-            ax.set_ylabel("mean score (%)")
-            ax.set_title(f"cost–quality: {e['zoo']['name']} (sweep of cost_weight)")
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-            fig.tight_layout()
-            p = out_dir / f"cost_quality_{e['zoo']['name']}.png"
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-            written.append(p)
+        if e.get("cost"):
+            written.append(cost_plot(e, styles, out_dir))
     steps = results.get("streams", [])
     if steps:
         fig, ax = plt.subplots(figsize=(10.5, 4.5))
@@ -519,6 +652,42 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
     return written
+
+
+def cost_plot(entry: dict, styles: dict[str, dict], out_dir: Path) -> Path:
+    """Two panels for one priced zoo: every method's operating points under tradeoff (solid) and threshold
+    (dotted), and every method's hull; the single models as black dots; legend outside."""
+    import matplotlib.pyplot as plt
+    section = entry["cost"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    order = _cost_order(section)
+    for m in order:
+        fig_m, st = section["methods"][m], styles[m]
+        for policy, pts in fig_m["points"].items():
+            xs, ys = np.asarray(pts["cost"]) * 1000, 100 * np.asarray(pts["quality"])
+            k = np.argsort(xs, kind="stable")
+            axes[0].plot(xs[k], ys[k], ":" if policy == "threshold" else "-", color=st["color"], marker=st["marker"],
+                         markersize=3, linewidth=1, markerfacecolor="none" if policy == "threshold" else st["color"])
+        h = fig_m["hull"]
+        axes[1].plot(1000 * np.asarray(h["cost"]), 100 * np.asarray(h["quality"]), "-", color=st["color"],
+                     marker=st["marker"], markersize=4, label=f"{m} (AIQ {_pct(fig_m['aiq'])})")
+    for ax in axes:
+        for name, sm in section["single_models"].items():
+            ax.scatter(1000 * sm["cost_per_call"], 100 * sm["quality"], color="black", s=12, zorder=3)
+            ax.annotate(name.split("/")[-1], (1000 * sm["cost_per_call"], 100 * sm["quality"]), fontsize=6)
+        ax.axhline(100 * section["best_single"]["quality"], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("mean cost per call (milli-USD, log scale)")
+    axes[0].set_ylabel("mean accuracy over benchmarks (%)")
+    axes[0].set_title("operating points: tradeoff λ (solid), threshold δ (dotted)", fontsize=9)
+    axes[1].set_title("non-decreasing convex hull", fontsize=9)
+    fig.suptitle(f"quality at a price: {entry['zoo']['name']} ({entry['n_test_items']} test items)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    p = out_dir / f"cost_{entry['zoo']['name']}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
 
 
 def write_report(results: dict, out_dir: Path) -> list[Path]:
