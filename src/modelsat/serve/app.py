@@ -433,4 +433,6 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                     pass
         return Response(content, status_code=opened.status, media_type=content_type, headers=headers)
 
+    from modelsat.serve.ui import mount_console      # the web console at /ui and its JSON API (serve/ui.py)
+    mount_console(app, watch)
     return app
