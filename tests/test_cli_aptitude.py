@@ -1,5 +1,6 @@
 """`modelsat aptitude show | build | stats | correlate` and the aptitude test that ships in the package."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -52,7 +53,7 @@ def test_the_shipped_test_has_question_options_answer_and_subject_for_each_item(
 
 
 def test_the_shipped_test_states_mmlu_pros_source_and_licence_beside_it():
-    source = json.loads(shipped_test_path().read_text())["source"]
+    source = json.loads(gzip.decompress(shipped_test_path().read_bytes()))["source"]
     assert "TIGER-AI-Lab/MMLU-Pro" in source["url"] and "Apache-2.0" in source["license"]
     readme = shipped_test_path().with_name("aptitude-test.README.md").read_text()
     assert "Apache-2.0" in readme and "MIT" in readme and "d6f5e5aea41c" in readme
@@ -73,7 +74,8 @@ def test_aptitude_show_summarises_the_shipped_test():
 
 def test_aptitude_show_of_a_damaged_file_names_it(tmp_path):
     damaged = tmp_path / "t.json"
-    damaged.write_text(shipped_test_path().read_text().replace('"answer": "B"', '"answer": "C"', 1))
+    text = gzip.decompress(shipped_test_path().read_bytes()).decode()
+    damaged.write_text(text.replace('"answer": "B"', '"answer": "C"', 1))
     r = modelsat("aptitude", "show", str(damaged))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert str(damaged) in r.stderr and "does not match its version" in r.stderr

@@ -57,7 +57,7 @@ def test_the_wheel_is_under_25_mb_and_carries_the_aptitude_test(installed):
     _, wheel, _ = installed
     assert wheel.stat().st_size < 25 * 2 ** 20
     names = zipfile.ZipFile(wheel).namelist()
-    assert "modelsat/shipped/aptitude-test.json" in names and "modelsat/shipped/aptitude-test.README.md" in names
+    assert "modelsat/shipped/aptitude-test.json.gz" in names and "modelsat/shipped/aptitude-test.README.md" in names
     assert any(n.startswith("modelsat/shipped/modelsat-cpu-default/") for n in names)
 
 

@@ -27,7 +27,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> Path:
-    """Writes `obj` as indented JSON to `path` atomically."""
+    """Writes `obj` as indented JSON to `path` atomically; gzip-compressed where `path` ends in `.gz` (with no
+    timestamp in the header, so the same object always gives the same bytes)."""
+    if str(path).endswith(".gz"):
+        import gzip
+        data = json.dumps(obj, indent=2, ensure_ascii=False).encode("utf-8")
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(gzip.compress(data, compresslevel=9, mtime=0))
+        return Path(path)
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
     return Path(path)

@@ -107,7 +107,7 @@ class AptitudeTest:
                 "selection": self.selection, "subjects": [s.to_dict() for s in self.subjects]}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Writes the test as JSON, atomically."""
+        """Writes the test as JSON, atomically (gzip-compressed where `path` ends in `.gz`)."""
         return write_json_atomic(self.to_dict(), path)
 
     @classmethod
@@ -152,13 +152,18 @@ class AptitudeTest:
 
 
 def load_test(path: str | os.PathLike) -> AptitudeTest:
-    """An aptitude test from its JSON file; a clear error for a missing, malformed or edited file."""
+    """An aptitude test from its JSON file (plain, or gzip-compressed as the shipped one is); a clear error for a
+    missing, malformed or edited file."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        raw = p.read_bytes()
+        if raw[:2] == b"\x1f\x8b":      # gzip's magic number
+            import gzip
+            raw = gzip.decompress(raw)
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelsatError(f"{p}: no such aptitude-test file; build one with `modelsat aptitude build`") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelsatError(f"{p}: cannot read aptitude-test JSON ({exc})") from exc
     return AptitudeTest.from_dict(data, source=str(p))
 

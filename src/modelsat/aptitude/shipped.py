@@ -1,6 +1,6 @@
 """The aptitude test that ships in the package: the items the shipped router's profiles were taken on.
 
-`modelsat/shipped/aptitude-test.json` is the test `scripts/build_default_zoo.py` chose on MMLU-Pro training
+`modelsat/shipped/aptitude-test.json.gz` (gzip-compressed JSON) is the test `scripts/build_default_zoo.py` chose on MMLU-Pro training
 items (the evaluation's split, seed 0, 70/10/20) and took the default zoo's profiles on; its content hash is
 their `test_version`. With it in the package a user profiles a new model with nothing but the package
 (`modelsat profile --endpoint URL --model NAME`), and the profile is comparable with the shipped zoo's.
@@ -23,7 +23,7 @@ from modelsat.aptitude.core_items import AptitudeTest, build_test, load_test
 from modelsat.aptitude.profile import Profile
 from modelsat.errors import ModelsatError
 
-TEST_FILE = "aptitude-test.json"
+TEST_FILE = "aptitude-test.json.gz"     # gzip-compressed JSON: a quarter of the size
 MMLU_PRO = {
     "dataset": "MMLU-Pro (Wang et al., NeurIPS 2024 Datasets and Benchmarks), items of original-MMLU origin",
     "url": "https://github.com/TIGER-AI-Lab/MMLU-Pro",
