@@ -100,7 +100,22 @@ def test_a_jsonl_prompt_is_billed_for_every_message_and_routed_on_the_last_user_
         {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]}))
     (p,), = list(PromptLog(tmp_path / "a.jsonl").chunks())
     assert p.instruction == "second"
-    assert p.input_chars == 100 + len("first question") + 50 + len("second")
+    assert p.input_chars == len("\n".join(["s" * 100, "first question", "a" * 50, "second"]))
+    assert p.output_cap is None
+
+
+def test_a_requests_max_tokens_caps_its_expected_answer(tmp_path, shipped_router, planted_zoo):
+    from modelsat.savings import score_chunk
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": "x" * 40}],
+                                                            **cap}) for cap in ({}, {"max_tokens": 10},
+                                                                                {"max_completion_tokens": 5000})))
+    prompts = [p for c in PromptLog(tmp_path / "a.jsonl").chunks() for p in c]
+    assert [p.output_cap for p in prompts] == [None, 10, 5000]
+    prices = zoo_prices(planted_zoo, "z")
+    _, C = score_chunk(shipped_router, planted_zoo, prompts, prices, output_tokens=300)
+    assert np.allclose(C[0], (10 * prices[:, 0] + 300 * prices[:, 1]) / 1e6)     # 40 characters: 10 tokens
+    assert np.allclose(C[1], (10 * prices[:, 0] + 10 * prices[:, 1]) / 1e6)
+    assert np.allclose(C[2], C[0])                  # a cap above the expected length changes nothing
 
 
 def test_a_missing_log_and_a_bad_format_are_refused(tmp_path):
@@ -130,7 +145,7 @@ def test_planted_zoo_choices_are_the_certain_ones(tmp_path, shipped_router, plan
     path.write_text("\n".join(QUESTIONS[:40]) + "\n")
     prices = zoo_prices(planted_zoo, "planted")
     tally, timing = run_savings(PromptLog(path), shipped_router, planted_zoo, prices, chunk=16, fit_prompts=20,
-                                deltas=[0.02], budgets_per_1000=[0.0001, 1000.0])
+                                deltas=[0.02], budgets=[1e-7, 1.0])
     rows = rows_by_name(tally)
     assert tally.n == 40 and timing["prompts_per_second"] > 0
     assert rows["strong"]["mean_p"] == rows["strong-twin"]["mean_p"] > rows["weak"]["mean_p"]
@@ -141,8 +156,8 @@ def test_planted_zoo_choices_are_the_certain_ones(tmp_path, shipped_router, plan
     assert rows["threshold δ=0.02"]["share"] == {"strong-twin": 1.0}
     assert rows["strong"]["cost_vs_best_single"] == pytest.approx(10.0)
     budgets = [r for r in tally.rows() if r["policy"] == "budget"]
-    tight = next(r for r in budgets if r["params"]["budget_usd_per_1000"] == pytest.approx(0.0001))
-    loose = next(r for r in budgets if r["params"]["budget_usd_per_1000"] == pytest.approx(1000.0))
+    tight = next(r for r in budgets if r["params"]["budget_usd_per_request"] == pytest.approx(1e-7))
+    loose = next(r for r in budgets if r["params"]["budget_usd_per_request"] == pytest.approx(1.0))
     assert tight["share"] == {"weak": 1.0} and tight["params"]["met_on_fit_slice"] is False
     assert "not met" in tight["name"]
     assert loose["share"] == {"strong-twin": 1.0} and loose["params"]["lambda"] == 0.0

@@ -59,11 +59,13 @@ PREDICTED = ("Predicted, not measured: quality is the mean of the router's P(goo
 # ---- reading the log ----------------------------------------------------------------------------------------------
 @dataclass
 class Prompt:
-    """One routable line: its number in the file (from 1), the instruction routed on, the characters billed."""
+    """One routable line: its number in the file (from 1), the instruction routed on, the characters billed, and
+    the request's own cap on output tokens (`max_tokens` / `max_completion_tokens`), if any."""
 
     line: int
     instruction: str
     input_chars: int
+    output_cap: int | None = None
 
 
 @dataclass
@@ -89,16 +91,25 @@ class BadLines:
 
 
 def _message_chars(messages: list) -> int:
-    """Characters of every message's text (string content, or the text parts of a list)."""
-    total = 0
+    """Characters of every message's text joined by newlines (string content, or the text parts of a list)."""
+    texts = []
     for m in messages:
         content = m.get("content") if isinstance(m, dict) else None
         if isinstance(content, str):
-            total += len(content)
+            texts.append(content)
         elif isinstance(content, list):
-            total += sum(len(p.get("text", "")) for p in content if isinstance(p, dict)
-                         and isinstance(p.get("text", ""), str))
-    return total
+            texts.append("\n".join(p.get("text", "") for p in content if isinstance(p, dict)
+                                   and p.get("type") == "text" and isinstance(p.get("text", ""), str)))
+        elif isinstance(m, dict):
+            texts.append("")
+    return len("\n".join(texts))
+
+
+def _output_cap(request: dict) -> int | None:
+    """The request's cap on completion tokens (max_completion_tokens, else max_tokens), when it gives one."""
+    caps = [request.get(k) for k in ("max_completion_tokens", "max_tokens")]
+    caps = [c for c in caps if isinstance(c, int) and not isinstance(c, bool) and c > 0]
+    return min(caps) if caps else None
 
 
 class PromptLog:
@@ -200,7 +211,7 @@ class PromptLog:
         if not instruction.strip():
             self.bad.add(number, "empty user message")
             return None
-        return Prompt(number, instruction, _message_chars(messages))
+        return Prompt(number, instruction, _message_chars(messages), _output_cap(obj))
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[list[Prompt]]:
         """The routable prompts in file order, `size` at a time (the last chunk may be shorter)."""
@@ -248,8 +259,9 @@ def score_chunk(router, candidates: Sequence[Profile], chunk: Sequence[Prompt], 
     from modelsat.embeddings import transient
     with transient():
         P = np.asarray(router.predict_proba([p.instruction for p in chunk], list(candidates)), dtype=np.float64)
-    C = policies.expected_cost(prompt_tokens([p.input_chars for p in chunk]), prices[:, 0], prices[:, 1],
-                               output_tokens)
+    out = np.array([[output_tokens if p.output_cap is None else min(output_tokens, p.output_cap)] for p in chunk],
+                   dtype=np.float64)                       # (n, 1): a request's max_tokens caps its answer
+    C = policies.expected_cost(prompt_tokens([p.input_chars for p in chunk]), prices[:, 0], prices[:, 1], out)
     return P, np.asarray(C, dtype=np.float64)
 
 
@@ -292,7 +304,7 @@ def _knob(value, name: str) -> float:
     return v
 
 
-def check_options(*, lambdas=None, deltas=None, budgets_per_1000=None, fit_prompts: int = DEFAULT_FIT_PROMPTS,
+def check_options(*, lambdas=None, deltas=None, budgets=None, fit_prompts: int = DEFAULT_FIT_PROMPTS,
                   output_tokens: int = policies.DEFAULT_OUTPUT_TOKENS, chunk: int = DEFAULT_CHUNK) -> None:
     """Refuses a knob out of range, naming its option, before anything is loaded or read."""
     for v in lambdas or ():
@@ -300,8 +312,8 @@ def check_options(*, lambdas=None, deltas=None, budgets_per_1000=None, fit_promp
     for v in deltas or ():
         if _knob(v, "--delta") > 1:
             raise ModelsatError(f"--delta is a difference of probabilities, at most 1; got {v:g}")
-    for v in budgets_per_1000 or ():
-        _knob(v, "--budget-per-1000 (USD per 1,000 requests)")
+    for v in budgets or ():
+        _knob(v, "--budget (mean USD per request)")
     for value, name in ((fit_prompts, "--fit-prompts"), (chunk, "--chunk")):
         if value < 1:
             raise ModelsatError(f"{name} must be at least 1, got {value}")
@@ -354,7 +366,7 @@ class Plan:
 
 
 def make_plan(P: np.ndarray, C: np.ndarray, lambdas: Sequence[float] | None = None,
-              deltas: Sequence[float] | None = None, budgets_per_1000: Sequence[float] | None = None) -> Plan:
+              deltas: Sequence[float] | None = None, budgets: Sequence[float] | None = None) -> Plan:
     """Knobs from the first slice (P, C): the given λ, δ and budgets, or defaults scaled to the zoo's prices.
 
     Default λ: those at which the typical price gap is worth 0.03, 0.1 and 0.3 of P (rounded to 1-2-5); the
@@ -376,19 +388,17 @@ def make_plan(P: np.ndarray, C: np.ndarray, lambdas: Sequence[float] | None = No
                 raise ModelsatError(f"--delta is a difference of probabilities, at most 1; got {d:g}")
     else:
         table_d = list(TABLE_DELTAS)
-    budgets = []
-    if budgets_per_1000:
-        targets = [(_knob(b, "--budget-per-1000 (USD per 1,000 requests)") / 1000, False)
-                   for b in budgets_per_1000]
+    if budgets:
+        targets = [(_knob(b, "--budget (mean USD per request)"), False) for b in budgets]
     else:
         cheapest = float(C.mean(axis=0).min())
         top = policies.max_quality(P, C).mean_cost
         targets = [(_round_sig(cheapest + s * (top - cheapest) * 1000) / 1000, True)
                    for s in BUDGET_SHARES] if top > cheapest else []
-    for b, default in dict.fromkeys(targets):
-        budgets.append({"budget": b, "fit": policies.fit_budget(P, C, b), "default": default})
+    fitted = [{"budget": b, "fit": policies.fit_budget(P, C, b), "default": default}
+              for b, default in dict.fromkeys(targets)]
     return Plan(table_l, sorted(set(sweep_l) | set(table_l)), table_d, sorted(set(SWEEP_DELTAS) | set(table_d)),
-                budgets, gap, len(P))
+                fitted, gap, len(P))
 
 
 def _fmt_usd_1000(usd_per_request: float) -> str:
@@ -426,7 +436,6 @@ class Tally:
         self.n = 0
         self.sum_p = np.zeros(len(models))
         self.sum_cost = np.zeros(len(models))
-        self.sum_tokens = 0.0
         self.points = make_points(plan, len(models))
 
     def add(self, P: np.ndarray, C: np.ndarray) -> None:
@@ -485,14 +494,14 @@ class Progress:
 def run_savings(log: PromptLog, router, candidates: Sequence[Profile], prices: np.ndarray, *,
                 output_tokens: int = policies.DEFAULT_OUTPUT_TOKENS, chunk: int = DEFAULT_CHUNK,
                 fit_prompts: int = DEFAULT_FIT_PROMPTS, lambdas: Sequence[float] | None = None,
-                deltas: Sequence[float] | None = None, budgets_per_1000: Sequence[float] | None = None,
+                deltas: Sequence[float] | None = None, budgets: Sequence[float] | None = None,
                 on_chunk: Callable[[PromptLog], None] | None = None) -> tuple[Tally, dict]:
     """Streams `log` through the router and every policy; returns the sums and timings ({seconds, prompts_per_s}).
 
     The chunks up to the first `fit_prompts` routable prompts are held (P and cost only) until the knobs are fixed
     on exactly those prompts (`make_plan`); after that each chunk is added to the sums and dropped.
     """
-    check_options(lambdas=lambdas, deltas=deltas, budgets_per_1000=budgets_per_1000, fit_prompts=fit_prompts,
+    check_options(lambdas=lambdas, deltas=deltas, budgets=budgets, fit_prompts=fit_prompts,
                   output_tokens=output_tokens, chunk=chunk)
     models = [c.model for c in candidates]
     started = time.perf_counter()
@@ -504,7 +513,7 @@ def run_savings(log: PromptLog, router, candidates: Sequence[Profile], prices: n
 
     def start_tally() -> Tally:
         P, C = np.concatenate(held_P), np.concatenate(held_C)
-        t = Tally(models, make_plan(P[:fit_prompts], C[:fit_prompts], lambdas, deltas, budgets_per_1000))
+        t = Tally(models, make_plan(P[:fit_prompts], C[:fit_prompts], lambdas, deltas, budgets))
         t.add(P, C)
         return t
 

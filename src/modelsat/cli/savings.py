@@ -107,14 +107,15 @@ def savings_cmd(
     deltas: Optional[list[float]] = typer.Option(None, "--delta", help="Threshold δ for the table: the cheapest "
                                                  "model within δ of the best P (repeat for several). Default: "
                                                  "0.02, 0.05, 0.1."),
-    budgets: Optional[list[float]] = typer.Option(None, "--budget-per-1000", help="Budget targets in USD per "
-                                                  "1,000 requests (repeat for several; 0.5 = $0.50 per 1,000). "
-                                                  "Default: a quarter and half of the way from the cheapest "
-                                                  "model's cost to max-quality's."),
+    budgets: Optional[list[float]] = typer.Option(None, "--budget", help="Budget targets: mean USD per request, "
+                                                  "as `route --budget` (0.0005 = $0.50 per 1,000 requests; repeat "
+                                                  "for several). Default: a quarter and half of the way from the "
+                                                  "cheapest model's cost to max-quality's."),
     fit_prompts: int = typer.Option(1000, "--fit-prompts", help="The first N prompts fix the default knobs and "
                                     "fit each budget's λ (they are routed and counted like the rest)."),
     output_tokens: int = typer.Option(300, "--output-tokens", help="Expected completion tokens per call, for "
-                                      "its cost (prompt tokens are estimated as characters / 4)."),
+                                      "its cost, or a request's max_tokens when lower (prompt tokens are "
+                                      "estimated as characters / 4)."),
     fmt: str = typer.Option("auto", "--format", help="jsonl, text, or auto: jsonl when the first non-blank line "
                             "is a JSON object, else text (the whole file one way)."),
     max_line_bytes: int = typer.Option(200_000, "--max-line-bytes", help="A longer line is counted as bad "
@@ -134,7 +135,7 @@ def savings_cmd(
     started = time.perf_counter()
     set_log_level(log_level)
     # cheap mistakes first, before the router's seconds of loading
-    check_options(lambdas=lambdas, deltas=deltas, budgets_per_1000=budgets, fit_prompts=fit_prompts,
+    check_options(lambdas=lambdas, deltas=deltas, budgets=budgets, fit_prompts=fit_prompts,
                   output_tokens=output_tokens, chunk=chunk)
     log = PromptLog(log_file, fmt, max_line_bytes, keep_bad=show_bad)
     zoo_name, candidates = load_zoo(zoo)
@@ -155,7 +156,7 @@ def savings_cmd(
     with display:
         tally, timing = run_savings(log, r, candidates, prices, output_tokens=output_tokens, chunk=chunk,
                                     fit_prompts=fit_prompts, lambdas=lambdas, deltas=deltas,
-                                    budgets_per_1000=budgets, on_chunk=display.update)
+                                    budgets=budgets, on_chunk=display.update)
     timing["startup_seconds"] = time.perf_counter() - started - timing["seconds"]
     result = report(tally, log, zoo_name, candidates, prices, router_label, meaning, output_tokens, timing)
     display.say(f"routed {tally.n:,} prompts in {timing['seconds']:.1f} s: "
