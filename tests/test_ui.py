@@ -285,3 +285,48 @@ def test_results_page_shows_the_benchmark_tables_and_plots(page, shots):
     assert img.evaluate("i => i.complete && i.naturalWidth > 0")
     page.screenshot(path=str(shots / "results.png"), full_page=True)
     print(f"\nscreenshot: {shots / 'results.png'}")
+
+
+# ---- modelsat ui ----------------------------------------------------------------------------------------------------
+def test_modelsat_ui_serves_the_console_on_loopback_with_the_key_it_prints(console, tmp_path):
+    import subprocess
+    import sys
+    import threading
+    zoo = console[1]
+    env = {k: v for k, v in os.environ.items() if k != "MODELSAT_CLIENT_KEY"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("modelsat")), "ui", "--zoo", str(zoo), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    guard = threading.Timer(300, proc.kill)
+    guard.start()
+    try:
+        key = url = None
+        for line in proc.stdout:
+            if "sign in with this key" in line:
+                key = line.rsplit(" ", 1)[1].strip()
+            if line.startswith("open http://"):
+                url = line.split()[1].rsplit("/ui", 1)[0]
+                break
+        assert key and url and url.startswith("http://127.0.0.1:"), "modelsat ui printed no key or address"
+        for _ in range(600):                       # the address is printed just before uvicorn listens
+            try:
+                page = httpx.get(f"{url}/ui")
+                break
+            except httpx.ConnectError:
+                threading.Event().wait(0.1)
+        assert page.status_code == 200
+        assert httpx.get(f"{url}/v1/zoo").status_code == 401
+        zoo_view = httpx.get(f"{url}/v1/zoo", headers={"Authorization": f"Bearer {key}"}).json()
+        assert {m["name"] for m in zoo_view["models"]} >= set(PRICES)
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_modelsat_ui_refuses_a_folder_that_is_not_a_benchmark(console, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([str(Path(sys.executable).with_name("modelsat")), "ui", "--zoo", str(console[1]),
+                        "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"--results {tmp_path}: not a benchmark folder" in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -49,11 +50,18 @@ def ui_cmd(
                       f"{made_key}", highlight=False, soft_wrap=True)
     else:
         console.print(f"sign in with the key in ${DEFAULT_CLIENT_KEY_ENV}", highlight=False)
-    console.print(f"open http://{LOOPBACK}:{port}/ui" if port else "open the /ui page on the port uvicorn names "
-                  "below", highlight=False)
     from modelsat.serve.zoo_folder import zoo_folder_config
     cfg = zoo_folder_config(zoo)
+    port = port or free_port()
+    console.print(f"open http://{LOOPBACK}:{port}/ui", highlight=False)
     uvicorn.run(app, host=LOOPBACK, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free now (`--port 0`), so the address printed is the one served."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
 
 
 def register(app: typer.Typer) -> None:
