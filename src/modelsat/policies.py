@@ -315,3 +315,110 @@ def split_price(price) -> tuple[float, float] | None:
         except (KeyError, TypeError, ValueError):
             raise PolicyError(f"price_per_mtok {price!r}: expected a number or {{input: ..., output: ...}}") from None
     return float(price), float(price)
+
+
+# ---- shared by the command line and the proxy ------------------------------------------------------------------
+# each policy's knobs; the first of threshold's is the one named when neither is given
+KNOBS = {"max-quality": (), "tradeoff": ("lambda",), "threshold": ("delta", "tau"), "budget": ("budget",)}
+KNOB_MEANING = {"lambda": "probability per USD, >= 0", "delta": "a margin of probability below the best P, 0 to 1",
+                "tau": "an absolute probability, 0 to 1", "budget": "mean USD per request, >= 0"}
+# the usual rule of thumb for English text with GPT-style tokenizers; each model's tokenizer differs
+CHARS_PER_TOKEN = 4
+
+
+class KnobError(PolicyError):
+    """A policy's knob that is missing, out of range, or given to a policy that does not take it; `knob` names it
+    ("policy" for the policy's name), so the command line and the proxy can name their own option or header."""
+
+    def __init__(self, knob: str, message: str):
+        super().__init__(message)
+        self.knob = knob
+
+
+def check_knobs(policy: str, knobs: dict) -> dict[str, float]:
+    """The knobs given for `policy` ({"lambda", "delta", "tau", "budget"}: a value or None), as numbers.
+
+    A KnobError names the knob when the policy is unknown ("policy"), a knob it needs is missing, a knob belongs
+    to another policy, or a value is not a finite number in its range (≥ 0; δ and τ at most 1)."""
+    if policy not in KNOBS:
+        raise KnobError("policy", f"unknown policy {policy!r}; expected one of {', '.join(POLICIES)}")
+    out = {}
+    for knob, value in knobs.items():
+        if value is None:
+            continue
+        if knob not in KNOB_MEANING:
+            raise KnobError(knob, f"unknown knob {knob!r}; policies take {', '.join(KNOB_MEANING)}")
+        if knob not in KNOBS[policy]:
+            owner = next(p for p, ks in KNOBS.items() if knob in ks)
+            raise KnobError(knob, f"{knob} is a knob of policy {owner}, not of {policy}")
+        try:
+            v = _number(value, knob)
+            if knob in ("delta", "tau") and v > 1:
+                raise PolicyError(f"{knob} is a probability, at most 1; got {v:g}")
+        except PolicyError as exc:
+            raise KnobError(knob, f"{exc}; {knob} is {KNOB_MEANING[knob]}") from None
+        out[knob] = v
+    needed = KNOBS[policy]
+    if needed and not any(k in out for k in needed):
+        raise KnobError(needed[0], f"policy {policy} needs {' or '.join(needed)} "
+                                   f"({'; '.join(f'{k}: {KNOB_MEANING[k]}' for k in needed)})")
+    return out
+
+
+def prompt_tokens(text: str) -> int:
+    """The estimated number of tokens of `text`: one per CHARS_PER_TOKEN (4) characters, at least 1. A cost
+    estimate, not a tokenizer: each model's own tokenizer gives a somewhat different count."""
+    return max(1, -(-len(text) // CHARS_PER_TOKEN))
+
+
+def rank(p, cost, policy: str, *, lam: float | None = None, delta: float | None = None,
+         tau: float | None = None) -> np.ndarray:
+    """One request's candidates in the order `policy` would choose them: its choice, then its choice among the
+    others, and so on (the proxy's fallback order when a model fails). `p` and `cost` are (m,); `policy` is
+    max-quality, tradeoff or threshold (a budget ranks as tradeoff at its fitted λ). The first is always the
+    policy's own choice (`choose`)."""
+    P, C = check_inputs(np.asarray(p, dtype=np.float64)[None, :], np.asarray(cost, dtype=np.float64)[None, :])
+    P, C = P[0], C[0]
+    if policy == "max-quality":
+        return np.lexsort((C, -P))                  # the last key sorts first: P down, then cost up, then position
+    if policy == "tradeoff":
+        if lam is None:
+            raise PolicyError("policy 'tradeoff' needs lam (probability per USD, >= 0)")
+        return np.lexsort((C, -(P - _number(lam, "lambda (probability per USD)") * C)))
+    if policy != "threshold":
+        raise PolicyError(f"rank: policy {policy!r} is not one of max-quality, tradeoff, threshold (a budget ranks "
+                          "as tradeoff at its fitted lambda)")
+    if delta is None and tau is None:
+        raise PolicyError("threshold needs delta or tau, or both")
+    p_list, c_list = P.tolist(), C.tolist()      # a few candidates: plain Python is faster than numpy here
+    left, order = list(range(len(p_list))), []
+    while left:      # threshold's rule (see `threshold`) among the candidates not yet ranked
+        top = max(p_list[j] for j in left)
+        eligible = [j for j in left if (delta is not None and p_list[j] >= top - delta)
+                    or (tau is not None and p_list[j] >= tau)] or [j for j in left if p_list[j] == top]
+        cheapest = min(c_list[j] for j in eligible)
+        # the cheapest eligible; ties to the higher P, then the first listed
+        pick = min((j for j in eligible if c_list[j] == cheapest), key=lambda j: (-p_list[j], j))
+        order.append(pick)
+        left.remove(pick)
+    return np.array(order)
+
+
+def choice_record(choices: Choices, row: int = 0, price_known: Sequence[bool] | None = None,
+                  order: Sequence[int] | None = None) -> dict:
+    """One request's decision as JSON-ready data: policy, params, the chosen model, its P and expected cost, and
+    every candidate's (in `order`, default as listed). An expected cost is None where `price_known` is False
+    (the policy counted that candidate as free)."""
+    if choices.models is None:
+        raise PolicyError("choice_record needs choices made with models=")
+    known = [True] * len(choices.models) if price_known is None else list(price_known)
+
+    def usd(j: int) -> float | None:
+        return float(choices.candidate_cost[row, j]) if known[j] else None
+
+    chosen = int(choices.index[row])
+    cols = range(len(choices.models)) if order is None else order
+    return {"policy": choices.policy, "params": dict(choices.params), "chosen": choices.models[chosen],
+            "p": float(choices.candidate_p[row, chosen]), "expected_cost_usd": usd(chosen),
+            "candidates": [{"model": choices.models[j], "p": float(choices.candidate_p[row, j]),
+                            "expected_cost_usd": usd(j)} for j in cols]}

@@ -29,15 +29,19 @@ from starlette.requests import ClientDisconnect
 from modelsat.errors import ModelsatError
 from modelsat.routers.base import Router, RouterError
 from modelsat.serve.auth import AuthMiddleware, BodyLimitMiddleware, KeyChecker, error_body
-from modelsat.serve.config import ROUTING_MODEL, ServeConfig
+from modelsat.serve.config import ROUTING_MODEL, Alias, ServeConfig
 from modelsat.serve.metrics import ProxyMetrics
 from modelsat.serve.request_body import BadRequest, encode_for_upstream, parse_request_body
-from modelsat.serve.routing import Decision, RoutingService, instruction_of
+from modelsat.serve.routing import (H_MAX_COST, H_POLICY, KNOB_HEADERS, AliasRoute, Decision, HeaderError,
+                                    OverMaxCost, RoutePolicy, RoutingService, instruction_of, price_of,
+                                    request_policy, request_tokens)
 from modelsat.serve.upstream import (AllUpstreamsFailed, Opened, Upstream, UsageScanner, build_upstreams,
                                      open_first_available, relay)
 
 log = logging.getLogger("modelsat.serve")
 H_MODEL, H_ROUTING_MS, H_COST = "x-modelsat-model", "x-modelsat-routing-ms", "x-modelsat-cost-usd"
+H_P, H_EXPECTED_COST = "x-modelsat-p", "x-modelsat-expected-cost"
+POLICY_HEADERS = (H_POLICY, H_MAX_COST, *KNOB_HEADERS.values())
 MAX_ECHO = 64          # characters of a client-chosen name quoted back in an error
 RELOAD_POLL_S = 1.0    # how often a watched zoo folder's index is checked for a change
 
@@ -136,7 +140,7 @@ class ZooSnapshot:
     upstreams: list[Upstream]
     by_name: dict[str, Upstream]
     routing: Optional[RoutingService]
-    aliases: dict[str, tuple[float, Optional[list[str]]]]
+    aliases: dict[str, AliasRoute]          # routing name -> policy and models (budgets fitted at start)
     deadlines: dict[str, float]
     users: int = 0
     retired: bool = False
@@ -154,11 +158,29 @@ def build_snapshot(cfg: ServeConfig, router: Optional[Router], env, lock: thread
             if old is not None and old.cfg == u.cfg:
                 u.breaker = old.breaker
     routing = RoutingService(router, upstreams, cfg.max_route_batch, lock) if router is not None else None
-    aliases = {ROUTING_MODEL: (cfg.default_cost_weight, None)}
-    aliases.update({k: (a.cost_weight, a.candidates) for k, a in cfg.aliases.items()})
+    aliases = {ROUTING_MODEL: AliasRoute(RoutePolicy())}
+    aliases.update({k: alias_route(k, a, routing) for k, a in cfg.aliases.items()})
     deadlines = {ROUTING_MODEL: cfg.deadlines.request_s}
     deadlines.update({k: a.deadline_s or cfg.deadlines.request_s for k, a in cfg.aliases.items()})
     return ZooSnapshot(upstreams, {u.name: u for u in upstreams}, routing, aliases, deadlines)
+
+
+def alias_route(name: str, alias: Alias, routing: Optional[RoutingService]) -> AliasRoute:
+    """A configured alias as the proxy routes it; a policy that weighs cost needs a router that gives P(good
+    answer), and a model without a price is logged (the policy counts it as free)."""
+    from modelsat.policies import check_knobs
+    policy = RoutePolicy(alias.policy, check_knobs(alias.policy, alias.knobs), alias.max_cost)
+    if routing is not None and (alias.policy != "max-quality" or alias.max_cost is not None):
+        if alias.policy != "max-quality" and not routing.probabilities:
+            raise ModelsatError(f"aliases.{name}.policy: {alias.policy} weighs P(good answer) against cost, but the "
+                                f"router {routing.router.name!r} gives scores, not probabilities: calibrate it "
+                                "(Router.calibrate on validation items, then save it) or use max-quality")
+        unpriced = [u.name for u in routing.upstreams
+                    if (alias.candidates is None or u.name in alias.candidates) and price_of(u) is None]
+        if unpriced:
+            log.warning("aliases.%s: no price for %s; its policy counts them as free (give `price:`)", name,
+                        ", ".join(unpriced))
+    return AliasRoute(policy, alias.candidates)
 
 
 def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optional[dict] = None,
@@ -204,6 +226,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                 new = build_snapshot(new_cfg, router, env, router_lock, previous=old)
                 if new.routing is not None:
                     await new.routing.start()          # new candidates prepared before any request sees them
+                    new.aliases = await new.routing.fit_budgets(new.aliases)
             except (ModelsatError, RouterError) as exc:
                 log.error("zoo %s changed but was not taken in; still serving its %d models: %s", watch.where,
                           len(old.upstreams), exc)
@@ -229,6 +252,13 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             first = state["zoo"]
             if first.routing is not None:
                 await first.routing.start()
+                first.aliases = await first.routing.fit_budgets(first.aliases)
+                for name, a in first.aliases.items():
+                    if a.policy.fit is not None:
+                        f = a.policy.fit
+                        log.info("%s: budget $%g per request -> lambda %.4g (mean expected cost $%.6g, mean P %.3f on "
+                                 "%s)%s", name, f.budget, f.lam, f.mean_cost, f.mean_p, a.policy.fitted_on,
+                                 "" if f.met else "; not met: even the cheapest models cost more")
             watcher = asyncio.create_task(take_in_changes()) if watch is not None else None
             try:
                 yield
@@ -269,14 +299,27 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                                               "param": exc.param, "code": exc.code}}),
                         status_code=400, media_type="application/json")
 
-    async def decide(snap: ZooSnapshot, requested: str, messages: list) -> Decision | Response:
+    def header_error(header: str, message: str, code: str = "invalid_header") -> Response:
+        return Response(json.dumps({"error": {"message": message, "type": "invalid_request_error", "param": header,
+                                              "code": code}}), status_code=400, media_type="application/json")
+
+    async def decide(snap: ZooSnapshot, requested: str, body: dict, request: Request) -> Decision | Response:
         routing = snap.routing
         if routing is None:
             return api_error(503, f"model {requested!r} routes, but this proxy has no router configured "
                                   "(set `router:` in the config), or name one of the models",
                              "server_error", "no_router")
-        weight, only = snap.aliases[requested]
-        decision = await routing.decide(instruction_of(messages), weight, only)
+        alias = snap.aliases[requested]
+        try:
+            policy = request_policy(request.headers, alias.policy, routing.probabilities)
+        except HeaderError as exc:
+            return header_error(exc.header, exc.message)
+        try:
+            decision = await routing.decide(instruction_of(body["messages"]), policy, alias.only,
+                                            request_tokens(body))
+        except OverMaxCost as exc:
+            where = H_MAX_COST if H_MAX_COST in request.headers else f"aliases.{requested}.max_cost"
+            return header_error(where, f"{where}: {exc}", "over_max_cost")
         metrics.routing.observe(decision.overhead_ms / 1000)
         return decision
 
@@ -328,14 +371,11 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         if not isinstance(requested, str) or requested not in aliases:
             return api_error(400, f"'model' must be a routing name ({', '.join(aliases)}), got "
                                   f"{quoted(str(requested))}")
-        decision = await decide(snap, requested, body["messages"])
+        decision = await decide(snap, requested, body, request)
         if isinstance(decision, Response):
             return decision
         metrics.requests.labels("route", "200").inc()
-        return {"model": decision.ranking[0].name, "router": router.name, "cost_weight": decision.cost_weight,
-                "routing_ms": round(decision.overhead_ms, 3),
-                "candidates": [{"model": u.name, "score": s, "adjusted_score": a, "price_per_mtok": u.price_per_mtok}
-                               for u, s, a in zip(decision.ranking, decision.scores, decision.adjusted)]}
+        return {"requested": requested, "router": router.name, **decision.record()}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -360,12 +400,17 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         if not isinstance(requested, str):
             return api_error(400, "'model' must be a string")
         deadline = arrived + deadlines.get(requested, cfg.deadlines.request_s)
+        decision: Optional[Decision] = None
         if requested in aliases:
-            decision = await decide(snap, requested, body["messages"])
+            decision = await decide(snap, requested, body, request)
             if isinstance(decision, Response):
                 return decision
             ranking, routing_ms = decision.ranking, decision.overhead_ms
         elif requested in by_name:
+            sent = next((h for h in POLICY_HEADERS if h in request.headers), None)
+            if sent is not None:
+                return header_error(sent, f"{sent}: routing headers apply to routing names "
+                                          f"({', '.join(aliases)}), not to the model {quoted(requested)} named")
             ranking = [by_name[requested]]          # a real model name: that model or nothing
         else:
             names = ", ".join([*aliases, *by_name]) if snap.routing is not None else ", ".join(by_name)
@@ -394,6 +439,15 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
         headers = {H_MODEL: up.name}
         if routing_ms is not None:
             headers[H_ROUTING_MS] = f"{routing_ms:.3f}"
+        if decision is not None:
+            p, expected = decision.of(up)
+            headers[H_POLICY] = decision.policy.policy
+            if p is not None:
+                headers[H_P] = f"{p:.4f}"
+            if expected is not None:
+                headers[H_EXPECTED_COST] = f"{expected:.8f}"
+                if opened.status < 300:
+                    metrics.expected_cost.labels(up.name).inc(expected)
         if opened.fallbacks:
             headers["x-modelsat-fallbacks"] = str(opened.fallbacks)
         content_type = opened.response.headers.get("content-type", "application/json")

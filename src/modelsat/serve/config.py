@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -82,10 +82,42 @@ class UpstreamModel(_Strict):
 
 
 class Alias(_Strict):
-    """A model name that routes, with its cost weight (score − cost_weight × relative cost)."""
-    cost_weight: float = Field(0.0, ge=0)
+    """A model name that routes, with its policy (`modelsat.policies`; docs/concepts/probabilities-and-policies.md):
+    `policy: threshold` with `delta` and/or `tau`, `policy: tradeoff` with `lambda`, `policy: budget` with `budget`;
+    `max_cost` caps each request's expected cost under any policy."""
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    policy: Literal["max-quality", "tradeoff", "threshold", "budget"] = Field(
+        "max-quality", description="how P(good answer) is weighed against expected cost")
+    lam: Optional[float] = Field(None, alias="lambda", ge=0, description="tradeoff: probability per USD")
+    delta: Optional[float] = Field(None, ge=0, le=1, description="threshold: margin below the best P")
+    tau: Optional[float] = Field(None, ge=0, le=1, description="threshold: or an absolute P")
+    budget: Optional[float] = Field(None, ge=0, description="budget: mean USD per request (lambda fitted at start)")
+    max_cost: Optional[float] = Field(None, ge=0, description="USD: models expected to cost more are never tried")
     candidates: Optional[list[str]] = Field(None, description="subset of models to route among (default all)")
     deadline_s: Optional[float] = Field(None, gt=0, description="this alias's deadlines.request_s")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_cost_weight(cls, data):
+        if isinstance(data, dict) and "cost_weight" in data:
+            raise ValueError("cost_weight was replaced by policies: use `policy: tradeoff` with `lambda` "
+                             "(probability per USD), `policy: threshold` with `delta`, or `policy: budget` with "
+                             "`budget` (docs/reference/http-api.md)")
+        return data
+
+    @model_validator(mode="after")
+    def _knobs_fit_the_policy(self) -> "Alias":
+        from modelsat.policies import KnobError, check_knobs
+        try:
+            check_knobs(self.policy, self.knobs)
+        except KnobError as exc:
+            raise ValueError(f"{exc.knob}: {exc}") from None
+        return self
+
+    @property
+    def knobs(self) -> dict:
+        """The policy's knobs as `modelsat.policies.check_knobs` reads them."""
+        return {"lambda": self.lam, "delta": self.delta, "tau": self.tau, "budget": self.budget}
 
 
 class Auth(_Strict):
@@ -150,8 +182,8 @@ class Server(_Strict):
 class ServeConfig(_Strict):
     models: list[UpstreamModel] = Field(min_length=1)
     router: Optional[Path] = Field(None, description="router folder written by Router.save")
-    default_cost_weight: float = Field(0.0, ge=0, description=f"cost weight of model={ROUTING_MODEL!r}")
-    aliases: dict[str, Alias] = Field(default_factory=dict)
+    aliases: dict[str, Alias] = Field(default_factory=dict, description=f"routing names; `{ROUTING_MODEL}` sets "
+                                      "the default name's policy (default max-quality)")
     auth: Auth = Field(default_factory=Auth)
     limits: Limits = Field(default_factory=Limits)
     timeouts: Timeouts = Field(default_factory=Timeouts)
@@ -160,6 +192,15 @@ class ServeConfig(_Strict):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     server: Server = Field(default_factory=Server)
     max_route_batch: int = Field(32, gt=0, description="instructions scored together in one router call")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_cost_weight(cls, data):
+        if isinstance(data, dict) and "default_cost_weight" in data:
+            raise ValueError(f"default_cost_weight was replaced by policies: give the default name its policy as "
+                             f"aliases: {{{ROUTING_MODEL}: {{policy: tradeoff, lambda: ...}}}} "
+                             "(docs/reference/http-api.md)")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "ServeConfig":
@@ -218,7 +259,7 @@ def parse_config(data: object, source: str = "<config>", base_dir: Path | None =
         lines = []
         for e in exc.errors(include_input=False, include_url=False):
             where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  {where}: {e['msg']}")
+            lines.append(f"  {where}: {e['msg'].removeprefix('Value error, ')}")
         raise ModelsatError(f"{source}: invalid serve config\n" + "\n".join(lines)) from None
     return _resolve_paths(cfg, base_dir or Path.cwd())
 

@@ -28,7 +28,12 @@ class ProxyMetrics:
         self.upstream_errors = Counter("modelsat_upstream_errors", "Failed upstream attempts, per model and reason",
                                        ["model", "reason"], registry=r)
         self.tokens = Counter("modelsat_tokens", "Tokens reported by upstreams", ["model", "kind"], registry=r)
-        self.cost = Counter("modelsat_cost_usd", "Cost in USD of priced models", ["model"], registry=r)
+        # spend by model: what the upstreams' usage and the configured prices say was spent, and what the policy
+        # expected when it routed (every answered routed request of a priced model), side by side
+        self.cost = Counter("modelsat_cost_usd", "Cost in USD of answers from models with a config price, from "
+                            "the usage the upstream reported", ["model"], registry=r)
+        self.expected_cost = Counter("modelsat_expected_cost_usd", "Expected cost in USD of routed requests "
+                                     "answered, as the policy estimated it when routing", ["model"], registry=r)
         self.circuit_open = Gauge("modelsat_circuit_open", "1 while a model's circuit breaker is open "
                                   "(in any worker)", ["model"], registry=r, multiprocess_mode="max")
         self.streams_cut = Counter("modelsat_streams_cut", "Streams ended by an error event, per model and "
