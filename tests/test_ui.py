@@ -107,9 +107,9 @@ def test_explain_gives_every_candidate_p_cost_and_the_tradeoff_choice(console):
     names = [c["model"] for c in data["candidates"]]
     assert sorted(names) == sorted(PRICES)
     p = np.array([c["p"] for c in data["candidates"]])
-    cost = np.array([c["expected_cost"] for c in data["candidates"]])
+    cost = np.array([c["expected_cost_usd"] for c in data["candidates"]])
     assert ((p >= 0) & (p <= 1)).all() and (cost > 0).all()
-    assert data["chosen"] == tradeoff(p[None], cost[None], 0.0, names).chosen_models[0]
+    assert data["chosen"] == tradeoff(p[None], cost[None], 0.0, names).chosen_models[0] == data["ranking"][0]
     assert data["correction"]["kind"] == "none" and all(c["correction"] == 0 for c in data["candidates"])
     assert len(data["subjects"]) == 5 and abs(sum(s["weight"] for s in data["subjects"])
                                               + data["other_subjects_weight"] - 1) < 1e-6
@@ -208,13 +208,16 @@ def test_route_page_ranks_the_candidates_as_the_route_endpoint_does(page, consol
     assert page.locator("#chosen").get_attribute("data-model") == api["model"]
     explained = httpx.post(f"{console[0]}/v1/explain", json={"instruction": INSTRUCTION}, headers=AUTH,
                            timeout=120).json()
-    for c in explained["candidates"]:
+    assert shown_ranking(page) == explained["ranking"]
+    by_route = {a["model"]: a for a in api["candidates"]}
+    for c in explained["candidates"]:          # the same P and expected cost as the proxy routes on
+        assert by_route[c["model"]]["p"] == pytest.approx(c["p"], abs=1e-12)
+        assert by_route[c["model"]]["expected_cost_usd"] == pytest.approx(c["expected_cost_usd"], rel=1e-12)
         row = page.locator(f'#ranking tr[data-model="{c["model"]}"]')
         assert f"{100 * c['p']:.1f} %" in row.inner_text()
-        if "p" in next(a for a in api["candidates"] if a["model"] == c["model"]):
-            assert next(a["p"] for a in api["candidates"] if a["model"] == c["model"]) == pytest.approx(c["p"])
     assert "no learned correction" in page.locator("#why-correction").inner_text()
-    assert page.locator("#why-subjects tbody tr").count() == 5
+    shown = [s["subject"] for i, s in enumerate(explained["subjects"]) if i == 0 or s["weight"] >= 0.005]
+    assert page.eval_on_selector_all("#why-subjects tbody th", "cells => cells.map(c => c.textContent)") == shown
     page.screenshot(path=str(shots / "route.png"), full_page=True)
     print(f"\nscreenshot: {shots / 'route.png'}")
 
@@ -225,7 +228,7 @@ def test_the_slider_reranks_in_the_page_by_the_tradeoff_rule_and_ends_on_the_che
                            timeout=120).json()
     names = [c["model"] for c in explained["candidates"]]
     p = np.array([[c["p"] for c in explained["candidates"]]])
-    cost = np.array([[c["expected_cost"] for c in explained["candidates"]]])
+    cost = np.array([[c["expected_cost_usd"] for c in explained["candidates"]]])
     first = page.locator("#chosen").get_attribute("data-model")
     assert first != "budget-model"
     calls_before = sum("/v1/" in u for u in page.requests)
@@ -241,6 +244,25 @@ def test_the_slider_reranks_in_the_page_by_the_tradeoff_rule_and_ends_on_the_che
     assert page.locator("#chosen").get_attribute("data-model") == "budget-model"
     assert seen[0] == first and seen[-1] == "budget-model"
     assert sum("/v1/" in u for u in page.requests) == calls_before        # no routing call while sliding
+
+
+def test_every_control_has_a_label_and_routing_works_from_the_keyboard(page):
+    page.keyboard.press("Tab")                   # the skip link, then the pages, to the instruction box
+    page.locator("#instruction").focus()
+    page.keyboard.type("What does the mitochondrion do in a cell?")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#route-status[data-ms]")
+    page.locator("#lambda-slider").focus()
+    page.keyboard.press("End")
+    assert page.locator("#chosen").get_attribute("data-model") == "budget-model"
+    for hash_ in ("#route", "#zoo", "#results"):
+        page.goto(page.url.split("#")[0] + hash_)
+        page.wait_for_timeout(300)
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(e => e.offsetParent !== null)
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.outerHTML)""")
+        assert not unlabelled, (hash_, unlabelled)
 
 
 def test_send_forwards_through_the_proxy_and_shows_the_reply_and_its_latency(page):

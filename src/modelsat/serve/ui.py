@@ -106,31 +106,6 @@ async def json_body(request: Request) -> dict | Response:
 
 
 # ---- Route: what the router weighed -------------------------------------------------------------------------------
-def prompt_tokens(text: str) -> int:
-    """The instruction's length in tokens as the cost model counts it (about 4 characters a token)."""
-    from modelsat.sources.llmrouter import input_tokens
-    return input_tokens(text)
-
-
-def upstream_price(upstream) -> Optional[tuple[float, float]]:
-    """(input, output) USD per million tokens of a served model: the zoo's price, else its profile's; None if
-    neither gives one."""
-    from modelsat.policies import split_price
-    p = upstream.cfg.price_in_out
-    if p is not None:
-        return p.input, p.output
-    return split_price(upstream.profile.notes.get("price_per_mtok")) if upstream.profile is not None else None
-
-
-def candidate_costs(upstreams: Sequence, instruction: str) -> tuple[np.ndarray, list[Optional[tuple]]]:
-    """((m,) expected USD of answering `instruction` with each upstream, 0 where no price is known; the prices)."""
-    from modelsat.policies import expected_cost
-    prices = [upstream_price(u) for u in upstreams]
-    ins = np.array([p[0] if p else 0.0 for p in prices])
-    outs = np.array([p[1] if p else 0.0 for p in prices])
-    return np.asarray(expected_cost(np.array([prompt_tokens(instruction)]), ins, outs))[0], prices
-
-
 def subject_map_of(router):
     """The subject map a router reads (its fitted profile prior's, its own, or the shipped one)."""
     for holder in (getattr(router, "prior_router_", None), router):
@@ -166,20 +141,23 @@ def score_parts(router, instruction: str, profiles: Sequence) -> dict:
             "correction": np.asarray(correction, dtype=float).tolist()}
 
 
-def explain(router, upstreams: Sequence, instruction: str, lam: float) -> dict:
-    """Everything the Route page shows for one instruction (call it holding the router's lock)."""
+def explain(routing, instruction: str, lam: float) -> dict:
+    """Everything the Route page shows for one instruction, over a RoutingService's candidates (call it holding
+    the router's lock): each candidate's P and expected cost as the proxy routes on them, the score's parts, the
+    subjects, and the `tradeoff` ranking at `lam`."""
     from modelsat.embeddings import transient
-    from modelsat.policies import tradeoff
-    cands = [u for u in upstreams if u.profile is not None]
-    profiles = [u.profile for u in cands]
+    from modelsat.policies import DEFAULT_OUTPUT_TOKENS, prompt_tokens, rank
+    router, cands = routing.router, routing.upstreams
     t0 = time.perf_counter()
     with transient():        # the instruction is embedded once, in memory only (as the proxy routes)
-        p = np.asarray(router.predict_proba([instruction], profiles), dtype=np.float64)[0]
-        parts = score_parts(router, instruction, profiles)
+        p = np.asarray(router.predict_proba([instruction], routing.profiles), dtype=np.float64)[0]
+        parts = score_parts(router, instruction, routing.profiles)
         sm = subject_map_of(router)
         w = sm.weights([instruction])[0]
-    cost, prices = candidate_costs(cands, instruction)
-    choice = tradeoff(p[None, :], cost[None, :], lam, [u.name for u in cands])
+    ms = (time.perf_counter() - t0) * 1000
+    tokens = prompt_tokens(instruction)
+    cost = routing.costs(routing.columns(None), tokens, DEFAULT_OUTPUT_TOKENS)
+    order = rank(p, cost, "tradeoff", lam=lam)
     top = np.argsort(-w, kind="stable")[:TOP_SUBJECTS]
     subjects = []
     for i in top:
@@ -190,19 +168,19 @@ def explain(router, upstreams: Sequence, instruction: str, lam: float) -> dict:
                          "n_items": {m: (s.n_items if s else 0) for m, s in scores.items()}})
     rows = []
     for j, u in enumerate(cands):
-        row = {"model": u.name, "p": float(p[j]), "expected_cost": float(cost[j]), "price_known": prices[j] is not None,
-               "price": {"input": prices[j][0], "output": prices[j][1]} if prices[j] else None,
+        known = bool(routing.price_known[j])
+        row = {"model": u.name, "p": float(p[j]), "expected_cost_usd": float(cost[j]) if known else None,
+               "price": {"input": float(routing.price_in[j]), "output": float(routing.price_out[j])} if known else None,
                "mean_accuracy": u.profile.mean_accuracy}
         if parts["kind"] != "unavailable":
             row.update({k: parts[k][j] for k in ("prior", "records_update", "correction")})
         rows.append(row)
     return {"router": router.name, "calibrated": getattr(router, "calibrator_", None) is not None,
-            "prompt_tokens": prompt_tokens(instruction), "candidates": rows,
+            "prompt_tokens": tokens, "expected_output_tokens": DEFAULT_OUTPUT_TOKENS, "candidates": rows,
             "subjects": subjects, "other_subjects_weight": float(max(0.0, 1.0 - w[top].sum())),
             "correction": {"kind": parts["kind"], "text": parts["text"]},
-            "policy": {"name": "tradeoff", "lambda": lam, "rule": "highest P - lambda x expected cost; ties to the "
-                                                                  "cheaper, then the first listed"},
-            "chosen": choice.chosen_models[0], "ms": round((time.perf_counter() - t0) * 1000, 3)}
+            "policy": "tradeoff", "params": {"lambda": lam}, "chosen": cands[order[0]].name,
+            "ranking": [cands[j].name for j in order], "ms": round(ms, 3)}
 
 
 # ---- Zoo ------------------------------------------------------------------------------------------------------------
@@ -219,10 +197,11 @@ def breaker_state(breaker) -> dict:
 
 def zoo_view(upstreams: Sequence, folder: Optional[Path]) -> dict:
     """Each served model's profile, price, endpoint and breaker; whether the zoo can be changed from the page."""
+    from modelsat.serve.routing import price_of
     subjects = sorted({s for u in upstreams if u.profile is not None for s in u.profile.subjects})
     models = []
     for u in upstreams:
-        price = upstream_price(u)
+        price = price_of(u)
         prof = u.profile
         models.append({"name": u.name, "base_url": u.cfg.base_url, "upstream_model": u.upstream_model,
                        "api_key_env": u.cfg.api_key_env,
@@ -350,7 +329,7 @@ def mount_console(app: FastAPI, watch=None) -> None:
 
         def work():
             with routing._lock:         # the router is never called from two threads at once (RoutingService)
-                return explain(routing.router, routing.upstreams, instruction, float(lam))
+                return explain(routing, instruction, float(lam))
         try:
             return await anyio.to_thread.run_sync(work)
         except ModelsatError as exc:

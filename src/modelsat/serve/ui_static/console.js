@@ -97,6 +97,8 @@ function show() {
 }
 
 // ---- Route --------------------------------------------------------------------------------------------------------
+// What a policy weighs: the expected cost in USD, 0 where the price is unknown (as modelsat.policies counts it)
+const costOf = (c) => (c.expected_cost_usd === null ? 0 : c.expected_cost_usd);
 // The rule of modelsat.policies.tradeoff: the highest P − λ·cost; ties go to the cheaper, then the first listed.
 function choose(p, cost, lam) {
   const obj = p.map((x, j) => x - lam * cost[j]);
@@ -137,7 +139,7 @@ async function routeInstruction(event) {
   try {
     const data = await apiJson("/v1/explain", { method: "POST", json: { instruction: text, lambda: 0 } });
     state.explained = data; state.instruction = text;
-    state.range = lambdaRange(data.candidates.map((c) => c.p), data.candidates.map((c) => c.expected_cost));
+    state.range = lambdaRange(data.candidates.map((c) => c.p), data.candidates.map(costOf));
     $("lambda-slider").value = "0"; $("lambda-value").value = "0";
     $("route-result").hidden = false;
     renderRoute(0);
@@ -164,14 +166,14 @@ function bar(x, width = 90) {
 function renderRoute(lam) {
   const data = state.explained;
   const cands = data.candidates;
-  const p = cands.map((c) => c.p), cost = cands.map((c) => c.expected_cost);
+  const p = cands.map((c) => c.p), cost = cands.map(costOf);
   const chosen = choose(p, cost, lam);
   const order = cands.map((_, j) => j).sort((a, b) =>
     (p[b] - lam * cost[b]) - (p[a] - lam * cost[a]) || cost[a] - cost[b] || a - b);
   order.splice(order.indexOf(chosen), 1); order.unshift(chosen);
   const c = cands[chosen];
-  const unknown = cands.filter((x) => !x.price_known).map((x) => x.model);
-  $("chosen").textContent = `Chosen: ${c.model} — P(good answer) ${pct(c.p)}, expected cost $${usd(c.expected_cost)} ` +
+  const unknown = cands.filter((x) => x.expected_cost_usd === null).map((x) => x.model);
+  $("chosen").textContent = `Chosen: ${c.model} — P(good answer) ${pct(c.p)}, expected cost $${usd(costOf(c))} ` +
     `per request (${lam === 0 ? "λ = 0: max quality" : "λ = " + lam})` +
     (unknown.length ? `. No price known for ${unknown.join(", ")}: counted as 0.` : "");
   $("chosen").dataset.model = c.model;
@@ -182,8 +184,8 @@ function renderRoute(lam) {
       el("td", { class: "num", text: String(rank + 1) }),
       el("td", {}, x.model, j === chosen ? el("span", { text: " (chosen)" }) : null),
       el("td", { class: "num" }, pct(x.p), bar(x.p)),
-      el("td", { class: "num", text: x.price_known ? usd(x.expected_cost) : "unknown (0)" }),
-      el("td", { class: "num", text: (x.p - lam * x.expected_cost).toFixed(4) }));
+      el("td", { class: "num", text: x.expected_cost_usd === null ? "price unknown (0)" : usd(x.expected_cost_usd) }),
+      el("td", { class: "num", text: (x.p - lam * costOf(x)).toFixed(4) }));
   }));
   $("send-button").textContent = `Send to ${c.model}`;
   renderWhy(chosen);
@@ -194,15 +196,17 @@ function renderWhy(chosen) {
   const cands = data.candidates;
   const others = cands.map((_, j) => j).filter((j) => j !== chosen);
   const cols = [chosen, ...others];
-  const top = data.subjects.map((s) => `${s.subject} (${(100 * s.weight).toFixed(0)} %)`).join(", ");
+  const shown = data.subjects.filter((s, i) => i === 0 || s.weight >= 0.005);     // not the ones near 0
+  const rest = 1 - shown.reduce((a, s) => a + s.weight, 0);
+  const top = shown.map((s) => `${s.subject} (${(100 * s.weight).toFixed(0)} %)`).join(", ");
   $("why-subjects-intro").textContent = `The instruction was mapped to the aptitude test's subjects ${top}` +
-    (data.other_subjects_weight > 0.005 ? `, and ${(100 * data.other_subjects_weight).toFixed(0)} % spread over the rest.` : ".");
+    (rest > 0.005 ? `, and ${(100 * rest).toFixed(0)} % spread over the rest.` : ".");
   const subj = $("why-subjects");
   subj.querySelector("thead").replaceChildren(el("tr", {},
     el("th", { scope: "col", text: "subject" }), el("th", { scope: "col", class: "num", text: "weight" }),
     ...cols.map((j) => el("th", { scope: "col", class: j === chosen ? "num pick" : "num",
                                   text: cands[j].model + (j === chosen ? " (chosen)" : "") }))));
-  subj.querySelector("tbody").replaceChildren(...data.subjects.map((s) => el("tr", {},
+  subj.querySelector("tbody").replaceChildren(...shown.map((s) => el("tr", {},
     el("th", { scope: "row", text: s.subject }),
     el("td", { class: "num" }, pct(s.weight), bar(s.weight, 60)),
     ...cols.map((j) => {
@@ -227,7 +231,8 @@ function renderWhy(chosen) {
   }));
   $("why-correction").textContent = "Learned correction: " + data.correction.text +
     (has ? ". Profile prior: the model's accuracy at these subjects, shrunk toward its mean; records update: how " +
-           "much its results on the nearest training items moved that estimate." : ".");
+           "much its results on the nearest training items moved that estimate; P(good answer): the score after " +
+           (data.calibrated ? "calibration on held-out items." : "clipping to [0, 1] (the router is not calibrated).") : ".");
 }
 
 function onLambdaSlider() {
