@@ -12,8 +12,8 @@ Policies (`POLICIES`), each with one knob:
 
 - `max-quality`: the candidate with the highest P.
 - `tradeoff`: the highest P − λ · cost. λ is in **probability per USD**: a candidate that costs Δ dollars more
-  per request must raise P by more than λ · Δ to be chosen. λ = 0 is max-quality; λ = 100 pays at most one
-  cent per request for each point of P (0.01); the larger λ, the cheaper the choices.
+  per request must raise P by more than λ · Δ to be chosen. λ = 0 is max-quality; a point of P (0.01) is
+  worth 0.01 / λ USD (λ = 1: a cent; λ = 100: a hundredth of a cent); the larger λ, the cheaper the choices.
 - `threshold`: the cheapest candidate whose P is within δ of the best candidate's P (δ ≥ 0, in probability),
   or whose P is at least an absolute τ (RouteLLM's threshold, generalised to m models). δ = 0 is max-quality.
 - `budget`: a target mean cost per request B in USD ("at most $0.50 per 1,000 requests" is B = 0.0005).
