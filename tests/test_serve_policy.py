@@ -233,3 +233,42 @@ def test_the_default_routing_name_takes_its_policy_from_aliases(tmp_path):
     with zoo(tmp_path, aliases={"modelsat": {"policy": "threshold", "delta": 0.03}}) as (proxy, _):
         r = post(proxy, chat(MATH))
     assert r.headers["x-modelsat-model"] == "beta" and r.headers["x-modelsat-policy"] == "threshold"
+
+
+def test_a_budget_is_fitted_again_when_the_zoo_is_reloaded(tmp_path):
+    """A changed zoo (beta's price raised 50-fold) gets its own λ when taken in, before any request sees it."""
+    import threading
+
+    from modelsat.serve.app import make_app
+    from modelsat.serve.loopback import LoopbackServer
+    from test_serve_support import write_profile
+
+    def config(beta_price: float):
+        models = [{"name": n, "base_url": f"{servers[n].url}/v1", "profile": str(write_profile(tmp_path, n)),
+                   "price": p} for n, p in (("alpha", 10.0), ("beta", beta_price))]
+        return parse_config({"models": models, "router": str(FixedProbabilityRouter().save(tmp_path / "router")),
+                             "aliases": {"tight": {"policy": "budget", "budget": 0.0001}},
+                             "auth": {"allow_unauthenticated": True}}, base_dir=tmp_path)
+
+    class OneChange:
+        where, pending = "test zoo", False
+
+        def changed(self):
+            was, self.pending = self.pending, False
+            return was
+
+        def load(self):
+            return config(5.0)
+
+    reloaded = threading.Event()
+    watch = OneChange()
+    with LoopbackServer(StubUpstream("alpha")) as a, LoopbackServer(StubUpstream("beta")) as b:
+        servers = {"alpha": a, "beta": b}
+        app = make_app(config(0.1), watch=watch, on_reload=lambda old, new: reloaded.set())
+        with LoopbackServer(app) as proxy:
+            before = route(proxy, model="tight").json()["params"]
+            watch.pending = True
+            assert reloaded.wait(30), "the zoo change was not taken in"
+            after = route(proxy, model="tight").json()["params"]
+    assert before["lambda"] != after["lambda"] and before["fitted_items"] == after["fitted_items"] == 100
+    assert before["fitted_mean_cost"] < after["fitted_mean_cost"]

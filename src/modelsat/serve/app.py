@@ -183,6 +183,16 @@ def alias_route(name: str, alias: Alias, routing: Optional[RoutingService]) -> A
     return AliasRoute(policy, alias.candidates)
 
 
+def log_budget_fits(snap: ZooSnapshot) -> None:
+    """Logs the λ fitted for each budget routing name, and what it was fitted on."""
+    for name, a in snap.aliases.items():
+        f = a.policy.fit
+        if f is not None:
+            log.info("%s: budget $%g per request -> lambda %.4g (mean expected cost $%.6g, mean P %.3f on %s)%s", name,
+                     f.budget, f.lam, f.mean_cost, f.mean_p, a.policy.fitted_on,
+                     "" if f.met else "; not met: even the cheapest models cost more")
+
+
 def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optional[dict] = None,
              watch: Optional[ZooWatch] = None,
              on_reload: Optional[Callable[[ZooSnapshot, ZooSnapshot], None]] = None) -> FastAPI:
@@ -227,6 +237,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
                 if new.routing is not None:
                     await new.routing.start()          # new candidates prepared before any request sees them
                     new.aliases = await new.routing.fit_budgets(new.aliases)
+                    log_budget_fits(new)
             except (ModelsatError, RouterError) as exc:
                 log.error("zoo %s changed but was not taken in; still serving its %d models: %s", watch.where,
                           len(old.upstreams), exc)
@@ -253,12 +264,7 @@ def make_app(cfg: ServeConfig, router: Optional[Router] = None, environ: Optiona
             if first.routing is not None:
                 await first.routing.start()
                 first.aliases = await first.routing.fit_budgets(first.aliases)
-                for name, a in first.aliases.items():
-                    if a.policy.fit is not None:
-                        f = a.policy.fit
-                        log.info("%s: budget $%g per request -> lambda %.4g (mean expected cost $%.6g, mean P %.3f on "
-                                 "%s)%s", name, f.budget, f.lam, f.mean_cost, f.mean_p, a.policy.fitted_on,
-                                 "" if f.met else "; not met: even the cheapest models cost more")
+                log_budget_fits(first)
             watcher = asyncio.create_task(take_in_changes()) if watch is not None else None
             try:
                 yield
