@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 import anyio
 import httpx
 import numpy as np
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from modelsat.errors import ModelsatError
@@ -304,7 +304,6 @@ def mount_console(app: FastAPI, watch=None) -> None:
     folder = watch.folder if isinstance(watch, ZooFolderWatch) else None
     app.state.console_results = []
     app.add_middleware(ConsoleAssets)
-    api = APIRouter()
 
     def routing_or_problem():
         routing = app.state.routing
@@ -312,7 +311,7 @@ def mount_console(app: FastAPI, watch=None) -> None:
             return problem(503, "this proxy has no router configured (set `router:` in the config)", "no_router")
         return routing
 
-    @api.post("/v1/explain")
+    @app.post("/v1/explain")
     async def explain_route(request: Request):
         body = await json_body(request)
         if isinstance(body, Response):
@@ -335,11 +334,11 @@ def mount_console(app: FastAPI, watch=None) -> None:
         except ModelsatError as exc:
             return problem(409, str(exc), "cannot_explain")
 
-    @api.get("/v1/zoo")
+    @app.get("/v1/zoo")
     async def zoo():
         return zoo_view(app.state.upstreams, folder)
 
-    @api.get("/v1/zoo/health")
+    @app.get("/v1/zoo/health")
     async def health():
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as client:
             results = []
@@ -351,7 +350,7 @@ def mount_console(app: FastAPI, watch=None) -> None:
         order = {u.name: i for i, u in enumerate(app.state.upstreams)}
         return {"endpoints": sorted(results, key=lambda r: order.get(r["name"], 0))}
 
-    @api.post("/v1/zoo/models")
+    @app.post("/v1/zoo/models")
     async def add(request: Request):
         if folder is None:
             return problem(409, zoo_view([], None)["why_not_editable"], "zoo_not_editable")
@@ -366,7 +365,7 @@ def mount_console(app: FastAPI, watch=None) -> None:
         return JSONResponse({"added": entry, "note": "the proxy takes the model in within a second"},
                             status_code=201)
 
-    @api.delete("/v1/zoo/models/{name:path}")
+    @app.delete("/v1/zoo/models/{name:path}")
     async def remove(name: str):
         if folder is None:
             return problem(409, zoo_view([], None)["why_not_editable"], "zoo_not_editable")
@@ -382,17 +381,17 @@ def mount_console(app: FastAPI, watch=None) -> None:
             return problem(404, f"no benchmark folder {i}; this console has {len(folders)}", "not_found")
         return Path(folders[i])
 
-    @api.get("/v1/results")
+    @app.get("/v1/results")
     async def results_list():
         return {"folders": [{"id": i, "name": Path(f).name} for i, f in enumerate(app.state.console_results)],
                 "hint": "give benchmark folders with `modelsat ui --zoo DIR --results BENCH_DIR`"}
 
-    @api.get("/v1/results/{i}")
+    @app.get("/v1/results/{i}")
     async def results_one(i: int):
         f = results_folder(i)
         return f if isinstance(f, Response) else results_view(f)
 
-    @api.get("/v1/results/{i}/plots/{file}")
+    @app.get("/v1/results/{i}/plots/{file}")
     async def results_plot(i: int, file: str):
         f = results_folder(i)
         if isinstance(f, Response):
@@ -402,7 +401,6 @@ def mount_console(app: FastAPI, watch=None) -> None:
             return problem(404, f"no plot {file!r} in {f.name}", "not_found")
         return Response(path.read_bytes(), media_type="image/png", headers={"cache-control": "no-cache"})
 
-    app.include_router(api)
 
 
 def console_app(zoo_folder: str | os.PathLike, results: Sequence[str | os.PathLike] = (),
