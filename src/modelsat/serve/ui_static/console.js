@@ -138,13 +138,15 @@ async function routeInstruction(event) {
   $("route-button").disabled = true;
   try {
     const data = await apiJson("/v1/explain", { method: "POST", json: { instruction: text, lambda: 0 } });
+    const t1 = performance.now();
     state.explained = data; state.instruction = text;
     state.range = lambdaRange(data.candidates.map((c) => c.p), data.candidates.map(costOf));
     $("lambda-slider").value = "0"; $("lambda-value").value = "0";
     $("route-result").hidden = false;
     renderRoute(0);
     $("reply").hidden = true; say("send-status", "");
-    const ms = performance.now() - t0;
+    const t2 = performance.now(), ms = t2 - t0;
+    $("route-status").dataset.drawMs = (t2 - t1).toFixed(1);     // read by scripts/ui_latency.py
     $("route-status").dataset.ms = ms.toFixed(1);
     say("route-status", `Answered in ${ms.toFixed(0)} ms (the router took ${data.ms.toFixed(0)} ms); ` +
         `${data.candidates.length} candidates, router ${data.router}` +
