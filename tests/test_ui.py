@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -171,15 +171,15 @@ def shots(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def page(browser, console):
-    """A signed-in page on the console; at the end, every request it made must have stayed on loopback."""
+@contextmanager
+def signed_in(browser, url: str):
+    """A page signed in to the console at `url`; at the end, every request it made must have stayed on loopback."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))
     pg = context.new_page()
     pg.set_default_timeout(60_000)
-    pg.goto(f"{console[0]}/ui")
+    pg.goto(f"{url}/ui")
     pg.get_by_label("Client key").fill(KEY)
     pg.get_by_role("button", name="Sign in").click()
     pg.get_by_role("navigation", name="Pages").wait_for()
@@ -189,6 +189,13 @@ def page(browser, console):
     outside = [u for u in requests if urlparse(u).scheme not in ("data", "blob")
                and urlparse(u).hostname != "127.0.0.1"]
     assert requests and not outside, outside
+
+
+@pytest.fixture
+def page(browser, console):
+    """A signed-in page on the console (every request it makes must stay on loopback)."""
+    with signed_in(browser, console[0]) as pg:
+        yield pg
 
 
 def route(pg, text: str = INSTRUCTION) -> None:
@@ -353,3 +360,44 @@ def test_modelsat_ui_refuses_a_folder_that_is_not_a_benchmark(console, tmp_path)
                         "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"--results {tmp_path}: not a benchmark folder" in r.stderr
+
+
+# ---- a router without probabilities ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def uncalibrated(tmp_path_factory, console):
+    """The console over the same models routed by the `random` router (scores, not probabilities)."""
+    import yaml
+
+    from modelsat.routers.random_router import RandomRouter
+    tmp = tmp_path_factory.mktemp("uncalibrated")
+    router_dir = RandomRouter(seed=3).fit(None, []).save(tmp / "random-router")
+    zoo = tmp / "zoo"
+    init_zoo(zoo)
+    for m in read_index(console[1])["models"]:
+        add_model(zoo, console[1] / m["profile"], m["base_url"], m["price"])
+    index = yaml.safe_load((zoo / "zoo.yaml").read_text())
+    index["serve"]["router"] = str(router_dir)
+    (zoo / "zoo.yaml").write_text(yaml.safe_dump(index))
+    app = console_app(zoo, environ=dict(os.environ, MODELSAT_CLIENT_KEY=KEY))
+    with LoopbackServer(app, access_log=False, log_level="warning") as server:
+        yield server.url
+
+
+def test_a_router_without_probabilities_is_explained_by_its_scores_and_ranked_as_the_proxy_ranks(uncalibrated):
+    data = httpx.post(f"{uncalibrated}/v1/explain", json={"instruction": INSTRUCTION}, headers=AUTH,
+                      timeout=120).json()
+    assert data["probabilities"] is False and all(c["p"] is None for c in data["candidates"])
+    api = httpx.post(f"{uncalibrated}/v1/route", headers=AUTH, timeout=120,
+                     json={"messages": [{"role": "user", "content": INSTRUCTION}]}).json()
+    assert data["ranking"] == [c["model"] for c in api["candidates"]] and data["chosen"] == api["model"]
+    assert data["correction"]["kind"] == "unavailable"
+    r = httpx.post(f"{uncalibrated}/v1/explain", json={"instruction": INSTRUCTION, "lambda": 100}, headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("lambda: the random router gives scores")
+
+
+def test_the_route_page_shows_scores_and_no_slider_for_a_router_without_probabilities(browser, uncalibrated):
+    with signed_in(browser, uncalibrated) as pg:
+        route(pg)
+        assert pg.locator("#p-head").inner_text() == "score (not a probability)"
+        assert pg.locator("#lambda-slider").is_disabled()
+        assert "gives scores, not probabilities" in pg.locator("#no-probabilities").inner_text()

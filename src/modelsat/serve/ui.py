@@ -147,17 +147,19 @@ def explain(routing, instruction: str, lam: float) -> dict:
     subjects, and the `tradeoff` ranking at `lam`."""
     from modelsat.embeddings import transient
     from modelsat.policies import DEFAULT_OUTPUT_TOKENS, prompt_tokens, rank
-    router, cands = routing.router, routing.upstreams
+    router, cands, probabilities = routing.router, routing.upstreams, routing.probabilities
+    numbers = router.predict_proba if probabilities else router.score
     t0 = time.perf_counter()
     with transient():        # the instruction is embedded once, in memory only (as the proxy routes)
-        p = np.asarray(router.predict_proba([instruction], routing.profiles), dtype=np.float64)[0]
+        p = np.asarray(numbers([instruction], routing.profiles), dtype=np.float64)[0]
         parts = score_parts(router, instruction, routing.profiles)
         sm = subject_map_of(router)
         w = sm.weights([instruction])[0]
     ms = (time.perf_counter() - t0) * 1000
     tokens = prompt_tokens(instruction)
     cost = routing.costs(routing.columns(None), tokens, DEFAULT_OUTPUT_TOKENS)
-    order = rank(p, cost, "tradeoff", lam=lam)
+    # as the proxy ranks: by the policy on P, or, for a router without P, by its score (ties to the cheaper)
+    order = rank(p, cost, "tradeoff", lam=lam) if probabilities else np.lexsort((cost, -p))
     top = np.argsort(-w, kind="stable")[:TOP_SUBJECTS]
     subjects = []
     for i in top:
@@ -169,13 +171,15 @@ def explain(routing, instruction: str, lam: float) -> dict:
     rows = []
     for j, u in enumerate(cands):
         known = bool(routing.price_known[j])
-        row = {"model": u.name, "p": float(p[j]), "expected_cost_usd": float(cost[j]) if known else None,
+        row = {"model": u.name, "p": float(p[j]) if probabilities else None, "score": float(p[j]),
+               "expected_cost_usd": float(cost[j]) if known else None,
                "price": {"input": float(routing.price_in[j]), "output": float(routing.price_out[j])} if known else None,
                "mean_accuracy": u.profile.mean_accuracy}
         if parts["kind"] != "unavailable":
             row.update({k: parts[k][j] for k in ("prior", "records_update", "correction")})
         rows.append(row)
-    return {"router": router.name, "calibrated": getattr(router, "calibrator_", None) is not None,
+    return {"router": router.name, "probabilities": bool(probabilities),
+            "calibrated": getattr(router, "calibrator_", None) is not None,
             "prompt_tokens": tokens, "expected_output_tokens": DEFAULT_OUTPUT_TOKENS, "candidates": rows,
             "subjects": subjects, "other_subjects_weight": float(max(0.0, 1.0 - w[top].sum())),
             "correction": {"kind": parts["kind"], "text": parts["text"]},
@@ -325,6 +329,9 @@ def mount_console(app: FastAPI, watch=None) -> None:
         routing = routing_or_problem()
         if isinstance(routing, Response):
             return routing
+        if lam > 0 and not routing.probabilities:
+            return problem(400, f"lambda: the {routing.router.name} router gives scores, not probabilities (it is "
+                                "not calibrated), so it cannot weigh them against cost; ask with lambda 0")
 
         def work():
             with routing._lock:         # the router is never called from two threads at once (RoutingService)

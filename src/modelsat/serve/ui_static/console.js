@@ -99,6 +99,10 @@ function show() {
 // ---- Route --------------------------------------------------------------------------------------------------------
 // What a policy weighs: the expected cost in USD, 0 where the price is unknown (as modelsat.policies counts it)
 const costOf = (c) => (c.expected_cost_usd === null ? 0 : c.expected_cost_usd);
+// What is ranked: P(good answer), or the raw score of a router that gives no probabilities
+const valueOf = (c) => (c.p === null ? c.score : c.p);
+const figure = (c) => (c.p === null ? c.score.toFixed(3) : pct(c.p));
+const shown = (c) => (c.p === null ? "score " : "P(good answer) ") + figure(c);
 // The rule of modelsat.policies.tradeoff: the highest P − λ·cost; ties go to the cheaper, then the first listed.
 function choose(p, cost, lam) {
   const obj = p.map((x, j) => x - lam * cost[j]);
@@ -140,7 +144,12 @@ async function routeInstruction(event) {
     const data = await apiJson("/v1/explain", { method: "POST", json: { instruction: text, lambda: 0 } });
     const t1 = performance.now();
     state.explained = data; state.instruction = text;
-    state.range = lambdaRange(data.candidates.map((c) => c.p), data.candidates.map(costOf));
+    state.range = lambdaRange(data.candidates.map(valueOf), data.candidates.map(costOf));
+    $("lambda-slider").disabled = $("lambda-value").disabled = !data.probabilities;
+    $("p-head").textContent = data.probabilities ? "P(good answer)" : "score (not a probability)";
+    $("no-probabilities").hidden = data.probabilities;
+    $("no-probabilities").textContent = data.probabilities ? "" : `The ${data.router} router gives scores, ` +
+      "not probabilities (it is not calibrated), so it cannot weigh them against cost: it ranks by score alone.";
     $("lambda-slider").value = "0"; $("lambda-value").value = "0";
     $("route-result").hidden = false;
     renderRoute(0);
@@ -168,14 +177,14 @@ function bar(x, width = 90) {
 function renderRoute(lam) {
   const data = state.explained;
   const cands = data.candidates;
-  const p = cands.map((c) => c.p), cost = cands.map(costOf);
+  const p = cands.map(valueOf), cost = cands.map(costOf);
   const chosen = choose(p, cost, lam);
   const order = cands.map((_, j) => j).sort((a, b) =>
     (p[b] - lam * cost[b]) - (p[a] - lam * cost[a]) || cost[a] - cost[b] || a - b);
   order.splice(order.indexOf(chosen), 1); order.unshift(chosen);
   const c = cands[chosen];
   const unknown = cands.filter((x) => x.expected_cost_usd === null).map((x) => x.model);
-  $("chosen").textContent = `Chosen: ${c.model} — P(good answer) ${pct(c.p)}, expected cost $${usd(costOf(c))} ` +
+  $("chosen").textContent = `Chosen: ${c.model} — ${shown(c)}, expected cost $${usd(costOf(c))} ` +
     `per request (${lam === 0 ? "λ = 0: max quality" : "λ = " + lam})` +
     (unknown.length ? `. No price known for ${unknown.join(", ")}: counted as 0.` : "");
   $("chosen").dataset.model = c.model;
@@ -185,9 +194,9 @@ function renderRoute(lam) {
     return el("tr", { class: j === chosen ? "pick" : null, "data-model": x.model },
       el("td", { class: "num", text: String(rank + 1) }),
       el("td", {}, x.model, j === chosen ? el("span", { text: " (chosen)" }) : null),
-      el("td", { class: "num" }, pct(x.p), bar(x.p)),
+      el("td", { class: "num" }, figure(x), x.p === null ? null : bar(x.p)),
       el("td", { class: "num", text: x.expected_cost_usd === null ? "price unknown (0)" : usd(x.expected_cost_usd) }),
-      el("td", { class: "num", text: (x.p - lam * costOf(x)).toFixed(4) }));
+      el("td", { class: "num", text: (valueOf(x) - lam * costOf(x)).toFixed(4) }));
   }));
   $("send-button").textContent = `Send to ${c.model}`;
   renderWhy(chosen);
@@ -198,9 +207,9 @@ function renderWhy(chosen) {
   const cands = data.candidates;
   const others = cands.map((_, j) => j).filter((j) => j !== chosen);
   const cols = [chosen, ...others];
-  const shown = data.subjects.filter((s, i) => i === 0 || s.weight >= 0.005);     // not the ones near 0
-  const rest = 1 - shown.reduce((a, s) => a + s.weight, 0);
-  const top = shown.map((s) => `${s.subject} (${(100 * s.weight).toFixed(0)} %)`).join(", ");
+  const listed = data.subjects.filter((s, i) => i === 0 || s.weight >= 0.005);     // not the ones near 0
+  const rest = 1 - listed.reduce((a, s) => a + s.weight, 0);
+  const top = listed.map((s) => `${s.subject} (${(100 * s.weight).toFixed(0)} %)`).join(", ");
   $("why-subjects-intro").textContent = `The instruction was mapped to the aptitude test's subjects ${top}` +
     (rest > 0.005 ? `, and ${(100 * rest).toFixed(0)} % spread over the rest.` : ".");
   const subj = $("why-subjects");
@@ -208,7 +217,7 @@ function renderWhy(chosen) {
     el("th", { scope: "col", text: "subject" }), el("th", { scope: "col", class: "num", text: "weight" }),
     ...cols.map((j) => el("th", { scope: "col", class: j === chosen ? "num pick" : "num",
                                   text: cands[j].model + (j === chosen ? " (chosen)" : "") }))));
-  subj.querySelector("tbody").replaceChildren(...shown.map((s) => el("tr", {},
+  subj.querySelector("tbody").replaceChildren(...listed.map((s) => el("tr", {},
     el("th", { scope: "row", text: s.subject }),
     el("td", { class: "num" }, pct(s.weight), bar(s.weight, 60)),
     ...cols.map((j) => {
@@ -218,15 +227,15 @@ function renderWhy(chosen) {
     }))));
   const parts = $("why-parts");
   const has = data.correction.kind !== "unavailable";
-  const heads = has ? ["model", "profile prior", "records update", "learned correction", "P(good answer)"]
-                    : ["model", "P(good answer)"];
+  const last = data.probabilities ? "P(good answer)" : "score";
+  const heads = has ? ["model", "profile prior", "records update", "learned correction", last] : ["model", last];
   parts.querySelector("thead").replaceChildren(el("tr", {}, ...heads.map((h, i) =>
     el("th", { scope: "col", class: i ? "num" : null, text: h }))));
   parts.querySelector("tbody").replaceChildren(...cols.map((j) => {
     const x = cands[j];
     const cells = has ? [pct(x.prior), pts(x.records_update),
                          data.correction.kind === "none" ? "0 (none)" : (x.correction >= 0 ? "+" : "") +
-                         x.correction.toFixed(3) + " log-odds", pct(x.p)] : [pct(x.p)];
+                         x.correction.toFixed(3) + " log-odds", figure(x)] : [figure(x)];
     return el("tr", { class: j === chosen ? "pick" : null },
       el("th", { scope: "row", text: x.model + (j === chosen ? " (chosen)" : "") }),
       ...cells.map((t) => el("td", { class: "num", text: t })));
