@@ -172,14 +172,18 @@ def shots(tmp_path_factory):
 
 
 @contextmanager
-def signed_in(browser, url: str):
-    """A page signed in to the console at `url`; at the end, every request it made must have stayed on loopback."""
+def signed_in(browser, url: str, shots: Path | None = None):
+    """A page signed in to the console at `url` (the sign-in form shot into `shots` first, when given); at the end,
+    every request it made must have stayed on loopback."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     requests: list[str] = []
     context.on("request", lambda r: requests.append(r.url))
     pg = context.new_page()
     pg.set_default_timeout(60_000)
     pg.goto(f"{url}/ui")
+    pg.get_by_label("Client key").wait_for()
+    if shots is not None:
+        pg.screenshot(path=str(shots / "login.png"))
     pg.get_by_label("Client key").fill(KEY)
     pg.get_by_role("button", name="Sign in").click()
     pg.get_by_role("navigation", name="Pages").wait_for()
@@ -192,9 +196,9 @@ def signed_in(browser, url: str):
 
 
 @pytest.fixture
-def page(browser, console):
+def page(browser, console, shots):
     """A signed-in page on the console (every request it makes must stay on loopback)."""
-    with signed_in(browser, console[0]) as pg:
+    with signed_in(browser, console[0], shots) as pg:
         yield pg
 
 
@@ -230,7 +234,7 @@ def test_route_page_ranks_the_candidates_as_the_route_endpoint_does(page, consol
     print(f"\nscreenshot: {shots / 'route.png'}")
 
 
-def test_the_slider_reranks_in_the_page_by_the_tradeoff_rule_and_ends_on_the_cheap_model(page, console):
+def test_the_slider_reranks_in_the_page_by_the_tradeoff_rule_and_ends_on_the_cheap_model(page, console, shots):
     route(page)
     explained = httpx.post(f"{console[0]}/v1/explain", json={"instruction": INSTRUCTION}, headers=AUTH,
                            timeout=120).json()
@@ -252,6 +256,7 @@ def test_the_slider_reranks_in_the_page_by_the_tradeoff_rule_and_ends_on_the_che
     assert page.locator("#chosen").get_attribute("data-model") == "budget-model"
     assert seen[0] == first and seen[-1] == "budget-model"
     assert sum("/v1/" in u for u in page.requests) == calls_before        # no routing call while sliding
+    page.screenshot(path=str(shots / "route-cheap.png"), full_page=True)
 
 
 def test_every_control_has_a_label_and_routing_works_from_the_keyboard(page):
