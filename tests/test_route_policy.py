@@ -118,3 +118,24 @@ def test_a_cost_policy_with_a_router_without_probabilities_exits_2(capsys, monke
     assert status == 0, err
     body = json.loads(out)
     assert body["p"] is None and body["policy"] == "max-quality" and body["candidates"][0]["p"] is None
+
+
+@pytest.mark.parametrize("policy, knobs", [("max-quality", {}), ("tradeoff", {"lam": 50.0}),
+                                           ("threshold", {"delta": 0.05}), ("threshold", {"tau": 0.7}),
+                                           ("threshold", {"delta": 0.0, "tau": 0.9})])
+def test_the_fallback_order_starts_with_the_policys_choice_and_holds_every_candidate_once(policy, knobs):
+    """`policies.rank` (the order route lists and the proxy tries) agrees with `choose` on 2,000 random requests,
+    ties included (P and costs on coarse grids)."""
+    import numpy as np
+
+    from modelsat.policies import choose, rank
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        m = int(rng.integers(1, 8))
+        p, c = rng.integers(0, 11, m) / 10, rng.integers(0, 4, m) / 1000
+        order = rank(p, c, policy, **knobs)
+        assert sorted(order.tolist()) == list(range(m))
+        assert order[0] == choose(p[None, :], c, policy, **knobs).index[0]
+        rest = [j for j in range(m) if j != order[0]]
+        if rest:       # the second is the policy's choice among the others
+            assert order[1] == rest[choose(p[None, rest], c[rest], policy, **knobs).index[0]]

@@ -27,6 +27,7 @@ class FixedProbabilityRouter(Router):
     """P(good answer) from a table: the first topic word of `table` found in the instruction (else `default`)."""
     name = "test-fixed-p"
     scores_are_probabilities = True
+    columns_independent = True
 
     def __init__(self, table: dict | None = None, default: float = 0.5):
         self.table = P_TABLE if table is None else table

@@ -422,3 +422,9 @@ def choice_record(choices: Choices, row: int = 0, price_known: Sequence[bool] | 
             "p": float(choices.candidate_p[row, chosen]), "expected_cost_usd": usd(chosen),
             "candidates": [{"model": choices.models[j], "p": float(choices.candidate_p[row, j]),
                             "expected_cost_usd": usd(j)} for j in cols]}
+
+
+def gives_probabilities(router) -> bool:
+    """Whether `router.predict_proba` answers (a policy other than max-quality needs it): the router holds a
+    calibrator, or its score already is a probability (`scores_are_probabilities`)."""
+    return getattr(router, "calibrator_", None) is not None or bool(getattr(router, "scores_are_probabilities", False))

@@ -140,11 +140,6 @@ def score_meaning(router) -> dict:
                                                         "probability (the router is not calibrated)"}
 
 
-def gives_probabilities(router) -> bool:
-    """Whether `router.predict_proba` answers: it holds a calibrator, or its score already is a probability."""
-    return getattr(router, "calibrator_", None) is not None or bool(getattr(router, "scores_are_probabilities", False))
-
-
 def candidate_costs(text: str, candidates: Sequence[Profile]) -> tuple[int, list[float], list[bool]]:
     """(prompt tokens of `text`, each candidate's expected USD for it, whether its price is known): prices from
     the profile's `price_per_mtok` (a zoo YAML's `price` fills it), DEFAULT_OUTPUT_TOKENS out; 0 where unknown."""
@@ -163,7 +158,8 @@ def route_one(instruction: str, router, candidates: Sequence[Profile], policy: s
     apart from the first call's (`first_call_seconds`: lazy loading of the router's models)."""
     import numpy as np
 
-    from modelsat.policies import DEFAULT_OUTPUT_TOKENS, check_knobs, choice_record, choose, rank
+    from modelsat.policies import (DEFAULT_OUTPUT_TOKENS, check_knobs, choice_record, choose, gives_probabilities,
+                                   rank)
     if not instruction or not instruction.strip():
         raise ModelsatError("the instruction is empty; pass the text to route, e.g. "
                             "modelsat route \"Solve x^2 - 5x + 6 = 0\"")

@@ -23,7 +23,7 @@ import anyio
 import numpy as np
 
 from modelsat.policies import (DEFAULT_OUTPUT_TOKENS, BudgetFit, KnobError, check_knobs, expected_cost, fit_budget,
-                               prompt_tokens, rank, split_price)
+                               gives_probabilities, prompt_tokens, rank, split_price)
 from modelsat.routers.base import Router, RouterError
 from modelsat.serve.upstream import Upstream
 
@@ -60,11 +60,6 @@ def request_tokens(body: dict) -> tuple[int, int]:
         if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0:
             out = min(out, cap)
     return prompt_tokens(text), out
-
-
-def gives_probabilities(router: Router) -> bool:
-    """Whether `router.predict_proba` answers: it holds a calibrator, or its score already is a probability."""
-    return getattr(router, "calibrator_", None) is not None or bool(getattr(router, "scores_are_probabilities", False))
 
 
 def price_of(upstream: Upstream) -> Optional[tuple[float, float]]:
@@ -122,8 +117,9 @@ def request_policy(headers: Mapping[str, str], base: RoutePolicy, probabilities:
         return base
     policy = base.policy if name is None else name.strip().lower()
     if policy == "budget" and base.policy != "budget":
-        raise HeaderError(H_POLICY, f"{H_POLICY}: policy budget is fitted per routing name when the proxy starts (its lambda "
-                                    "from many prompts), never per request: use a routing name whose policy is "
+        raise HeaderError(H_POLICY, f"{H_POLICY}: policy budget is fitted per routing name when the proxy starts "
+                                    "(its lambda from many prompts), never per request: use a routing name whose "
+                                    "policy is "
                                     f"budget, or send {H_MAX_COST} (a cap on this request) or tradeoff with "
                                     f"{KNOB_HEADERS['lambda']}")
     if given:
@@ -179,8 +175,9 @@ class Decision:
         """The decision as POST /v1/route answers it (docs/reference/http-api.md)."""
         chosen = self.ranking[0]
         p, cost = self.of(chosen)
-        rows = [{"model": u.name, "p": None if self.p is None else self.p[i], "expected_cost_usd": self.expected_cost[i],
-                 "score": self.scores[i], "price_per_mtok": _price_json(u), "eligible": True}
+        rows = [{"model": u.name, "p": None if self.p is None else self.p[i],
+                 "expected_cost_usd": self.expected_cost[i], "score": self.scores[i], "price_per_mtok": _price_json(u),
+                 "eligible": True}
                 for i, u in enumerate(self.ranking)]
         rows += [{"model": u.name, "p": s if self.p is not None else None, "expected_cost_usd": c, "score": s,
                   "price_per_mtok": _price_json(u), "eligible": False} for u, s, c in self.over_cap]
