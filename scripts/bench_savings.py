@@ -42,7 +42,8 @@ def build_log(path: Path, n: int, seed: int = 0) -> int:
     test = shipped_test()
     taken_ids = {it.item_id for s in test.subjects for it in s.items}
     taken_text = {it.question for s in test.subjects for it in s.items}
-    zips = sorted((data_dir() / "mmlu_pro").glob("model_outputs_*_5shots.zip"))
+    # the questions are the same in every model's file; the largest file holds the most of them
+    zips = sorted((data_dir() / "mmlu_pro").glob("model_outputs_*_5shots.zip"), key=lambda z: -z.stat().st_size)
     df = _read_zip(zips[0])
     keep = df[~df["item_id"].astype(str).isin(taken_ids) & ~df["prompt"].isin(taken_text)]
     if len(keep) < n:
@@ -111,7 +112,7 @@ def run_reader_only(lines: int, work: Path) -> None:
     marks = []
     for chunk in log.chunks(256):
         P = rng.random((len(chunk), m))
-        C = np.broadcast_to(cost, P.shape) * np.array([[p.input_chars / 40] for p in chunk])
+        C = np.broadcast_to(cost, P.shape) * np.array([[p.prompt_tokens / 10] for p in chunk])
         if tally is None:
             tally = Tally([f"m{j}" for j in range(m)], make_plan(P, C))
         tally.add(P, C)

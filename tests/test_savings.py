@@ -100,7 +100,8 @@ def test_a_jsonl_prompt_is_billed_for_every_message_and_routed_on_the_last_user_
         {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {}}]}]}))
     (p,), = list(PromptLog(tmp_path / "a.jsonl").chunks())
     assert p.instruction == "second"
-    assert p.input_chars == len("\n".join(["s" * 100, "first question", "a" * 50, "second"]))
+    billed = "\n".join(["s" * 100, "first question", "a" * 50, "second"])       # 173 characters, as the proxy joins them
+    assert p.prompt_tokens == -(-len(billed) // 4) == 44
     assert p.output_cap is None
 
 

@@ -41,7 +41,6 @@ DEFAULT_MAX_LINE_BYTES = 200_000
 DEFAULT_CHUNK = 256
 DEFAULT_FIT_PROMPTS = 1000
 DEFAULT_KEEP_BAD = 20
-CHARS_PER_TOKEN = 4        # prompt tokens ≈ ceil(characters / 4), as for LLMRouter's estimated costs
 # the table's tradeoff rows: λ at which the zoo's typical price gap per request (cheapest to dearest candidate,
 # median over the first prompts) is worth this much P
 TABLE_GAP_WORTH = (0.03, 0.1, 0.3)
@@ -59,12 +58,13 @@ PREDICTED = ("Predicted, not measured: quality is the mean of the router's P(goo
 # ---- reading the log ----------------------------------------------------------------------------------------------
 @dataclass
 class Prompt:
-    """One routable line: its number in the file (from 1), the instruction routed on, the characters billed, and
-    the request's own cap on output tokens (`max_tokens` / `max_completion_tokens`), if any."""
+    """One routable line: its number in the file (from 1), the instruction routed on, its estimated prompt tokens
+    (as the proxy estimates them), and the request's own cap on output tokens (`max_tokens` /
+    `max_completion_tokens`), if any."""
 
     line: int
     instruction: str
-    input_chars: int
+    prompt_tokens: int
     output_cap: int | None = None
 
 
@@ -90,23 +90,8 @@ class BadLines:
                 "first": [{"line": n, "reason": r} for n, r in self.first]}
 
 
-def _message_chars(messages: list) -> int:
-    """Characters of every message's text joined by newlines (string content, or the text parts of a list)."""
-    texts = []
-    for m in messages:
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-        elif isinstance(content, list):
-            texts.append("\n".join(p.get("text", "") for p in content if isinstance(p, dict)
-                                   and p.get("type") == "text" and isinstance(p.get("text", ""), str)))
-        elif isinstance(m, dict):
-            texts.append("")
-    return len("\n".join(texts))
-
-
 def _output_cap(request: dict) -> int | None:
-    """The request's cap on completion tokens (max_completion_tokens, else max_tokens), when it gives one."""
+    """The request's cap on completion tokens (the lower of max_completion_tokens and max_tokens), if any."""
     caps = [request.get(k) for k in ("max_completion_tokens", "max_tokens")]
     caps = [c for c in caps if isinstance(c, int) and not isinstance(c, bool) and c > 0]
     return min(caps) if caps else None
@@ -193,7 +178,7 @@ class PromptLog:
             self.bad.add(number, "empty line")
             return None
         if self.format == "text":
-            return Prompt(number, text, len(text))
+            return Prompt(number, text, policies.prompt_tokens(text))
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -202,7 +187,7 @@ class PromptLog:
         if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
             self.bad.add(number, "no messages list", 'expected {"messages": [...]}')
             return None
-        from modelsat.serve.routing import instruction_of
+        from modelsat.serve.routing import instruction_of, request_tokens
         messages = obj["messages"]
         if not any(isinstance(m, dict) and m.get("role") == "user" for m in messages):
             self.bad.add(number, "no user message")
@@ -211,7 +196,7 @@ class PromptLog:
         if not instruction.strip():
             self.bad.add(number, "empty user message")
             return None
-        return Prompt(number, instruction, _message_chars(messages), _output_cap(obj))
+        return Prompt(number, instruction, request_tokens(obj)[0], _output_cap(obj))
 
     def chunks(self, size: int = DEFAULT_CHUNK) -> Iterator[list[Prompt]]:
         """The routable prompts in file order, `size` at a time (the last chunk may be shorter)."""
@@ -247,11 +232,6 @@ def zoo_prices(candidates: Sequence[Profile], zoo_name: str) -> np.ndarray:
     return np.asarray(prices, dtype=np.float64)
 
 
-def prompt_tokens(chars: Sequence[int]) -> np.ndarray:
-    """Estimated prompt tokens: ceil(characters / 4), at least 1."""
-    return np.maximum(1, np.ceil(np.asarray(chars, dtype=np.float64) / CHARS_PER_TOKEN))
-
-
 def score_chunk(router, candidates: Sequence[Profile], chunk: Sequence[Prompt], prices: np.ndarray,
                 output_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """(P, cost), each (n, m), for one chunk. Instructions are embedded in memory only (`embeddings.transient`),
@@ -261,7 +241,8 @@ def score_chunk(router, candidates: Sequence[Profile], chunk: Sequence[Prompt], 
         P = np.asarray(router.predict_proba([p.instruction for p in chunk], list(candidates)), dtype=np.float64)
     out = np.array([[output_tokens if p.output_cap is None else min(output_tokens, p.output_cap)] for p in chunk],
                    dtype=np.float64)                       # (n, 1): a request's max_tokens caps its answer
-    C = policies.expected_cost(prompt_tokens([p.input_chars for p in chunk]), prices[:, 0], prices[:, 1], out)
+    tokens = np.array([p.prompt_tokens for p in chunk], dtype=np.float64)
+    C = policies.expected_cost(tokens, prices[:, 0], prices[:, 1], out)
     return P, np.asarray(C, dtype=np.float64)
 
 
@@ -482,15 +463,6 @@ class Tally:
 
 
 # ---- the run ------------------------------------------------------------------------------------------------------
-@dataclass
-class Progress:
-    """What a progress display reads after each chunk."""
-
-    log: PromptLog
-    started: float
-    phase: str = "reading"
-
-
 def run_savings(log: PromptLog, router, candidates: Sequence[Profile], prices: np.ndarray, *,
                 output_tokens: int = policies.DEFAULT_OUTPUT_TOKENS, chunk: int = DEFAULT_CHUNK,
                 fit_prompts: int = DEFAULT_FIT_PROMPTS, lambdas: Sequence[float] | None = None,
@@ -561,7 +533,7 @@ def report(tally: Tally, log: PromptLog, zoo_name: str, candidates: Sequence[Pro
                                                                                   "output": float(po)}}
                                              for c, (pi, po) in zip(candidates, prices)]},
         "router": {"label": router_label, "p_means": meaning["text"], "calibrated": meaning["kind"] == "probability"},
-        "cost_model": {"prompt_tokens": f"ceil(characters / {CHARS_PER_TOKEN}) of every message's text "
+        "cost_model": {"prompt_tokens": f"ceil(characters / {policies.CHARS_PER_TOKEN}) of every message's text "
                                         "(jsonl) or of the line (text)",
                        "output_tokens": output_tokens,
                        "usd": "(input price x prompt tokens + output price x output tokens) / 1e6"},

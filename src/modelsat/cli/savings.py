@@ -76,14 +76,14 @@ def _print_table(result: dict, markdown_path: Path) -> None:
     for name, justify in columns:
         t.add_column(name, justify=justify, no_wrap=name != "traffic")
     for r in table_rows(result):
-        name = f"always {r['name']}" + (" (best single)" if r.get("best_single") else "") \
-            if r["kind"] == "single" else r["name"]
+        name = f"always {r['name']}" + (" *" if r.get("best_single") else "") if r["kind"] == "single" else r["name"]
         rel = "" if r["cost_vs_best_single"] is None else f"{r['cost_vs_best_single']:.2f}x"
         t.add_row(name, f"{100 * r['mean_p']:.1f}%", f"{100 * r['p_vs_best_single']:+.1f} pp",
                   f"{r['cost_per_1000_usd']:.4f}", rel, *([share_text(r["share"], 3)] if wide else []))
     console.print(t)
-    console.print("quality: mean P(good answer) of the chosen model; vs best: points against the best single "
-                  "model; USD/1k: expected USD per 1,000 requests; cost: against the best single model's",
+    console.print("* the best single model (the highest predicted quality). quality: mean P(good answer) of the "
+                  "chosen model; vs best: points against the best single model; USD/1k: expected USD per 1,000 "
+                  "requests; cost: against the best single model's",
                   style="dim", highlight=False, soft_wrap=True)
     if not wide:
         console.print(f"traffic per model for each row: {markdown_path}", style="dim", highlight=False,
