@@ -1,5 +1,7 @@
 """The wheel installs outside the checkout and routes from package data alone: no checkout on the path, no
-data folder, no network (dependencies come from the current environment's site-packages)."""
+data folder, no network (dependencies come from the current environment's site-packages). It profiles a real
+model (SmolLM2 behind the package's local server on loopback) from there, and the sdist builds under 25 MB.
+About 40 s in all, so it runs in the default suite (and so in CI)."""
 
 import json
 import os
@@ -52,7 +54,6 @@ def in_venv(bin_dir: Path, work: Path, *args: str) -> subprocess.CompletedProces
                           cwd=work, env=env)
 
 
-@pytest.mark.slow
 def test_the_wheel_is_under_25_mb_and_carries_the_aptitude_test(installed):
     _, wheel, _ = installed
     assert wheel.stat().st_size < 25 * 2 ** 20
@@ -61,7 +62,6 @@ def test_the_wheel_is_under_25_mb_and_carries_the_aptitude_test(installed):
     assert any(n.startswith("modelsat/shipped/modelsat-cpu-default/") for n in names)
 
 
-@pytest.mark.slow
 def test_the_installed_package_is_not_the_checkout(installed):
     bin_dir, _, work = installed
     r = in_venv(bin_dir, work, "python", "-c", "import modelsat; print(modelsat.__file__)")
@@ -69,7 +69,6 @@ def test_the_installed_package_is_not_the_checkout(installed):
     assert str(ROOT) not in r.stdout and str(bin_dir.parent) in r.stdout
 
 
-@pytest.mark.slow
 def test_the_installed_package_shows_its_aptitude_test(installed):
     bin_dir, _, work = installed
     r = in_venv(bin_dir, work, "modelsat", "aptitude", "show")
@@ -77,10 +76,38 @@ def test_the_installed_package_shows_its_aptitude_test(installed):
     assert "d6f5e5aea41c" in r.stdout and str(bin_dir.parent) in r.stdout
 
 
-@pytest.mark.slow
 def test_the_installed_package_routes_with_the_shipped_router(installed):
     bin_dir, _, work = installed
     r = in_venv(bin_dir, work, "modelsat", "route", "--json", "Solve for x: 3x^2 - 12x + 9 = 0.")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)
     assert out["router"].startswith("shipped router") and len(out["scores"]) == 7
+
+
+def test_the_installed_package_profiles_a_model_behind_a_loopback_server(installed, tmp_path):
+    import torch
+    from modelsat.aptitude.local_model import LocalChatModel
+    from modelsat.serve.local_hf_server import make_app, running_server
+    torch.set_num_threads(1)
+    bin_dir, _, work = installed
+    with running_server(make_app(lm=LocalChatModel(None, threads=1), max_tokens_cap=5)) as url:
+        r = in_venv(bin_dir, work, "modelsat", "profile", "--endpoint", f"{url}/v1", "--model", "smol",
+                    "--out", str(tmp_path / "smol.json"), "--limit", "3", "--price-in", "0.1", "--price-out", "0.2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    prof = json.loads((tmp_path / "smol.json").read_text())
+    assert prof["model"] == "smol" and sum(s["n_items"] for s in prof["subjects"].values()) == 3
+    assert "items/s" in r.stdout + r.stderr
+
+
+def test_the_sdist_builds_under_25_mb(tmp_path):
+    pytest.importorskip("build", reason="the `build` package (dev extra) makes the sdist")
+    src = tmp_path / "src-copy"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    r = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--skip-dependency-check", "--outdir",
+                        str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sdist = next((tmp_path / "dist").glob("modelsat-*.tar.gz"))
+    assert sdist.stat().st_size < 25 * 2 ** 20
