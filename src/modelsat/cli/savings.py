@@ -3,6 +3,7 @@ against always sending to each single model of the zoo (modelsat.savings does th
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,13 +26,16 @@ def _stamp() -> str:
 
 
 class _Display:
-    """A rich bar over the file's bytes on a terminal; dated lines every HEARTBEAT_S seconds in a log."""
+    """A rich bar over the file's bytes on a terminal; in a log, a dated line every HEARTBEAT_S seconds from a
+    thread of its own, so a slow chunk (a large router) never leaves the log silent."""
 
-    def __init__(self, log, started: float):
+    def __init__(self, log):
         self.log = log
-        self.started = started
-        self.last = started
         self.bar = None
+        self.started = time.perf_counter()
+        self.routed = 0         # prompts scored so far (the log counts those read, a chunk ahead)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         if console.is_terminal:
             self.bar = Progress(TextColumn("[bold]routing[/] {task.fields[prompts]:,} prompts, "
                                            "{task.fields[bad]:,} bad lines"), BarColumn(),
@@ -44,25 +48,34 @@ class _Display:
         console.print(message if console.is_terminal else f"{_stamp()} {message}", highlight=False,
                       soft_wrap=True)
 
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            log, elapsed = self.log, time.perf_counter() - self.started
+            share = log.bytes_read / log.size if log.size else 1.0
+            self.say(f"routed {self.routed:,} prompts, {share:.0%} of the file read ({log.bad.count:,} bad lines "
+                     f"so far), {self.routed / elapsed:.1f} prompts/s")
+
     def __enter__(self):
+        self.started = time.perf_counter()
         if self.bar is not None:
             self.bar.start()
+        else:
+            self._thread = threading.Thread(target=self._heartbeat, name="savings-heartbeat", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.stop()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
 
     def update(self, log) -> None:
-        now = time.perf_counter()
+        """After each chunk: the count of prompts routed, and the bar (a log's lines come from the heartbeat)."""
+        self.routed = log.prompts
         if self.bar is not None:
             self.bar.update(self.task, completed=log.bytes_read, prompts=log.prompts, bad=log.bad.count)
-        elif now - self.last >= HEARTBEAT_S:
-            self.last = now
-            rate = log.prompts / (now - self.started) if now > self.started else 0.0
-            share = log.bytes_read / log.size if log.size else 1.0
-            self.say(f"routed {log.prompts:,} prompts ({log.bad.count:,} bad lines), {share:.0%} of the file, "
-                     f"{rate:.1f} prompts/s")
 
 
 def _print_table(result: dict, markdown_path: Path) -> None:
@@ -141,7 +154,7 @@ def savings_cmd(
     zoo_name, candidates = load_zoo(zoo)
     prices = zoo_prices(candidates, zoo_name)
     out_dir = out or Path(f"savings-{log_file.stem}")
-    display = _Display(log, started)
+    display = _Display(log)
     display.say(f"reading {log_file} ({log.size:,} bytes) as {log.format}: {log.format_reason}")
     display.say(f"loading the router; zoo {zoo_name}: {len(candidates)} models")
     r, router_label = load_router(router)
