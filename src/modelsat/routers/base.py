@@ -120,15 +120,12 @@ class Router:
         pass
 
     # ---- written once ---------------------------------------------------------------------------------------
-    def route(self, instructions: Sequence[str], candidates: Sequence[Profile], cost_weight: float = 0.0,
-              costs: Sequence[float | None] | None = None) -> list[str]:
-        """The chosen model's name per instruction: argmax of score − cost_weight × relative cost."""
-        idx = self.route_indices(instructions, candidates, cost_weight, costs)
-        return [candidates[i].model for i in idx]
-
-    def route_indices(self, instructions, candidates, cost_weight: float = 0.0, costs=None) -> np.ndarray:
+    def route(self, instructions: Sequence[str], candidates: Sequence[Profile]) -> list[str]:
+        """The chosen model's name per instruction: the candidate with the highest score (max quality). For a
+        choice that weighs cost, give `predict_proba`'s P and each call's expected cost to
+        `modelsat.policies.choose` (policies tradeoff, threshold, budget)."""
         s = self._checked_scores(instructions, candidates)
-        return np.argmax(s - cost_weight * relative_costs(candidates, costs)[None, :], axis=1)
+        return [candidates[i].model for i in np.argmax(s, axis=1)]
 
     def _checked_scores(self, instructions, candidates) -> np.ndarray:
         """`score` as an (n, m) float array, with a clear error for no candidates or a wrong shape."""
@@ -265,14 +262,6 @@ class Router:
         router._set_state(arrays, extra)
         router.load_calibration(d)
         return router
-
-
-def relative_costs(candidates: Sequence[Profile], costs: Sequence[float | None] | None = None) -> np.ndarray:
-    """Each candidate's cost divided by the largest known cost (0 where unknown)."""
-    raw = list(costs) if costs is not None else [c.price for c in candidates]
-    vals = np.array([float(c) if c is not None else 0.0 for c in raw], dtype=np.float64)
-    top = vals.max() if len(vals) else 0.0
-    return vals / top if top > 0 else np.zeros(len(candidates))
 
 
 def model_card(router: Router, card: dict) -> str:
