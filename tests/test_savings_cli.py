@@ -170,3 +170,18 @@ def test_the_zoo_is_required_and_knobs_are_checked(tmp_path, zoo):
     assert "--format" in one_line_error(modelsat(str(tmp_path / "p.txt"), "--zoo", str(zoo), "--format", "csv"))
     assert "--fit-prompts" in one_line_error(modelsat(str(tmp_path / "p.txt"), "--zoo", str(zoo),
                                                       "--fit-prompts", "0"))
+
+
+def test_an_out_path_that_is_a_file_exits_2_before_routing(tmp_path, zoo):
+    (tmp_path / "p.txt").write_text("What is 2 + 2?\n")
+    (tmp_path / "taken").write_text("")
+    r = modelsat(str(tmp_path / "p.txt"), "--zoo", str(zoo), "--out", str(tmp_path / "taken"))
+    assert "a file, not a folder" in one_line_error(r) and "loading the router" not in r.stdout
+
+
+def test_a_router_without_probabilities_exits_2_and_says_to_calibrate(tmp_path, zoo):
+    """The shipped learned correction carries no calibrator: its scores are log-odds, not P(good answer)."""
+    (tmp_path / "p.txt").write_text("What is 2 + 2?\n")
+    line = one_line_error(modelsat(str(tmp_path / "p.txt"), "--zoo", str(zoo), "--router",
+                                   str(shipped_path("modelsat-cpu-default"))))
+    assert "gives scores, not probabilities" in line and "calibrate" in line

@@ -144,6 +144,7 @@ def savings_cmd(
     expected USD from the zoo's prices, so both are predictions, not measurements.
     """
     from modelsat.cli.route import check_shipped_versions, load_router, load_zoo, score_meaning
+    from modelsat.policies import gives_probabilities
     from modelsat.savings import PREDICTED, PromptLog, check_options, report, run_savings, write_outputs, zoo_prices
     started = time.perf_counter()
     set_log_level(log_level)
@@ -154,6 +155,9 @@ def savings_cmd(
     zoo_name, candidates = load_zoo(zoo)
     prices = zoo_prices(candidates, zoo_name)
     out_dir = out or Path(f"savings-{log_file.stem}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ModelsatError(f"--out {out_dir}: a file, not a folder; give a folder for savings.json, savings.md "
+                            "and savings.png")
     display = _Display(log)
     display.say(f"reading {log_file} ({log.size:,} bytes) as {log.format}: {log.format_reason}")
     display.say(f"loading the router; zoo {zoo_name}: {len(candidates)} models")
@@ -161,9 +165,10 @@ def savings_cmd(
     if router is None and router_label.startswith("shipped router"):
         check_shipped_versions(candidates, zoo_name)
     meaning = score_meaning(r)
-    if meaning["kind"] not in ("probability", "accuracy"):
-        raise ModelsatError(f"--router {router}: {meaning['text']}; savings needs P(good answer): calibrate the "
-                            "router on held-out items (Router.calibrate, then save it) or use the shipped one")
+    if not gives_probabilities(r):
+        raise ModelsatError(f"--router {router}: the {r.name} router gives scores, not probabilities; savings "
+                            "weighs P(good answer) against cost: calibrate it "
+                            "(Router.calibrate on validation items, then save it) or use the shipped router")
     r.prepare(list(candidates))
     display.say(f"routing with the {router_label} ({time.perf_counter() - started:.1f} s to start)")
     with display:
