@@ -161,3 +161,39 @@ def test_cost_section_on_a_real_routerbench_slice():
     oracle = section["methods"][C.ORACLE]
     assert oracle["cost_to_reach"]["100"] < 0.5 and oracle["aiq"] >= section["methods"][C.RANDOM_MIX]["aiq"]
     assert set(section["per_benchmark"]) == set(zoo.benchmarks)
+
+
+def test_the_report_prints_a_cost_table_differences_and_a_plot(tmp_path):
+    from rich.console import Console
+    from modelsat.evaluate import report
+    p, items = _planted()
+    entry = {"zoo": {"name": "planted"}, "n_test_items": len(p),
+             "cost": C.cost_section({"modelsat-planted": p}, items, seed=0, n_resamples=100)}
+    console = Console(record=True, width=250)
+    console.print(report.cost_table(entry))
+    text = console.export_text()
+    assert "planted — quality at a price" in text and "m4's" in text
+    assert text.index("modelsat-planted") < text.index("oracle")            # by AIQ, the oracle last
+    md = "\n".join(report._md_cost(entry))
+    assert "| random mix |" in md and "modelsat-planted − random mix: AIQ" in md
+    styles = report.method_styles(list(entry["cost"]["methods"]))
+    path = report.cost_plot(entry, styles, tmp_path)
+    assert path.name == "cost_planted.png" and path.stat().st_size > 10_000
+
+
+def test_a_zoos_price_table_prices_records_that_carry_no_cost():
+    import pandas as pd
+    from modelsat.evaluate import harness as H
+    from modelsat.evaluate.zoos import zoo_from_dict
+    zoo = zoo_from_dict({"name": "pair", "models": [{"name": "big", "price_per_mtok": 20.0},
+                                                     {"name": "small", "price_per_mtok": {"input": 0.2, "output": 0.4}},
+                                                     "free"]})
+    recs = pd.DataFrame({"model": ["big", "small", "free", "big"], "prompt": ["x" * 400] * 4,
+                         "response": ["y" * 40, None, None, None], "cost": [np.nan, np.nan, np.nan, 0.5]})
+    priced, notes = H.price_records(recs, [zoo])
+    # 100 prompt tokens; big answered 10 tokens, small none recorded (300 assumed)
+    assert priced["cost"].iloc[0] == pytest.approx((100 * 20 + 10 * 20) / 1e6)
+    assert priced["cost"].iloc[1] == pytest.approx((100 * 0.2 + 300 * 0.4) / 1e6)
+    assert np.isnan(priced["cost"].iloc[2]) and priced["cost"].iloc[3] == 0.5       # no price; its own cost wins
+    assert priced["cost_is_estimate"].tolist() == [True, True, False, False]
+    assert len(notes) == 1 and "big, small" in notes[0] and np.isnan(recs["cost"].iloc[0])   # input untouched

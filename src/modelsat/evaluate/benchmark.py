@@ -124,8 +124,10 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
             src = fam_zoos[0].source or fam_name
             if src not in loaded:
                 loaded[src] = sources.load(src, data=data_path)
-            fam = H.prepare_family(fam_name, fam_zoos, loaded[src], seed, tests.build,
+            recs, price_notes = H.price_records(loaded[src], fam_zoos)    # a zoo's price table, where records have none
+            fam = H.prepare_family(fam_name, fam_zoos, recs, seed, tests.build,
                                    dates_csv=data_path / "release_dates.csv")
+            fam.notes.extend(price_notes)
             if quick:
                 H.cap_training_items(fam, QUICK_MAX_TRAIN_ITEMS, seed)
             H.write_family_splits(fam, out_dir)

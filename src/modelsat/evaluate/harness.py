@@ -197,6 +197,39 @@ def prepare_family(name: str, zoos: Sequence[Zoo], records: pd.DataFrame, seed: 
     return Family(name, recs, splits, train_models, profiles, method, list(zoos), notes)
 
 
+CHARS_PER_TOKEN = 4      # tokens of a text, estimated as its characters / 4 (OpenAI's rule of thumb for English)
+
+
+def price_records(records: pd.DataFrame, zoos: Sequence[Zoo]) -> tuple[pd.DataFrame, list[str]]:
+    """The records, where a zoo gives a model a price (`price_per_mtok`) and its records carry no cost, with the
+    cost that price implies and `cost_is_estimate` set: (input price × prompt tokens + output price × output
+    tokens) / 1e6 (the cost model of `policies.expected_cost`), tokens estimated as characters / CHARS_PER_TOKEN, the output
+    being the record's response where it holds one, else `policies.DEFAULT_OUTPUT_TOKENS`. Returns the notes
+    that say so. A record's own cost always wins."""
+    from modelsat.policies import DEFAULT_OUTPUT_TOKENS, split_price
+    prices = {m.name: split_price(m.price_per_mtok) for z in zoos for m in z.models if m.price_per_mtok is not None}
+    if not prices or "cost" not in records.columns:
+        return records, []
+    todo = records["model"].isin(list(prices)) & records["cost"].isna()
+    if not todo.any():
+        return records, []
+    r = records.loc[todo]
+    prompt_tokens = r["prompt"].astype(str).str.len().to_numpy() / CHARS_PER_TOKEN
+    response = r["response"] if "response" in r.columns else pd.Series(None, index=r.index)
+    out_tokens = np.where(response.notna(), response.astype(str).str.len() / CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS)
+    price_in = r["model"].map(lambda m: prices[m][0]).to_numpy(dtype=float)
+    price_out = r["model"].map(lambda m: prices[m][1]).to_numpy(dtype=float)
+    records = records.copy()
+    records.loc[todo, "cost"] = (prompt_tokens * price_in + out_tokens * price_out) / 1e6
+    records["cost_is_estimate"] = todo | (records["cost_is_estimate"].fillna(False).astype(bool)
+                                          if "cost_is_estimate" in records.columns else False)
+    note = (f"costs of {', '.join(sorted(r['model'].unique()))} estimated from the zoo's prices "
+            f"({'; '.join(f'{m} {p[0]:g}/{p[1]:g} USD per Mtok in/out' for m, p in sorted(prices.items()))}): "
+            f"prompt and response tokens as characters / {CHARS_PER_TOKEN}, {DEFAULT_OUTPUT_TOKENS} output "
+            "tokens where a record holds no response")
+    return records, [note]
+
+
 def cap_training_items(family: Family, max_items: int, seed: int) -> list[str]:
     """Keeps at most `max_items` training items per benchmark (seeded); the rest become `unused` (quick runs)."""
     r = family.records
