@@ -590,6 +590,9 @@ def markdown(result: dict) -> str:
         rel = "" if r["cost_vs_best_single"] is None else f"{r['cost_vs_best_single']:.2f}×"
         lines.append(f"| {name} | {_pct(r['mean_p'])} | {100 * r['p_vs_best_single']:+.1f} pp | "
                      f"{r['mean_cost_usd']:.6f} | {r['cost_per_1000_usd']:.4f} | {rel} | {share_text(r['share'])} |")
+    if result["knobs"]["typical_price_gap_usd"] == 0 and not result["knobs"]["lambdas_table"]:
+        lines += ["", "Every model costs the same per request here, so no tradeoff or budget row is shown: λ would "
+                      "change nothing."]
     budget_rows = [r for r in result["rows"] if r["policy"] == "budget"]
     if any(not r["params"]["met_on_fit_slice"] for r in budget_rows):
         lines += ["", "A budget marked not met: even the cheapest model per request costs more than it on the "
