@@ -277,6 +277,9 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                     tables[zd.name]["cost"] = cost_section(zd, fam, probabilities[zd.name], calibration[fam.name],
                                                            seed)
                     tables[zd.name]["cost"]["seconds"] = time.perf_counter() - t0
+                    tables[zd.name]["cost"]["without_curve"] = {   # routers that ran here and got no curve, and why
+                        n: _no_curve_reason(fam_out["fit"].get(n, {}))
+                        for n in router_names if n not in C.NOT_PRICED and n not in probabilities[zd.name]}
         for scenario_stream in (False, True):   # Model-SAT vs the cheap routers on the mean over zoos that share items
             group = [zd for zd in zoo_data if (zd.zoo.scenario == "release_stream") == scenario_stream]
             joint = H.joint_head_to_head(group, per_item, seed, per_item_seeds)
@@ -312,6 +315,12 @@ def cost_section(zd: H.ZooData, fam: H.Family, probabilities: dict[str, np.ndarr
     section["calibration_per_benchmark_best"] = choice
     section["validation_items"] = int(validation[["benchmark", "item_id"]].drop_duplicates().shape[0])
     return section
+
+
+def _no_curve_reason(status: dict) -> str:
+    """Why a router has no cost curve: its calibration or fit failed (their reason), or it gave no scores here."""
+    return ((status.get("calibration") or {}).get("reason") or status.get("reason")
+            or "no scores on this zoo (see its row)")
 
 
 def _finite(obj):

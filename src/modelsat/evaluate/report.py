@@ -327,6 +327,8 @@ def print_report(results: dict, console: Console) -> None:
             console.print(ct)
             for line in cost_difference_lines(e, markup=True):
                 console.print(f"  {line}", highlight=False)
+            for name, why in e["cost"].get("without_curve", {}).items():
+                console.print(f"  [dim]no cost curve for {name}: {why[:160]}[/]", highlight=False)
             rc = routellm_cost_table(e)
             if rc is not None:
                 console.print(rc)
@@ -421,6 +423,8 @@ def _md_cost(entry: dict) -> list[str]:
         lines += ["", "Differences (paired bootstrap over test items within each benchmark, "
                   f"{section.get('bootstrap_resamples', '')} resamples; AIQ in points of accuracy, cost to reach in "
                   "points of the best single model's cost):", ""] + [f"- {d}" for d in diffs]
+    for name, why in section.get("without_curve", {}).items():
+        lines += ["", f"No cost curve for {name}: {why}".replace("|", "/")]
     rows = _routellm_cost_rows(entry)
     if rows:
         lines += ["", "| " + " | ".join(ROUTELLM_COST_HEAD) + " |", "|---" * len(ROUTELLM_COST_HEAD) + "|"]
