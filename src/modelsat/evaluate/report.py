@@ -230,15 +230,20 @@ def _cost_title(entry: dict) -> str:
 
 
 def cost_table(entry: dict) -> Table | None:
-    """One priced zoo: each method's AIQ (both policies and each), costs to reach and accuracy at cost shares."""
+    """One priced zoo: each method's AIQ, costs to reach 100 % / 95 % of the best single model's accuracy and
+    accuracy at 10 / 25 / 50 % of its cost (% of that model's cost and %; narrow enough for a log file)."""
     section = entry.get("cost")
     if not section:
         return None
-    t = Table(title=_cost_title(entry), title_justify="left")
-    for i, h in enumerate(COST_HEAD):
-        t.add_column(h, justify="left" if i == 0 else "right")
+    from rich import box
+    t = Table(title=_cost_title(entry), title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False,
+              show_edge=False)
+    t.add_column("method", overflow="fold", min_width=18)
+    for h in ("AIQ", "reach 100 %", "reach 95 %", "acc @10 %", "acc @25 %", "acc @50 %", "top acc"):
+        t.add_column(h, justify="right", min_width=6, max_width=6)
     for m in _cost_order(section):
-        t.add_row(m, *_cost_cells(section["methods"][m]))
+        cells = _cost_cells(section["methods"][m])
+        t.add_row(m, cells[0], *cells[3:])      # each policy's own AIQ: in results.md and results.json
     return t
 
 
@@ -288,12 +293,16 @@ def routellm_cost_table(entry: dict) -> Table | None:
     rows = _routellm_cost_rows(entry)
     if not rows:
         return None
+    from rich import box
     t = Table(title=f"{entry['zoo']['name']} — RouteLLM figures on calibrated P (CPT in % of calls to the strong "
-                    f"model; cost cut in % of its cost)", title_justify="left")
-    for h in ROUTELLM_COST_HEAD:
-        t.add_column(h, justify="left" if h in ("router", "benchmark") else "right")
+                    f"model; cost cut at 95 % of its accuracy, in % of its cost; APGR − random's in results.md)",
+              title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, show_edge=False)
+    t.add_column("router", overflow="fold", min_width=14, max_width=14)
+    t.add_column("bench", max_width=5, overflow="fold")
+    for h in ("APGR", "CPT(50 %)", "CPT(80 %)", "CPT(80 %) − 80 [95 % CI]", "CPT(95 %)", "cost cut"):
+        t.add_column(h, justify="right", min_width=6 if "CI" not in h else 14, max_width=6 if "CI" not in h else 14)
     for r in rows:
-        t.add_row(*r)
+        t.add_row(*r[:3], *r[4:])
     return t
 
 
