@@ -459,8 +459,6 @@ def router_row(name: str, router: Router, zd: ZooData, profiles: dict[str, Profi
         return {"method": name, "kind": kind, "status": status, "reason": str(exc)}, None
     picks = np.argmax(s, axis=1)
     row = summarize(name, kind, M.routed_scores(zd.scores, picks), zd, seed, picks, seconds)
-    if zd.zoo.strong and zd.zoo.weak and len(zd.models) >= 2:
-        row["routellm"] = routellm_metrics(s, zd)
     return row, s
 
 
@@ -517,22 +515,6 @@ def joint_head_to_head(zoo_data: Sequence[ZooData], per_item: dict[str, dict[str
     groups = zoo_data[0].groups[take[zoo_data[0].name]]
     result = head_to_head(stacked, groups, seed, stacked_seeds)
     return {"zoos": [zd.name for zd in zoo_data], "shared_items": len(shared), "deltas": result} if result else None
-
-
-def routellm_metrics(s: np.ndarray, zd: ZooData) -> dict:
-    """APGR, CPT(50 %) and CPT(80 %) per benchmark, from the router's preference for the strong model."""
-    i, j = zd.models.index(zd.zoo.strong), zd.models.index(zd.zoo.weak)
-    out = {}
-    for b in np.unique(zd.groups):
-        mask = zd.groups == b
-        strong, weak = zd.scores[mask, i], zd.scores[mask, j]
-        curve = M.strong_call_curve(s[mask, i] - s[mask, j], strong, weak)
-        sq, wq = float(strong.mean()), float(weak.mean())
-        out[str(b)] = {"apgr": M.apgr(curve, sq, wq), "cpt50": M.cpt(curve, sq, wq, 0.5),
-                       "cpt80": M.cpt(curve, sq, wq, 0.8), "strong": sq, "weak": wq,
-                       "curve": {"strong_share": curve.strong_share[::5].tolist(),
-                                 "quality": curve.quality[::5].tolist()}}
-    return out
 
 
 def has_costs(zd: ZooData) -> bool:

@@ -116,27 +116,6 @@ def summary_table(entries: list[dict], title: str) -> Table | None:
     return t
 
 
-def routellm_table(entry: dict) -> Table | None:
-    rows = [r for r in entry["rows"] if r.get("routellm")]
-    if not rows:
-        return None
-    t = Table(title=f"{entry['zoo']['name']} — RouteLLM metrics (strong {entry['zoo']['strong']}, "
-                    f"weak {entry['zoo']['weak']})", title_justify="left")
-    t.add_column("router")
-    benches = list(rows[0]["routellm"])
-    for b in benches:
-        t.add_column(f"{_short(b)} APGR", justify="right")
-        t.add_column(f"{_short(b)} CPT(50%)", justify="right")
-        t.add_column(f"{_short(b)} CPT(80%)", justify="right")
-    for r in rows:
-        cells = []
-        for b in benches:
-            m = r["routellm"][b]
-            cells += [f"{m['apgr']:.3f}", _pct(m["cpt50"]) + " %", _pct(m["cpt80"]) + " %"]
-        t.add_row(r["method"], *cells)
-    return t
-
-
 def stream_table(steps: list[dict]) -> Table | None:
     if not steps:
         return None
@@ -328,9 +307,6 @@ def print_report(results: dict, console: Console) -> None:
                 console.print(f"  [dim]{published_comparison(e, who, figs)}[/]")
         for line in head_to_head_lines(e.get("head_to_head") or {}, bold=""):
             console.print(f"  {line}", markup=False)
-        rt = routellm_table(e)
-        if rt is not None:
-            console.print(rt)
         ct = cost_table(e)
         if ct is not None:
             console.print(ct)
@@ -410,12 +386,6 @@ def _md_zoo(entry: dict) -> list[str]:
     for who, figs in (entry.get("published") or {}).items():
         lines.append(f"\nPublished {who} (their run): " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items()))
         lines.append("\n" + published_comparison(entry, who, figs))
-    rl = [r for r in entry["rows"] if r.get("routellm")]
-    if rl:
-        lines += ["", "| router | benchmark | APGR | CPT(50 %) | CPT(80 %) |", "|---|---|---|---|---|"]
-        for r in rl:
-            for b, m in r["routellm"].items():
-                lines.append(f"| {r['method']} | {_short(b)} | {m['apgr']:.3f} | {_pct(m['cpt50'])} % | {_pct(m['cpt80'])} % |")
     return lines + _md_cost(entry) + [""]
 
 
