@@ -197,3 +197,31 @@ def test_a_zoos_price_table_prices_records_that_carry_no_cost():
     assert np.isnan(priced["cost"].iloc[2]) and priced["cost"].iloc[3] == 0.5       # no price; its own cost wins
     assert priced["cost_is_estimate"].tolist() == [True, True, False, False]
     assert len(notes) == 1 and "big, small" in notes[0] and np.isnan(recs["cost"].iloc[0])   # input untouched
+
+
+def test_reliability_table_reads_calibrations_ece_and_the_diagram_is_written(tmp_path):
+    """Planted P: the table's ECE and Brier are calibration's on the same (model, item) pairs, before (a raw
+    probability, here a squashed copy of P) and after; a router without a probability score reads n/a before."""
+    from modelsat import calibration as K
+    from modelsat.evaluate import report
+    p, items = _planted()
+    raw = p ** 2                                   # overconfident-low: far from the diagonal
+    entry = {"zoo": {"name": "planted"}, "n_test_items": len(p),
+             "cost": C.cost_section({"modelsat-planted": p, "knn": 1 - p}, items, seed=0, n_resamples=20,
+                                    raw={"modelsat-planted": raw})}
+    rel = entry["cost"]["reliability"]
+    assert rel["bins"] == 15
+    after, before = rel["routers"]["modelsat-planted"]["after"], rel["routers"]["modelsat-planted"]["before"]
+    assert after["ece"] == pytest.approx(K.expected_calibration_error(p, items.scores, bins=15))
+    assert before["ece"] == pytest.approx(K.expected_calibration_error(raw, items.scores, bins=15))
+    assert after["brier"] == pytest.approx(K.brier_score(p, items.scores))
+    assert after["ece"] < 0.05 < before["ece"]    # outcomes were drawn from p itself
+    assert rel["routers"]["knn"]["before"] is None and after["pairs"] == p.size
+    md = "\n".join(report._md_reliability(entry))
+    row = next(line for line in md.splitlines() if line.startswith("| modelsat-planted |"))
+    assert row.split(" | ")[3] == f"{after['ece']:.4f}" and row.split(" | ")[1] == f"{before['ece']:.4f}"
+    assert next(line for line in md.splitlines() if line.startswith("| knn |")).split(" | ")[1] == "n/a"
+    assert "Validation items fit each calibrator" in md
+    styles = report.method_styles(list(entry["cost"]["methods"]))
+    path = report.reliability_plot(entry, styles, tmp_path)
+    assert path.name == "reliability_planted.png" and path.stat().st_size > 10_000

@@ -183,6 +183,7 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
         per_item = {zd.name: dict(zd.references) for zd in zoo_data}   # routed score per test item, by method
         per_item_seeds: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}
         probabilities: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}   # calibrated P
+        raw_probabilities: dict[str, dict[str, np.ndarray]] = {zd.name: {} for zd in zoo_data}   # P before it
         with _progress(console) as progress:
             task = progress.add_task(f"{fam.name}: fit + score", total=len(router_names) * (1 + len(zoo_data)))
             for name in router_names:
@@ -245,6 +246,8 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                                 and all(getattr(r, "calibrator_", None) is not None for _, r in fitted)):
                             probabilities[zd.name][name] = np.mean([r.calibrator_.predict(s_) for (_, r), (_, _, s_)
                                                                     in zip(fitted, runs)], axis=0)
+                            if fitted[0][1].scores_are_probabilities:
+                                raw_probabilities[zd.name][name] = np.mean([s_ for _, _, s_ in runs], axis=0)
                         if len(runs) > 1 and all(s_ is not None for _, _, s_ in runs):
                             per_seed = [(k, s_, M.routed_scores(zd.scores, np.argmax(s_, axis=1)),
                                          r_.get("ms_per_instruction", 0.0) * len(zd.prompts) / 1000)
@@ -275,7 +278,7 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
                 with console.status(f"{zd.name}: cost curves, hulls and their bootstrap ..."):
                     t0 = time.perf_counter()
                     tables[zd.name]["cost"] = cost_section(zd, fam, probabilities[zd.name], calibration[fam.name],
-                                                           seed)
+                                                           seed, raw_probabilities[zd.name])
                     tables[zd.name]["cost"]["seconds"] = time.perf_counter() - t0
                     tables[zd.name]["cost"]["without_curve"] = {   # routers that ran here and got no curve, and why
                         n: _no_curve_reason(fam_out["fit"].get(n, {}))
@@ -302,16 +305,20 @@ def run_benchmark(zoos: Sequence[Zoo], router_names: Sequence[str], out_dir: Pat
 
 
 def cost_section(zd: H.ZooData, fam: H.Family, probabilities: dict[str, np.ndarray], validation: pd.DataFrame,
-                 seed: int) -> dict:
+                 seed: int, raw: dict[str, np.ndarray] | None = None) -> dict:
     """The zoo's cost section (`cost.cost_section`): the routers' calibrated P, the per-benchmark best with
     prices (training accuracy per benchmark, calibrated on the same validation items), the oracle and the random
-    mix, all under the same policies on the same test items."""
+    mix, all under the same policies on the same test items; `raw` holds the routers' scores before calibration
+    where they are probabilities (their reliability before and after)."""
     items = H.priced_items(zd)
     p_bench, choice = C.calibrated_per_benchmark(fam.train_records, validation, zd.models, zd.groups, seed)
+    raw = {C.PER_BENCHMARK: np.clip(np.nan_to_num(C.per_benchmark_probabilities(fam.train_records, zd.models,
+                                                                                zd.groups), nan=0.5), 0, 1),
+           **(raw or {})}
     pair = None
     if zd.zoo.strong and zd.zoo.weak:
         pair = (zd.models.index(zd.zoo.strong), zd.models.index(zd.zoo.weak))
-    section = C.cost_section({C.PER_BENCHMARK: p_bench, **probabilities}, items, seed, C.COST_BOOTSTRAP, pair)
+    section = C.cost_section({C.PER_BENCHMARK: p_bench, **probabilities}, items, seed, C.COST_BOOTSTRAP, pair, raw)
     section["calibration_per_benchmark_best"] = choice
     section["validation_items"] = int(validation[["benchmark", "item_id"]].drop_duplicates().shape[0])
     return section

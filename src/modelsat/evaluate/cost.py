@@ -46,6 +46,7 @@ COST_SHARES = (0.10, 0.25, 0.50)     # shares of the best single model's cost
 CPT_TARGETS = (0.5, 0.8, 0.95)
 COST_BOOTSTRAP = 1000      # resamples behind each interval of the cost section (each redraws every hull)
 MIX_POINTS = 21
+RELIABILITY_BINS = 15      # equal-width bins of [0, 1] behind each ECE and reliability diagram
 ORACLE = "oracle"
 RANDOM_MIX = "random mix"
 PER_BENCHMARK = "per-benchmark best (priced)"
@@ -396,11 +397,46 @@ def routellm_figures(probabilities: dict[str, np.ndarray], items: PricedItems, s
     return out
 
 
+# ---- reliability of P -----------------------------------------------------------------------------------------
+def reliability_figures(p: np.ndarray, y: np.ndarray, bins: int = RELIABILITY_BINS) -> dict:
+    """ECE and Brier score of probabilities p against outcomes y (every (model, item) pair with a known outcome),
+    with the reliability curve they come from (`calibration.reliability_curve`; NaN in empty bins)."""
+    from modelsat.calibration import brier_score, expected_calibration_error, reliability_curve
+    p, y = np.asarray(p, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    known = np.isfinite(y)
+    p, y = p[known], y[known]
+    curve = reliability_curve(p, y, bins)
+    return {"ece": expected_calibration_error(p, y, bins), "brier": brier_score(p, y), "pairs": int(p.size),
+            "curve": {"centres": curve.centres.tolist(), "observed": curve.observed.tolist(),
+                      "predicted": curve.predicted.tolist(), "counts": curve.counts.tolist()}}
+
+
+def reliability_section(calibrated: dict[str, np.ndarray], outcomes: np.ndarray,
+                        raw: dict[str, np.ndarray | None] | None = None, bins: int = RELIABILITY_BINS) -> dict:
+    """Each method's reliability on the test (model, item) pairs: `after` from its calibrated P (calibrated on
+    validation items), `before` from its raw score where that is already a probability in [0, 1] (else None,
+    and `before_reason` says why)."""
+    raw = raw or {}
+    out = {"bins": int(bins), "routers": {}}
+    for name, p in calibrated.items():
+        r = raw.get(name)
+        entry: dict = {"before": None, "after": reliability_figures(p, outcomes, bins)}
+        if r is None:
+            entry["before_reason"] = "raw score is not a probability"
+        elif not (np.all(np.isfinite(r)) and r.min() >= 0 and r.max() <= 1):
+            entry["before_reason"] = "raw score lies outside [0, 1]"
+        else:
+            entry["before"] = reliability_figures(r, outcomes, bins)
+        out["routers"][name] = entry
+    return out
+
+
 def cost_section(probabilities: dict[str, np.ndarray], items: PricedItems, seed: int, n_resamples: int,
-                 pair: tuple[int, int] | None = None) -> dict:
+                 pair: tuple[int, int] | None = None, raw: dict[str, np.ndarray | None] | None = None) -> dict:
     """Everything the report shows about one zoo's cost: the frame, every method's figures on the macro mean and
-    per benchmark, Model-SAT's differences to each baseline with paired-bootstrap CIs, and (on a strong/weak
-    pair) RouteLLM's figures from calibrated P."""
+    per benchmark, Model-SAT's differences to each baseline with paired-bootstrap CIs, (on a strong/weak
+    pair) RouteLLM's figures from calibrated P, and each method's reliability before (`raw`, where its score is
+    a probability) and after calibration (`reliability_section`)."""
     cheap = items.cheapest()
     curves = zoo_curves(probabilities, items)
     w = items.weights()
@@ -426,4 +462,5 @@ def cost_section(probabilities: dict[str, np.ndarray], items: PricedItems, seed:
     section["bootstrap_resamples"] = n_resamples
     if pair is not None:
         section["routellm"] = routellm_figures(probabilities, items, pair[0], pair[1], n_resamples, seed)
+    section["reliability"] = reliability_section(probabilities, items.scores, raw)
     return section

@@ -386,7 +386,7 @@ def _md_zoo(entry: dict) -> list[str]:
     for who, figs in (entry.get("published") or {}).items():
         lines.append(f"\nPublished {who} (their run): " + ", ".join(f"{_short(b)} {100 * v:.2f}" for b, v in figs.items()))
         lines.append("\n" + published_comparison(entry, who, figs))
-    return lines + _md_cost(entry) + [""]
+    return lines + _md_cost(entry) + _md_reliability(entry) + [""]
 
 
 def _md_cost(entry: dict) -> list[str]:
@@ -409,6 +409,40 @@ def _md_cost(entry: dict) -> list[str]:
         lines += ["", "| " + " | ".join(ROUTELLM_COST_HEAD) + " |", "|---" * len(ROUTELLM_COST_HEAD) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
+
+
+RELIABILITY_HEAD = ["method", "ECE before", "Brier before", "ECE after", "Brier after", "pairs"]
+
+
+def _num(x, digits: int = 4) -> str:
+    return "n/a" if x is None or _isnan(x) else f"{x:.{digits}f}"
+
+
+def reliability_rows(entry: dict) -> list[list[str]]:
+    """One row per method of the zoo's reliability section: ECE and Brier score before calibration (n/a where
+    the raw score is not a probability) and after, and the number of test (model, item) pairs."""
+    rel = (entry.get("cost") or {}).get("reliability") or {}
+    rows = []
+    for m, r in rel.get("routers", {}).items():
+        before, after = r.get("before") or {}, r["after"]
+        rows.append([m, _num(before.get("ece")), _num(before.get("brier")), _num(after["ece"]),
+                     _num(after["brier"]), str(after["pairs"])])
+    return rows
+
+
+def _md_reliability(entry: dict) -> list[str]:
+    """The zoo's reliability table: each method's ECE and Brier score on the test pairs, before and after
+    calibration."""
+    rows = reliability_rows(entry)
+    if not rows:
+        return []
+    bins = entry["cost"]["reliability"]["bins"]
+    return ["", f"#### {entry['zoo']['name']} — reliability of P (ECE over {bins} equal-width bins, Brier score)",
+            "", f"Validation items fit each calibrator ({entry['cost'].get('validation_items', 'the')} items); the "
+            "test (model, item) pairs score it. Before = the raw score where it already is a probability (n/a "
+            f"otherwise). Diagram: plots/reliability_{entry['zoo']['name']}.png.", "",
+            "| " + " | ".join(RELIABILITY_HEAD) + " |", "|---" * len(RELIABILITY_HEAD) + "|"] + \
+        ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def _md_summary(entries: list[dict], title: str) -> list[str]:
@@ -608,6 +642,8 @@ def plots(results: dict, out_dir: Path) -> list[Path]:
         written.append(p)
         if e.get("cost"):
             written.append(cost_plot(e, styles, out_dir))
+            if e["cost"].get("reliability", {}).get("routers"):
+                written.append(reliability_plot(e, styles, out_dir))
     steps = results.get("streams", [])
     if steps:
         fig, ax = plt.subplots(figsize=(10.5, 4.5))
@@ -668,6 +704,42 @@ def cost_plot(entry: dict, styles: dict[str, dict], out_dir: Path) -> Path:
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     p = out_dir / f"cost_{entry['zoo']['name']}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def reliability_plot(entry: dict, styles: dict[str, dict], out_dir: Path) -> Path:
+    """Reliability diagrams of one priced zoo: per equal-width bin, each method's mean predicted P against the
+    observed rate of good answers on the test pairs, before calibration (methods whose raw score is a
+    probability) and after; the diagonal is perfect calibration; legend outside."""
+    import matplotlib.pyplot as plt
+    rel = entry["cost"]["reliability"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, when in zip(axes, ("before", "after")):
+        ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+        for m, r in rel["routers"].items():
+            figs, st = r.get(when), styles.get(m) or method_styles([m])[m]
+            if not figs:
+                continue
+            c = figs["curve"]
+            full = [i for i, n in enumerate(c["counts"]) if n]
+            before = (r.get("before") or {}).get("ece")
+            label = f"{m} (ECE {_num(before, 3)} → {figs['ece']:.3f})" if when == "after" else None
+            ax.plot([c["predicted"][i] for i in full], [c["observed"][i] for i in full], "-", color=st["color"],
+                    marker=st["marker"], markersize=4, linewidth=1, label=label)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ax.set_xlabel("mean predicted P in the bin")
+        ax.set_title("before calibration (raw score, where a probability)" if when == "before"
+                     else "after calibration (fit on validation items)", fontsize=9)
+    axes[0].set_ylabel("observed rate of good answers")
+    fig.suptitle(f"reliability: {entry['zoo']['name']} (test (model, item) pairs, {rel['bins']} equal-width bins)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
+                   title="ECE before → after", title_fontsize=7)
+    fig.tight_layout()
+    p = out_dir / f"reliability_{entry['zoo']['name']}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     return p
