@@ -221,7 +221,7 @@ def test_reliability_table_reads_calibrations_ece_and_the_diagram_is_written(tmp
     row = next(line for line in md.splitlines() if line.startswith("| modelsat-planted |"))
     assert row.split(" | ")[3] == f"{after['ece']:.4f}" and row.split(" | ")[1] == f"{before['ece']:.4f}"
     assert next(line for line in md.splitlines() if line.startswith("| knn |")).split(" | ")[1] == "n/a"
-    assert "Validation items fit each calibrator" in md
+    assert "Validation items fit each calibrator" in md and "n/a for knn (raw score is not a probability)" in md
     styles = report.method_styles(list(entry["cost"]["methods"]))
     path = report.reliability_plot(entry, styles, tmp_path)
     assert path.name == "reliability_planted.png" and path.stat().st_size > 10_000

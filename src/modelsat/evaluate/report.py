@@ -442,7 +442,10 @@ def _md_reliability(entry: dict) -> list[str]:
             "test (model, item) pairs score it. Before = the raw score where it already is a probability (n/a "
             f"otherwise). Diagram: plots/reliability_{entry['zoo']['name']}.png.", "",
             "| " + " | ".join(RELIABILITY_HEAD) + " |", "|---" * len(RELIABILITY_HEAD) + "|"] + \
-        ["| " + " | ".join(r) + " |" for r in rows]
+        ["| " + " | ".join(r) + " |" for r in rows] + \
+        ["", "Before is n/a for " + "; ".join(f"{m} ({r['before_reason']})" for m, r in why.items()) + "."
+         if (why := {m: r for m, r in entry["cost"]["reliability"]["routers"].items() if r.get("before_reason")})
+         else ""]
 
 
 def _md_summary(entries: list[dict], title: str) -> list[str]:
