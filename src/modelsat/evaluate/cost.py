@@ -208,13 +208,7 @@ def aiq(hx: np.ndarray, hy: np.ndarray, low: float, high: float) -> float:
 
 def cost_to_reach(hx: np.ndarray, hy: np.ndarray, target: float) -> float:
     """The lowest cost at which the hull's quality reaches `target`; NaN when it never does."""
-    hit = np.flatnonzero(hy >= target - 1e-12)
-    if len(hit) == 0:
-        return float("nan")
-    j = int(hit[0])
-    if j == 0:
-        return float(hx[0])
-    return float(hx[j - 1] + (target - hy[j - 1]) / (hy[j] - hy[j - 1]) * (hx[j] - hx[j - 1]))
+    return M.first_crossing(hx, hy, target)
 
 
 @dataclass

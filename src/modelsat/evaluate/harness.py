@@ -197,16 +197,13 @@ def prepare_family(name: str, zoos: Sequence[Zoo], records: pd.DataFrame, seed: 
     return Family(name, recs, splits, train_models, profiles, method, list(zoos), notes)
 
 
-CHARS_PER_TOKEN = 4      # tokens of a text, estimated as its characters / 4 (OpenAI's rule of thumb for English)
-
-
 def price_records(records: pd.DataFrame, zoos: Sequence[Zoo]) -> tuple[pd.DataFrame, list[str]]:
     """The records, where a zoo gives a model a price (`price_per_mtok`) and its records carry no cost, with the
     cost that price implies and `cost_is_estimate` set: (input price × prompt tokens + output price × output
     tokens) / 1e6 (the cost model of `policies.expected_cost`), tokens estimated as characters / CHARS_PER_TOKEN, the output
     being the record's response where it holds one, else `policies.DEFAULT_OUTPUT_TOKENS`. Returns the notes
     that say so. A record's own cost always wins."""
-    from modelsat.policies import DEFAULT_OUTPUT_TOKENS, split_price
+    from modelsat.policies import CHARS_PER_TOKEN, DEFAULT_OUTPUT_TOKENS, split_price
     prices = {m.name: split_price(m.price_per_mtok) for z in zoos for m in z.models if m.price_per_mtok is not None}
     if not prices or "cost" not in records.columns:
         return records, []

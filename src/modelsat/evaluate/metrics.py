@@ -265,15 +265,19 @@ def cpt(curve: CallCurve, strong_quality: float, weak_quality: float, target: fl
     NaN when the curve never reaches it.
     """
     goal = weak_quality + target * (strong_quality - weak_quality)
-    q, s = curve.quality, curve.strong_share
-    hit = np.flatnonzero(q >= goal - 1e-12)
+    return first_crossing(curve.strong_share, curve.quality, goal)
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The smallest x at which y reaches `target`, interpolated linearly between the points before and at the
+    first one that reaches it (x[0] when the first point already does); NaN when no point does."""
+    hit = np.flatnonzero(y >= target - 1e-12)
     if len(hit) == 0:
         return float("nan")
     j = int(hit[0])
     if j == 0:
-        return float(s[0])
-    q0, q1 = q[j - 1], q[j]
-    return float(s[j - 1] + (goal - q0) / (q1 - q0) * (s[j] - s[j - 1]))
+        return float(x[0])
+    return float(x[j - 1] + (target - y[j - 1]) / (y[j] - y[j - 1]) * (x[j] - x[j - 1]))
 
 
 # ---- cost ----------------------------------------------------------------------------------------------------

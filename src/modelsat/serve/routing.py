@@ -247,6 +247,11 @@ class RoutingService:
                 if not fut.done():
                     fut.set_result(scores[i])
 
+    def exclusive(self) -> threading.Lock:
+        """The lock that keeps the router from being called from two threads at once: hold it (`with
+        service.exclusive():`) to call the router beside the service, as the console's explain does."""
+        return self._lock
+
     def _prepare(self) -> None:
         with self._lock:
             self.router.prepare(self.profiles)

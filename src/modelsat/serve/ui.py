@@ -334,7 +334,7 @@ def mount_console(app: FastAPI, watch=None) -> None:
                                 "not calibrated), so it cannot weigh them against cost; ask with lambda 0")
 
         def work():
-            with routing._lock:         # the router is never called from two threads at once (RoutingService)
+            with routing.exclusive():   # the router is never called from two threads at once
                 return explain(routing, instruction, float(lam))
         try:
             return await anyio.to_thread.run_sync(work)

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from modelsat.errors import ModelsatError
+from modelsat.policies import prompt_tokens
 from modelsat.sources._common import read_json, read_jsonl
 
 SPLITS = ("train", "test")
-CHARS_PER_TOKEN = 4
 OUTPUT_TOKENS_BY_METRIC = {
     "em_mc": 8,                 # a letter, perhaps with its option text
     "f1_score": 16,             # a short answer phrase (natural_qa, trivia_qa)
@@ -41,8 +40,8 @@ DEFAULT_OUTPUT_TOKENS = 64
 
 
 def input_tokens(text: str) -> int:
-    """The estimated number of input tokens of `text` (about 4 characters per token)."""
-    return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
+    """The estimated number of input tokens of `text` (about 4 characters per token: `policies.prompt_tokens`)."""
+    return prompt_tokens(text)
 
 
 def output_tokens(metric: str | None) -> int:
