@@ -159,7 +159,24 @@ def test_a_rerun_with_other_settings_does_not_mix_into_the_journal(tmp_path):
     with running_server(Oracle(test).app) as url:
         take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=3, progress=False)
         with pytest.raises(ModelsatError, match="belongs to another run"):
-            take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=5, progress=False)
+            take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=3, circle=True, progress=False)
+        with pytest.raises(ModelsatError, match="belongs to another run"):
+            take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=3, max_tokens=9, progress=False)
+
+
+def test_a_short_profile_is_completed_later_asking_each_item_once(tmp_path):
+    test = example_test()
+    oracle = Oracle(test)
+    with running_server(oracle.app) as url:
+        short = take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=3, progress=False)
+        assert len(oracle.calls) == 3 and short.provenance["prompts"] == 3
+        more = take_test(test, tmp_path / "p.json", "o", endpoint=url, limit=5, progress=False)
+        assert len(oracle.calls) == 5 and more.provenance["answered_this_run"] == 2
+        whole = take_test(test, tmp_path / "p.json", "o", endpoint=url, progress=False)
+    n_items = sum(len(s.items) for s in test.subjects)
+    assert len(oracle.calls) == len(set(oracle.calls)) == n_items     # every item asked once over the three runs
+    assert whole.provenance["prompts"] == n_items and whole.provenance["limit"] is None
+    assert sum(s.n_items for s in whole.subjects.values()) == n_items
 
 
 def test_a_run_killed_with_sigkill_resumes_without_losing_or_repeating_an_answer(tmp_path):

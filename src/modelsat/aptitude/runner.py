@@ -72,6 +72,9 @@ def parse_letter(text: str | None, n_options: int) -> str | None:
 class Journal:
     """Append-only JSONL of answers beside the output; its first line names the model and the test version.
 
+    A run with other settings (prompt, scoring, circular evaluation ...) is refused; one with another `limit`
+    is not: the items already answered are kept, so `--limit 100` now and the whole test later ask each item once.
+
     Every answer is flushed and fsynced before the next one starts, so a killed run loses at most the answer
     in flight; a torn last line (killed mid-write) is cut off on reopening.
     """
@@ -103,7 +106,11 @@ class Journal:
         except (json.JSONDecodeError, IndexError) as exc:
             raise ModelsatError(f"{self.path}: not a modelsat answer journal ({exc}); move it away") from exc
         for key in ("model", "test_version", "settings"):
-            if first.get(key) != header[key]:
+            theirs, ours = first.get(key), header[key]
+            if key == "settings" and isinstance(theirs, dict):   # a limit only picks items: a run with another
+                theirs = {k: v for k, v in theirs.items() if k != "limit"}   # limit reuses every answer
+                ours = {k: v for k, v in ours.items() if k != "limit"}
+            if theirs != ours:
                 raise ModelsatError(f"{self.path}: this journal belongs to another run ({key} "
                                     f"{first.get(key)!r}, this run {header[key]!r}); pass another --out or "
                                     "move the journal away")
@@ -370,6 +377,7 @@ def take_test(test: AptitudeTest, out: str | os.PathLike, model: str, *, endpoin
     prof = Profile(model=model, test_version=test.version, subjects=subjects, notes=dict(notes or {}),
                    provenance={**settings, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                "journal": jpath.name, "prompts": len(tasks), "unparsed_answers": unparsed,
+                               "test_items": sum(len(s.items) for s in test.subjects),
                                "answer_seconds_total": round(seconds, 1),
                                "answered_this_run": len(tasks) - already,
                                "wall_seconds_this_run": round(time.perf_counter() - t0, 1),

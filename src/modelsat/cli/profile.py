@@ -48,7 +48,9 @@ def profile_cmd(
     hf_path: Optional[str] = typer.Option(None, "--hf-path", help="Local transformers folder ('smollm' = SmolLM2)."),
     scoring: str = typer.Option("logits", "--scoring", help="hf-path: 'logits' (option-letter logits) or 'generate'."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once (endpoint)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N items (interleaved over subjects)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="A short profile: only the first N items, "
+                                        "interleaved over the subjects (100 = two a subject). Run again without "
+                                        "it to complete the profile: answers already in are not asked again."),
     circle: bool = typer.Option(False, "--circle", help="Circle test on hard items: right under every rotation."),
     circle_rotations: int = typer.Option(4, "--circle-rotations"),
     max_tokens: int = typer.Option(5, "--max-tokens", help="Reply length bound for generated answers."),
@@ -189,6 +191,11 @@ def print_summary(prof, out: Path, price_in: Optional[float], price_out: Optiona
                   f"{cost}; {speed}", highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {out}: {prof.model} accuracy {acc:.1%} on {n} items over {len(s['subjects'])} "
                   f"subjects", highlight=False, soft_wrap=True)
+    whole = prof.provenance.get("test_items")
+    if whole and n < whole:
+        console.print(f"a short profile ({n} of the test's {whole} items); to complete it, run the same command "
+                      "without --limit: the answers already in are kept and not asked again", highlight=False,
+                      soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
