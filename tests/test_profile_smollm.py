@@ -67,3 +67,26 @@ def test_smollm_full_aptitude_test_in_process(tmp_path, smollm):
     prof = take_test(test, tmp_path / "full.json", "SmolLM2-135M-Instruct", lm=smollm, progress=False)
     assert sum(s.n_items for s in prof.subjects.values()) == 1000
     assert 0.0 <= prof.mean_accuracy < 0.5
+
+
+def test_the_local_server_serves_a_model_cut_to_its_first_layers_as_another_model():
+    from modelsat.aptitude.local_model import LocalChatModel
+    from modelsat.errors import ModelsatError
+    cut = LocalChatModel(None, threads=1, layers=20)
+    assert cut.model.config.num_hidden_layers == len(cut.model.model.layers) == 20
+    assert cut.name == "SmolLM2-135M-Instruct-20L"
+    with running_server(make_app(lm=cut, max_tokens_cap=4)) as url:
+        assert httpx.get(f"{url}/v1/models").json()["data"][0]["id"] == "SmolLM2-135M-Instruct-20L"
+        body = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 4}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()
+        assert r["choices"][0]["message"]["content"] and r["usage"]["completion_tokens"] <= 4
+    with pytest.raises(ModelsatError, match="at least 1"):
+        LocalChatModel(None, layers=0)
+
+
+def test_the_local_server_refuses_a_bad_layer_count_on_its_command_line():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "modelsat.serve.local_hf_server", "--layers", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--layers must be at least 1" in r.stderr and "Traceback" not in r.stderr

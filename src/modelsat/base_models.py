@@ -93,5 +93,7 @@ def load_smollm(n_layers: int | None = None, dtype=None, path: str | os.PathLike
     if n_layers is not None and n_layers < model.config.num_hidden_layers:
         model.model.layers = model.model.layers[:n_layers]
         model.config.num_hidden_layers = n_layers
+        if isinstance(getattr(model.config, "layer_types", None), list):   # per-layer attention kinds (Gemma 3)
+            model.config.layer_types = model.config.layer_types[:n_layers]
     model.eval()
     return tok, model

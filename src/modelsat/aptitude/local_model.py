@@ -14,13 +14,23 @@ from modelsat.errors import ModelsatError
 LETTERS = "ABCDEFGHIJ"
 
 
+def end_of_turn_ids(model) -> set[int]:
+    """The token ids that end a reply by the model's generation config (Gemma's `<end_of_turn>` is not its
+    tokenizer's eos token)."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ids is None:
+        return set()
+    return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
+
+
 class LocalChatModel:
     """Greedy chat completion and letter scoring on a local HF folder (`hf_path`; SmolLM2 when None).
 
     Calls are serialized by a lock: one CPU model answers one request at a time.
     """
 
-    def __init__(self, hf_path: str | os.PathLike | None = None, threads: int | None = None):
+    def __init__(self, hf_path: str | os.PathLike | None = None, threads: int | None = None,
+                 layers: int | None = None):
         import torch
 
         from modelsat.base_models import load_smollm
@@ -28,8 +38,13 @@ class LocalChatModel:
             torch.set_num_threads(threads)
         if hf_path is not None and not (Path(hf_path) / "config.json").exists():
             raise ModelsatError(f"{hf_path}: not a transformers model folder (no config.json)")
-        self.tokenizer, self.model = load_smollm(path=hf_path)
-        self.name = Path(hf_path).name if hf_path else "SmolLM2-135M-Instruct"
+        if layers is not None and layers < 1:
+            raise ModelsatError(f"layers must be at least 1, got {layers}")
+        self.tokenizer, self.model = load_smollm(n_layers=layers, path=hf_path)
+        total = self.model.config.num_hidden_layers
+        self.name = (Path(hf_path).name if hf_path else "SmolLM2-135M-Instruct") + (
+            f"-{total}L" if layers is not None else "")
+        self.eos = {self.tokenizer.eos_token_id} | end_of_turn_ids(self.model)
         self.lock = threading.Lock()
         self._letter_ids = []
         for letter in LETTERS:
@@ -48,7 +63,7 @@ class LocalChatModel:
         from modelsat.base_models import cache_kwarg, output_cache
         with self.lock, torch.inference_mode():
             ids = self.prompt_ids(messages)
-            eos = {self.tokenizer.eos_token_id}
+            eos = self.eos
             out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
             generated: list[int] = []
             shown = ""

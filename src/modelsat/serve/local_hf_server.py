@@ -2,7 +2,10 @@
 `POST /v1/chat/completions` (greedy; non-streaming, or `stream: true` as server-sent events) and
 `GET /v1/models`. Replies are bounded by `max_tokens` (and by the server's own cap).
 
-    python -m modelsat.serve.local_hf_server --port 8011 [--hf-path DIR] [--max-tokens-cap 256]
+    python -m modelsat.serve.local_hf_server --port 8011 [--hf-path DIR] [--layers N] [--threads 2]
+
+`--layers N` serves the model cut to its first N layers: a smaller, faster and (measured) worse model from the
+same weights, so one machine can stand in for several models of different size.
 
 `running_server(app)` starts any ASGI app with uvicorn on a free loopback port in a thread (tests and
 benchmarks use it as a real upstream).
@@ -42,7 +45,7 @@ def _text(content) -> str:
 
 
 def make_app(hf_path: str | os.PathLike | None = None, max_tokens_cap: int = 256, default_max_tokens: int = 64,
-             model_name: str | None = None, threads: int | None = None, lm=None):
+             model_name: str | None = None, threads: int | None = None, lm=None, layers: int | None = None):
     """The FastAPI app serving `hf_path` (SmolLM2 when None; or a ready LocalChatModel `lm`).
 
     The model loads at startup, once. A request's `max_tokens` is clipped to `max_tokens_cap`.
@@ -57,7 +60,7 @@ def make_app(hf_path: str | os.PathLike | None = None, max_tokens_cap: int = 256
     async def lifespan(app):
         if state["lm"] is None:
             from modelsat.aptitude.local_model import LocalChatModel
-            state["lm"] = await run_in_threadpool(LocalChatModel, hf_path, threads)
+            state["lm"] = await run_in_threadpool(LocalChatModel, hf_path, threads, layers)
         yield
 
     app = FastAPI(title="modelsat local HF server", lifespan=lifespan)
@@ -126,10 +129,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8011)
     ap.add_argument("--max-tokens-cap", type=int, default=256)
     ap.add_argument("--model-name", default=None, help="the name /v1/models reports")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1; on a machine of its own, "
+                    "the number of cores answers faster)")
+    ap.add_argument("--layers", type=int, default=None, help="serve the model cut to its first N layers "
+                    "(smaller, faster, worse)")
     args = ap.parse_args(argv)
+    if args.layers is not None and args.layers < 1:
+        ap.error(f"--layers must be at least 1, got {args.layers}")
+    if args.threads < 1:
+        ap.error(f"--threads must be at least 1, got {args.threads}")
     app = make_app(args.hf_path, max_tokens_cap=args.max_tokens_cap, model_name=args.model_name,
-                   threads=args.threads)
+                   threads=args.threads, layers=args.layers)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
