@@ -4,7 +4,7 @@
 
 It builds the wheel from this checkout, then runs every command of the guide's `bash` blocks, in order, in one
 bash shell in a new empty folder (the guide's `modelsat-0.1.0-py3-none-any.whl` is the wheel just built; the
-ports 8011 and 8000 become free ones). `--offline` (the default) makes the new venv see this environment's
+ports it names become free ones). `--offline` (the default) makes the new venv see this environment's
 installed packages (torch, transformers, ...) through a path file and skips the guide's `pip install torch`
 line, so nothing is downloaded; `--online` runs that line too, as a user would. The background servers the
 guide starts are stopped at the end.
@@ -77,24 +77,28 @@ def main() -> int:
                                                            "(default: a new temporary folder)")
     ap.add_argument("--online", action="store_true", help="install the wheel's dependencies from the network "
                                                           "as a user would (default: from this environment)")
-    ap.add_argument("--limit", type=int, default=None, help="add --limit N to each profile command that has none "
-                                                            "(a quick check of the commands; not the tutorial's time)")
+    ap.add_argument("--limit", type=int, default=None, help="profile N items in each profile command instead of "
+                                                            "the guide's figure (a quick check of the commands; "
+                                                            "not the tutorial's time)")
     args = ap.parse_args()
     work = (args.out or Path(tempfile.mkdtemp(prefix="modelsat-tutorial-"))).resolve()
+    if work.exists() and any(work.iterdir()):   # a venv left there would keep an older modelsat installed
+        ap.error(f"--out {work}: the folder is not empty; give a new one (the tutorial starts from nothing)")
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     wheel = build_wheel(work / "build")
     wheel_seconds = time.perf_counter() - t_start
-    ports = {"8011": str(free_port()), "8000": str(free_port())}
+    guide = GUIDE.read_text()
+    ports = {p: str(free_port()) for p in sorted(set(re.findall(r"(?:127\.0\.0\.1:|--port )(\d{4})\b", guide)))}
     commands = []
-    for c in commands_of(GUIDE.read_text()):
+    for c in commands_of(guide):
         for old, new in ports.items():
             c = re.sub(rf"(?<=[:\s]){old}\b", new, c)
         c = c.replace("modelsat-0.1.0-py3-none-any.whl", str(wheel))
         if c.startswith("pip install torch") and not args.online:
             continue
-        if args.limit and c.startswith("modelsat profile") and "--limit" not in c:
-            c += f" --limit {args.limit}"
+        if args.limit and c.startswith("modelsat profile"):
+            c = re.sub(r" --limit \d+", "", c) + f" --limit {args.limit}"
         commands.append(c)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", COLUMNS="120", PYTHONUNBUFFERED="1")
