@@ -71,3 +71,12 @@ def test_serve_of_a_config_with_a_bad_field_names_the_field(tmp_path):
     path = pass_through_config(tmp_path, server={"port": "eighty"})
     r = modelsat("serve", str(path), env=KEY)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "server.port" in r.stderr
+
+
+def test_serve_of_a_zoo_folders_index_file_serves_that_zoo_folder(tmp_path):
+    assert modelsat("zoo", "init", str(tmp_path / "z")).returncode == 0
+    by_file, by_folder = modelsat("serve", str(tmp_path / "z" / "zoo.yaml")), modelsat("serve", str(tmp_path / "z"))
+    assert by_file.returncode == by_folder.returncode == 2
+    assert "no model yet; add one: modelsat zoo add" in by_file.stderr + by_file.stdout
+    assert (by_file.stderr + by_file.stdout).replace("zoo.yaml", "") == (by_folder.stderr + by_folder.stdout)
+    assert "Extra inputs" not in by_file.stderr + by_file.stdout

@@ -30,7 +30,7 @@ def config_path(positional: Optional[Path], option: Optional[Path]) -> Path:
 
 
 def serve_cmd(
-    config: Optional[Path] = typer.Argument(None, help="Zoo YAML (models, upstreams, router, auth, limits), or a zoo folder (as --zoo)."),
+    config: Optional[Path] = typer.Argument(None, help="Zoo YAML (models, upstreams, router, auth, limits), or a zoo folder or its zoo.yaml (as --zoo)."),
     config_option: Optional[Path] = typer.Option(None, "--config", "-c", help="The zoo YAML, as an option "
                                                  "(the same as the argument)."),
     host: str = typer.Option(None, help="Interface to listen on (default: server.host in the config)."),
@@ -46,6 +46,9 @@ def serve_cmd(
     set_log_level(log_level)
     if zoo is None and config is not None and config_option is None and config.is_dir():
         zoo, config = config, None           # `modelsat serve DIR`: a zoo folder
+    given = config if config is not None else config_option
+    if zoo is None and given is not None and is_zoo_index(given):
+        zoo, config, config_option = given.parent, None, None   # `modelsat serve DIR/zoo.yaml`: that zoo folder
     if zoo is not None:
         if config is not None or config_option is not None:
             raise ModelsatError(f"serve one zoo: a zoo folder (--zoo {zoo}) or a config file, not both")
@@ -72,6 +75,21 @@ def serve_cmd(
                   f"{'none (pass-through only)' if app.state.routing is None else app.state.routing.router.name}, "
                   f"http://{host}:{port}/v1", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
+
+
+def is_zoo_index(path: Path) -> bool:
+    """Whether `path` is the index of a zoo folder (DIR/zoo.yaml written by `modelsat zoo init`), which serves as
+    the folder does, rather than a serve config."""
+    import yaml
+
+    from modelsat.aptitude.zoo_dir import INDEX_FILE
+    if not (path.is_file() and path.name == INDEX_FILE):
+        return False
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False                  # the serve config's loader reports what is wrong with it
+    return isinstance(data, dict) and "test_version" in data   # a serve config has no test_version
 
 
 def serve_zoo_folder(folder: Path, host: Optional[str], port: Optional[int], log_level: LogLevel,
