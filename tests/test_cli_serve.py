@@ -80,3 +80,20 @@ def test_serve_of_a_zoo_folders_index_file_serves_that_zoo_folder(tmp_path):
     assert "no model yet; add one: modelsat zoo add" in by_file.stderr + by_file.stdout
     assert (by_file.stderr + by_file.stdout).replace("zoo.yaml", "") == (by_folder.stderr + by_folder.stdout)
     assert "Extra inputs" not in by_file.stderr + by_file.stdout
+
+
+def test_validate_checks_a_zoo_folder_and_its_index_file(tmp_path):
+    from modelsat.cli.route import shipped_path
+    zoo = tmp_path / "z"
+    assert modelsat("zoo", "init", str(zoo)).returncode == 0
+    empty = modelsat("validate", str(zoo))
+    assert empty.returncode == 2 and "no model yet" in empty.stderr + empty.stdout
+    profile = sorted(shipped_path("default_zoo").glob("*.json"))[0]
+    assert modelsat("zoo", "add", str(zoo), str(profile), "--base-url", "http://127.0.0.1:9/v1",
+                    "--price", "0.1,0.2").returncode == 0
+    for target in (zoo, zoo / "zoo.yaml"):
+        no_key = modelsat("validate", str(target), env={"MODELSAT_CLIENT_KEY": ""})
+        assert no_key.returncode == 2 and "MODELSAT_CLIENT_KEY is not set" in no_key.stdout + no_key.stderr
+        ok = modelsat("validate", str(target), env=KEY)
+        assert ok.returncode == 0 and "1 models (1 routable)" in ok.stdout, ok.stdout + ok.stderr
+        assert KEY["MODELSAT_CLIENT_KEY"] not in ok.stdout + ok.stderr

@@ -122,13 +122,18 @@ def missing_profiles(cfg) -> list[str]:
             if m.profile is not None and not Path(m.profile).is_file()]
 
 
-def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check.")) -> None:
-    """Check a serve config: fields, environment variables (by name), profiles, router. Prints no secret."""
+def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check, or a zoo folder (or its zoo.yaml).")) -> None:
+    """Check a serve config or a zoo folder: fields, environment variables (by name), profiles, router. Prints
+    no secret."""
     from modelsat.serve.app import load_router
     from modelsat.serve.config import load_config
     from modelsat.serve.upstream import build_upstreams
 
-    cfg = load_config(config)                      # field errors: raised, printed by the CLI's main
+    if config.is_dir() or is_zoo_index(config):   # a zoo folder: the config `serve --zoo` builds from it
+        from modelsat.serve.zoo_folder import zoo_folder_config
+        cfg = zoo_folder_config(config if config.is_dir() else config.parent)
+    else:
+        cfg = load_config(config)                  # field errors: raised, printed by the CLI's main
     problems: list[str] = []
     try:
         cfg.client_key_hashes()
