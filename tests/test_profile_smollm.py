@@ -90,3 +90,33 @@ def test_the_local_server_refuses_a_bad_layer_count_on_its_command_line():
     r = subprocess.run([sys.executable, "-m", "modelsat.serve.local_hf_server", "--layers", "0"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--layers must be at least 1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_local_server_process_says_when_it_is_ready_and_nothing_else_by_default():
+    import socket
+    import subprocess
+    import sys
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "modelsat.serve.local_hf_server", "--port", str(port),
+                             "--layers", "12", "--model-name", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60,
+                               json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert r.status_code == 200 and r.json()["model"] == "tiny"
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=60)[0]
+    assert f"local model server on http://127.0.0.1:{port}/v1" in out
+    assert "tiny ready (SmolLM2-135M-Instruct-12L, 12 layers)" in out
+    assert "Loading weights" not in out and "POST /v1/chat" not in out and "Traceback" not in out, out

@@ -45,10 +45,12 @@ def _text(content) -> str:
 
 
 def make_app(hf_path: str | os.PathLike | None = None, max_tokens_cap: int = 256, default_max_tokens: int = 64,
-             model_name: str | None = None, threads: int | None = None, lm=None, layers: int | None = None):
+             model_name: str | None = None, threads: int | None = None, lm=None, layers: int | None = None,
+             announce: bool = False):
     """The FastAPI app serving `hf_path` (SmolLM2 when None; or a ready LocalChatModel `lm`).
 
-    The model loads at startup, once. A request's `max_tokens` is clipped to `max_tokens_cap`.
+    The model loads at startup, once (`announce`: then one line says it is ready). A request's `max_tokens` is
+    clipped to `max_tokens_cap`.
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.concurrency import run_in_threadpool
@@ -61,6 +63,10 @@ def make_app(hf_path: str | os.PathLike | None = None, max_tokens_cap: int = 256
         if state["lm"] is None:
             from modelsat.aptitude.local_model import LocalChatModel
             state["lm"] = await run_in_threadpool(LocalChatModel, hf_path, threads, layers)
+            if announce:
+                lm = state["lm"]
+                print(f"local model server: {served_name()} ready ({lm.name}, "
+                      f"{lm.model.config.num_hidden_layers} layers)", flush=True)
         yield
 
     app = FastAPI(title="modelsat local HF server", lifespan=lifespan)
@@ -123,6 +129,8 @@ def running_server(app, host: str = "127.0.0.1") -> Iterator[str]:
 
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
+
+    from modelsat.cli.logs import LogLevel, set_log_level, uvicorn_level
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hf-path", default=None, help="a local transformers folder (default: SmolLM2-135M-Instruct)")
     ap.add_argument("--host", default="127.0.0.1")
@@ -133,14 +141,18 @@ def main(argv: list[str] | None = None) -> None:
                     "the number of cores answers faster)")
     ap.add_argument("--layers", type=int, default=None, help="serve the model cut to its first N layers "
                     "(smaller, faster, worse)")
+    ap.add_argument("--log-level", choices=[x.value for x in LogLevel], default="quiet",
+                    help="quiet (the default: errors only, no access log, no progress bars), warning, info, debug")
     args = ap.parse_args(argv)
+    set_log_level(args.log_level)
     if args.layers is not None and args.layers < 1:
         ap.error(f"--layers must be at least 1, got {args.layers}")
     if args.threads < 1:
         ap.error(f"--threads must be at least 1, got {args.threads}")
     app = make_app(args.hf_path, max_tokens_cap=args.max_tokens_cap, model_name=args.model_name,
-                   threads=args.threads, layers=args.layers)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+                   threads=args.threads, layers=args.layers, announce=True)
+    print(f"local model server on http://{args.host}:{args.port}/v1 (loading the model)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=uvicorn_level(args.log_level))
 
 
 if __name__ == "__main__":
