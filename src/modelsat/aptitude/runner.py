@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,13 +214,16 @@ class EndpointAnswerer:
                 pass
         return min(self.backoff * 2 ** attempt, self.max_backoff)
 
-    async def answer(self, client, prompt: str) -> tuple[str, dict | None]:
-        """The reply's text and its token usage ({prompt_tokens, completion_tokens}, None if not reported)."""
+    async def answer(self, client, prompt: str, stop: asyncio.Event | None = None) -> tuple[str, dict | None]:
+        """The reply's text and its token usage ({prompt_tokens, completion_tokens}, None if not reported).
+        Once `stop` is set (Ctrl-C), no further attempt is made: it raises CancelledError."""
         import httpx
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                 "max_tokens": self.max_tokens, "temperature": 0}
         last = ""
         for attempt in range(self.retries + 1):
+            if stop is not None and stop.is_set():
+                raise asyncio.CancelledError()
             retry_after = None
             try:
                 resp = await client.post(self.url, json=body, headers=self._headers, timeout=self.timeout)
@@ -285,23 +289,44 @@ def run_endpoint(test: AptitudeTest, answerer: EndpointAnswerer, journal: Journa
     async def main():
         queue = list(reversed(todo))
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        with _progress(len(tasks), len(tasks) - len(todo), progress) as prog:
-            bar = prog.add_task("items", total=len(tasks), completed=len(tasks) - len(todo))
-            async with httpx.AsyncClient(limits=limits) as client:
-                async def worker():
-                    while queue:
-                        task = queue.pop()
-                        t0 = time.perf_counter()
-                        text, usage = await answerer.answer(client, task.prompt)
-                        journal.append(_record(task, text, parse_letter(text, task.n_options),
-                                               time.perf_counter() - t0, usage))
-                        prog.advance(bar)
-                try:
-                    async with asyncio.TaskGroup() as tg:
-                        for _ in range(max(1, min(concurrency, len(todo)))):
-                            tg.create_task(worker())
-                except* ModelsatError as eg:
-                    raise eg.exceptions[0] from None
+        stop = asyncio.Event()
+        workers: list[asyncio.Task] = []
+
+        def interrupted() -> None:
+            # Ctrl-C: every worker stops, and none starts another attempt even if an HTTP client swallows the
+            # cancellation (asyncio.run's own handler cancels only the main task and waits on the workers)
+            stop.set()
+            for w in workers:
+                w.cancel()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+            handled = True
+        except (ValueError, RuntimeError, NotImplementedError):   # not the main thread, or no signals here
+            handled = False
+        try:
+            with _progress(len(tasks), len(tasks) - len(todo), progress) as prog:
+                bar = prog.add_task("items", total=len(tasks), completed=len(tasks) - len(todo))
+                async with httpx.AsyncClient(limits=limits) as client:
+                    async def worker():
+                        while queue and not stop.is_set():
+                            task = queue.pop()
+                            t0 = time.perf_counter()
+                            text, usage = await answerer.answer(client, task.prompt, stop)
+                            journal.append(_record(task, text, parse_letter(text, task.n_options),
+                                                   time.perf_counter() - t0, usage))
+                            prog.advance(bar)
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            for _ in range(max(1, min(concurrency, len(todo)))):
+                                workers.append(tg.create_task(worker()))
+                    except* ModelsatError as eg:
+                        raise eg.exceptions[0] from None
+        finally:
+            if handled:
+                loop.remove_signal_handler(signal.SIGINT)
+        if stop.is_set():
+            raise KeyboardInterrupt
 
     if todo:
         asyncio.run(main())
