@@ -82,9 +82,14 @@ def test_an_interrupted_run_resumes_without_asking_an_answered_item_again(tmp_pa
     with running_server(server.app) as url:
         args = run_args(tmp_path, url, "--concurrency", "1", "--backoff", "0.05", "--retries", "1000")
         proc = subprocess.Popen([str(MODELSAT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert server.holding.wait(120)
-        proc.send_signal(signal.SIGINT)                     # Ctrl-C
-        out, err = proc.communicate(timeout=120)
+        try:
+            assert server.holding.wait(120)
+            proc.send_signal(signal.SIGINT)                 # Ctrl-C
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:                         # still running after its Ctrl-C: leave nothing behind
+                proc.kill()
+                proc.communicate()
         assert proc.returncode == 130 and "Traceback" not in out + err, out + err
         assert "3 answers kept" in out and "run the same command again" in out
         server.hold_after = None
