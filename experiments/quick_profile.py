@@ -76,8 +76,8 @@ def zoo_figures(scores: np.ndarray, outcome: np.ndarray, prof_mean: np.ndarray, 
     sub, sc = sub[ok], scores[ok][:, zoo]
     picks = sc.argmax(axis=1)
     routed = sub[np.arange(len(sub)), picks]
-    return {"routed": routed, "best": np.nanmax(sub.mean(axis=0)), "by_profile": sub[:, int(np.argmax(prof_mean[zoo]))].mean(),
-            "ok": ok}
+    return {"routed": routed, "best": np.nanmax(sub.mean(axis=0)),
+            "by_profile": sub[:, int(np.argmax(prof_mean[zoo]))].mean()}
 
 
 def main() -> None:

@@ -80,6 +80,8 @@ def test_serve_of_a_zoo_folders_index_file_serves_that_zoo_folder(tmp_path):
     assert "no model yet; add one: modelsat zoo add" in by_file.stderr + by_file.stdout
     assert (by_file.stderr + by_file.stdout).replace("zoo.yaml", "") == (by_folder.stderr + by_folder.stdout)
     assert "Extra inputs" not in by_file.stderr + by_file.stdout
+    by_option = modelsat("serve", "--config", str(tmp_path / "z" / "zoo.yaml"))
+    assert by_option.returncode == 2 and by_option.stderr + by_option.stdout == by_folder.stderr + by_folder.stdout
 
 
 def test_validate_checks_a_zoo_folder_and_its_index_file(tmp_path):

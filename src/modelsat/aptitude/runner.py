@@ -70,6 +70,17 @@ def parse_letter(text: str | None, n_options: int) -> str | None:
 
 # ------------------------------------------------------------------------------------------- the journal
 
+ITEM_CHOICE_SETTINGS = ("limit",)   # settings that only choose which items are asked, not how each is answered
+
+
+def answer_settings(settings) -> dict | None:
+    """The settings that decide how an item is answered (a journal's answers are reused only under the same
+    ones): `settings` without those that only choose items (ITEM_CHOICE_SETTINGS)."""
+    if not isinstance(settings, dict):
+        return settings
+    return {k: v for k, v in settings.items() if k not in ITEM_CHOICE_SETTINGS}
+
+
 class Journal:
     """Append-only JSONL of answers beside the output; its first line names the model and the test version.
 
@@ -108,9 +119,8 @@ class Journal:
             raise ModelsatError(f"{self.path}: not a modelsat answer journal ({exc}); move it away") from exc
         for key in ("model", "test_version", "settings"):
             theirs, ours = first.get(key), header[key]
-            if key == "settings" and isinstance(theirs, dict):   # a limit only picks items: a run with another
-                theirs = {k: v for k, v in theirs.items() if k != "limit"}   # limit reuses every answer
-                ours = {k: v for k, v in ours.items() if k != "limit"}
+            if key == "settings":
+                theirs, ours = answer_settings(theirs), answer_settings(ours)
             if theirs != ours:
                 raise ModelsatError(f"{self.path}: this journal belongs to another run ({key} "
                                     f"{first.get(key)!r}, this run {header[key]!r}); pass another --out or "

@@ -30,7 +30,8 @@ def config_path(positional: Optional[Path], option: Optional[Path]) -> Path:
 
 
 def serve_cmd(
-    config: Optional[Path] = typer.Argument(None, help="Zoo YAML (models, upstreams, router, auth, limits), or a zoo folder or its zoo.yaml (as --zoo)."),
+    config: Optional[Path] = typer.Argument(None, help="Zoo YAML (models, upstreams, router, auth, limits), or a "
+                                            "zoo folder or its zoo.yaml (as --zoo)."),
     config_option: Optional[Path] = typer.Option(None, "--config", "-c", help="The zoo YAML, as an option "
                                                  "(the same as the argument)."),
     host: str = typer.Option(None, help="Interface to listen on (default: server.host in the config)."),
@@ -44,11 +45,11 @@ def serve_cmd(
 ) -> None:
     """Serve an OpenAI-compatible endpoint that routes each request to the zoo's best model."""
     set_log_level(log_level)
-    if zoo is None and config is not None and config_option is None and config.is_dir():
-        zoo, config = config, None           # `modelsat serve DIR`: a zoo folder
-    given = config if config is not None else config_option
-    if zoo is None and given is not None and is_zoo_index(given):
-        zoo, config, config_option = given.parent, None, None   # `modelsat serve DIR/zoo.yaml`: that zoo folder
+    given = None
+    if (config is None) != (config_option is None):     # the argument or --config, which are the same
+        given = config if config is not None else config_option
+    if zoo is None and given is not None and zoo_folder_of(given) is not None:
+        zoo, config, config_option = zoo_folder_of(given), None, None   # `serve DIR` or `DIR/zoo.yaml`: that zoo
     if zoo is not None:
         if config is not None or config_option is not None:
             raise ModelsatError(f"serve one zoo: a zoo folder (--zoo {zoo}) or a config file, not both")
@@ -75,6 +76,14 @@ def serve_cmd(
                   f"{'none (pass-through only)' if app.state.routing is None else app.state.routing.router.name}, "
                   f"http://{host}:{port}/v1", soft_wrap=True)
     uvicorn.run(app, host=host, port=port, log_level=uvicorn_level(log_level), **uvicorn_options(cfg))
+
+
+def zoo_folder_of(path: Path) -> Optional[Path]:
+    """The zoo folder that `path` names: a folder, or the folder whose index (zoo.yaml) it is; None for a file
+    that is a serve config."""
+    if path.is_dir():
+        return path
+    return path.parent if is_zoo_index(path) else None
 
 
 def is_zoo_index(path: Path) -> bool:
@@ -122,16 +131,18 @@ def missing_profiles(cfg) -> list[str]:
             if m.profile is not None and not Path(m.profile).is_file()]
 
 
-def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check, or a zoo folder (or its zoo.yaml).")) -> None:
+def validate_cmd(config: Path = typer.Argument(..., help="Zoo YAML to check, or a zoo folder (or its "
+                                               "zoo.yaml).")) -> None:
     """Check a serve config or a zoo folder: fields, environment variables (by name), profiles, router. Prints
     no secret."""
     from modelsat.serve.app import load_router
     from modelsat.serve.config import load_config
     from modelsat.serve.upstream import build_upstreams
 
-    if config.is_dir() or is_zoo_index(config):   # a zoo folder: the config `serve --zoo` builds from it
+    folder = zoo_folder_of(config)
+    if folder is not None:                         # a zoo folder: the config `serve --zoo` builds from it
         from modelsat.serve.zoo_folder import zoo_folder_config
-        cfg = zoo_folder_config(config if config.is_dir() else config.parent)
+        cfg = zoo_folder_config(folder)
     else:
         cfg = load_config(config)                  # field errors: raised, printed by the CLI's main
     problems: list[str] = []
